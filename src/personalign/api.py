@@ -1,0 +1,38 @@
+"""The library's front door: load a base model and a PersRM into an engine, answer prompts.
+
+    from personalign import load_engine, GenerationRequest
+    engine = load_engine()  # the embedded SmolLM2-135M-Instruct, an untrained PersRM sharing its weights
+    [result] = engine.generate([GenerationRequest("Explain DNS", preference="concise", beta=1.0)])
+"""
+
+from .decoding.engine import DEFAULT_REWARD_FORM, Engine
+from .models import load_causal_lm, resolve_model_source
+from .reward_model import PersonalizedRewardModel, is_saved_persrm, load_saved, read_config
+
+UNTRAINED = "untrained"  # an identity-head PersRM on the base model itself
+
+
+def load_persrm(spec: str | None, base_model, base_source: str, *, device=None, dtype=None):
+    """The PersRM named by `spec`: None or "untrained" = identity head on the base (weights shared); a saved
+    PersRM directory (shares the base's weights when its backbone is the base); any other causal-LM dir or hub id
+    = that model as a separate backbone with an identity head."""
+    if spec is None or spec == UNTRAINED:
+        return PersonalizedRewardModel(base_model, base_source)
+    source = resolve_model_source(spec)
+    if is_saved_persrm(source):
+        backbone_name = read_config(source)["backbone"]
+        if resolve_model_source(backbone_name) == base_source:
+            return load_saved(source, base_model)
+        backbone, _ = load_causal_lm(backbone_name, device=device, dtype=dtype)
+        return load_saved(source, backbone)
+    backbone, _ = load_causal_lm(source, device=device, dtype=dtype)
+    return PersonalizedRewardModel(backbone, source)
+
+
+def load_engine(base: str | None = None, persrm: str | None = None, *, device=None, dtype=None,
+                reward_form: str = DEFAULT_REWARD_FORM) -> Engine:
+    """An engine over the base model `base` (None = the embedded default) guided by the PersRM `persrm`."""
+    base_source = resolve_model_source(base)
+    model, tokenizer = load_causal_lm(base_source, device=device, dtype=dtype)
+    reward_model = load_persrm(persrm, model, base_source, device=device, dtype=dtype)
+    return Engine(model, tokenizer, reward_model, reward_form=reward_form)

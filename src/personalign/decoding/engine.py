@@ -1,0 +1,286 @@
+"""The one decoding loop: batched, KV-cached, streaming; PAD, preference prompting and the bare base are configs.
+
+Each request owns a few rows: the base row (the prompt as the base model reads it), one PersRM row per
+preference component, and for the decoupled reward a reference row (the PersRM without the preference). Rows that
+would compute the same thing are one row: when the PersRM is the base model plus a head, the base row already
+gives the PersRM's hidden state for the same ids, so released-form PAD costs a single forward row. A step:
+
+    1. base logits of every request -> its top-k candidates
+    2. PersRM (and reference) logits of the guided requests, restricted to those candidates -> rewards
+    3. score = base logit + beta * reward -> greedy pick or sample
+    4. append the token, stream text, retire finished requests (their rows leave the KV cache)
+    5. one forward for every remaining row
+
+Requests can be submitted between steps (they are prefilled and join the batch), which is what a serving loop
+needs for continuous batching.
+"""
+
+import itertools
+import random
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+
+from ..errors import PersonalignError
+from ..prompts import render_ids
+from ..reward_model import PersonalizedRewardModel, ADAPTER_NAME
+from .request import GenerationRequest, GenerationResult
+from .rules import pad_reward, pad_scores, top_candidates
+from .runner import RowRunner
+from .sampling import choose
+from .text import TextTracker
+
+DEFAULT_REWARD_FORM = "decoupled"  # measured: see README "Choosing the default reward form"
+
+
+@dataclass
+class StepEvent:
+    request_id: int
+    token_id: int
+    delta: str  # new text safe to show
+    result: GenerationResult | None = None  # set when the request finished with this step
+
+
+@dataclass(eq=False)  # compared by identity
+class _Active:
+    request_id: int
+    request: GenerationRequest
+    prompt_ids: list[int]
+    base_rows: list[tuple]  # row keys in the base runner (one)
+    rm_rows: list[tuple]  # row keys in the PersRM runner (the same runner when weights are shared)
+    base_index: int
+    policy_index: list[int]
+    reference_index: int | None
+    text: TextTracker
+    generator: torch.Generator | None
+    tokens: list[int] = field(default_factory=list)
+
+
+class Engine:
+    def __init__(self, model, tokenizer, persrm: PersonalizedRewardModel | None = None,
+                 reward_form: str = DEFAULT_REWARD_FORM):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.persrm = (persrm or PersonalizedRewardModel(model)).eval()
+        self.reward_form = reward_form
+        base_vocab = model.get_output_embeddings().weight.shape[0]
+        if self.persrm.vocab_size != base_vocab:
+            raise PersonalignError(f"the PersRM's vocabulary ({self.persrm.vocab_size} tokens) differs from the "
+                                   f"base model's ({base_vocab}); PAD needs a PersRM with the base's tokenizer")
+        adapter = ADAPTER_NAME if self.persrm.has_adapter else None
+        self.shared = self.persrm.causal_lm is model
+        self.rm_runner = RowRunner(self.persrm.backbone, adapter)
+        self.base_runner = self.rm_runner if self.shared else RowRunner(model)
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self._ids = itertools.count()
+        self._pending: list[_Active] = []
+        self._active: list[_Active] = []
+        self._hidden = {id(r): None for r in self.runners}
+
+    @property
+    def runners(self) -> list[RowRunner]:
+        return [self.base_runner] if self.shared else [self.base_runner, self.rm_runner]
+
+    # ---- admission -------------------------------------------------------------------------------------------
+    def submit(self, request: GenerationRequest) -> int:
+        """Queue a request; it joins the batch at the next step. Returns its id."""
+        active = self._plan(next(self._ids), request)
+        self._pending.append(active)
+        return active.request_id
+
+    def cancel(self, request_id: int) -> None:
+        """Drop a request (pending or running) without a result."""
+        self._pending = [a for a in self._pending if a.request_id != request_id]
+        self._retire([a for a in self._active if a.request_id == request_id])
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending or self._active)
+
+    def _plan(self, request_id: int, req: GenerationRequest) -> _Active:
+        """Which rows a request needs, with duplicates merged."""
+        pref = req.preference
+        base_ids = render_ids(self.tokenizer, req.prompt, None if req.method == "base" else pref.text)
+        adapter = self.persrm.has_adapter
+        base_key = (tuple(base_ids), False)
+        base_rows = [base_key]
+        rm_rows = base_rows if self.shared else []
+
+        def row(key):
+            if key not in rm_rows:
+                rm_rows.append(key)
+            return rm_rows.index(key)
+
+        policy, reference = [], None
+        if req.guided:
+            # one component reads exactly the base's ids (the released PAD); a mix reads each text on its own
+            texts = [pref.text] if len(pref.components) == 1 else pref.texts
+            policy = [row((tuple(render_ids(self.tokenizer, req.prompt, t)), adapter)) for t in texts]
+            if (req.reward or self.reward_form) == "decoupled":
+                reference = row((tuple(render_ids(self.tokenizer, req.prompt, None)), adapter))
+        generator = None
+        if req.temperature > 0:
+            generator = torch.Generator().manual_seed(req.seed if req.seed is not None else random.getrandbits(63))
+        return _Active(request_id, req, base_ids, base_rows, rm_rows, base_rows.index(base_key), policy, reference,
+                       TextTracker(self.tokenizer, req.stop), generator)
+
+    def _admit(self) -> None:
+        new, self._pending = self._pending, []
+        for runner in self.runners:
+            keys = [k for a in new for k in self._rows_of(a, runner)]
+            if not keys:  # e.g. unguided requests need no PersRM rows
+                continue
+            hidden = runner.add([list(ids) for ids, _ in keys], [adapter for _, adapter in keys])
+            previous = self._hidden[id(runner)]
+            self._hidden[id(runner)] = hidden if previous is None else torch.cat([previous, hidden])
+        self._active += new
+
+    def _rows_of(self, active: _Active, runner: RowRunner) -> list[tuple]:
+        if runner is self.base_runner:
+            return active.base_rows
+        return active.rm_rows
+
+    def _offsets(self, runner: RowRunner) -> list[int]:
+        """Where each active request's rows start in `runner`."""
+        sizes = [len(self._rows_of(a, runner)) for a in self._active]
+        return [0] + list(itertools.accumulate(sizes))[:-1]
+
+    # ---- the loop --------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def step(self) -> list[StepEvent]:
+        """Admit waiting requests, choose one token for every active request, advance the models."""
+        if self._pending:
+            self._admit()
+        if not self._active:
+            return []
+        tokens = self._choose_tokens()
+        events, finished = [], []
+        for active, token in zip(self._active, tokens):
+            event = self._advance(active, token)
+            events.append(event)
+            if event.result is not None:
+                finished.append(active)
+        self._retire(finished)
+        if self._active:
+            for runner in self.runners:
+                per_row = [t for a in self._active for t in [a.tokens[-1]] * len(self._rows_of(a, runner))]
+                if per_row:
+                    tokens = torch.tensor(per_row, dtype=torch.long, device=runner.device)
+                    self._hidden[id(runner)] = runner.step(tokens)
+        return events
+
+    def _choose_tokens(self) -> list[int]:
+        reqs = [a.request for a in self._active]
+        device = self.base_runner.device
+        base_hidden = self._hidden[id(self.base_runner)]
+        base_offsets = self._offsets(self.base_runner)
+        base_rows = torch.tensor([o + a.base_index for o, a in zip(base_offsets, self._active)], device=device)
+        base_logits = self.base_runner.lm_head(base_hidden[base_rows]).float()
+        top_k = torch.tensor([r.top_k for r in reqs], device=device)
+        cand, base_c, live = top_candidates(base_logits, top_k)
+        reward = torch.zeros_like(base_c)
+        guided = [j for j, a in enumerate(self._active) if a.policy_index]
+        if guided:
+            reward[guided] = self._rewards(guided, cand[guided], base_c[guided], live[guided])
+        beta = torch.tensor([r.beta if r.guided else 0.0 for r in reqs], device=device)
+        scores = pad_scores(base_c, reward, beta, live)
+        return choose(cand, scores, [r.temperature for r in reqs], [r.top_p for r in reqs],
+                      [a.generator for a in self._active])
+
+    def _rewards(self, guided: list[int], cand, base_c, live) -> torch.Tensor:
+        hidden = self._hidden[id(self.rm_runner)]
+        offsets = self._offsets(self.rm_runner)
+        actives = [self._active[j] for j in guided]
+        n = max(len(a.policy_index) for a in actives)
+        # pad every request to n components; padded slots repeat the first row with weight 0
+        rows = [[offsets[j] + i for i in (a.policy_index + a.policy_index[:1] * (n - len(a.policy_index)))]
+                for j, a in zip(guided, actives)]
+        weights = torch.tensor([a.request.preference.weights + [0.0] * (n - len(a.policy_index)) for a in actives],
+                               device=cand.device)
+        flat = torch.tensor(rows, device=cand.device).flatten()
+        policy_c = self._candidate_logits(hidden[flat], cand.repeat_interleave(n, 0)).view(len(guided), n, -1)
+        if all(a.reference_index is not None for a in actives):
+            ref_rows = torch.tensor([offsets[j] + a.reference_index for j, a in zip(guided, actives)])
+            reference_c = self._candidate_logits(hidden[ref_rows.to(cand.device)], cand)
+        elif all(a.reference_index is None for a in actives):
+            reference_c = base_c
+        else:  # a batch mixing both reward forms: compute the decoupled reference where asked
+            reference_c = base_c.clone()
+            decoupled = [i for i, a in enumerate(actives) if a.reference_index is not None]
+            ref_rows = torch.tensor([offsets[guided[i]] + actives[i].reference_index for i in decoupled])
+            reference_c[decoupled] = self._candidate_logits(hidden[ref_rows.to(cand.device)], cand[decoupled])
+        return pad_reward(policy_c, weights, reference_c, live)
+
+    def _candidate_logits(self, hidden: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+        """The PersRM's logits U(W h + b) at the candidate ids only."""
+        return self.persrm.head_logits(hidden).float().gather(1, cand)
+
+    def _advance(self, active: _Active, token: int) -> StepEvent:
+        active.tokens.append(token)
+        req = active.request
+        reason = None
+        if token in self.eos_ids:
+            reason = "eos"
+            delta = active.text.finish()
+        else:
+            delta = active.text.add(token)
+            if active.text.stopped:
+                reason = "stop"
+            elif len(active.tokens) >= req.max_new_tokens:
+                reason = "length"
+                delta += active.text.finish()
+        result = None
+        if reason is not None:
+            result = GenerationResult(active.text.text, list(active.tokens), active.prompt_ids, reason, req.method,
+                                      req.preference.label, req.beta if req.guided else 0.0)
+        return StepEvent(active.request_id, token, delta, result)
+
+    def _retire(self, done: list[_Active]) -> None:
+        if not done:
+            return
+        keep_rows = {id(r): [] for r in self.runners}
+        offsets = {id(r): self._offsets(r) for r in self.runners}
+        for j, active in enumerate(self._active):
+            if active in done:
+                continue
+            for runner in self.runners:
+                size = len(self._rows_of(active, runner))
+                keep_rows[id(runner)] += range(offsets[id(runner)][j], offsets[id(runner)][j] + size)
+        for runner in self.runners:
+            rows = keep_rows[id(runner)]
+            runner.keep(rows)
+            self._hidden[id(runner)] = self._hidden[id(runner)][rows] if rows else None
+        self._active = [a for a in self._active if a not in done]
+
+    # ---- conveniences ------------------------------------------------------------------------------------------
+    def generate(self, requests: list[GenerationRequest], progress=None) -> list[GenerationResult]:
+        """Answer all requests as one batch; results in the order given."""
+        ids = [self.submit(r) for r in requests]
+        results: dict[int, GenerationResult] = {}
+        while len(results) < len(ids):
+            for event in self.step():
+                if event.result is not None:
+                    results[event.request_id] = event.result
+                    if progress:
+                        progress(event.result)
+        return [results[i] for i in ids]
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        """Text deltas of one request as they are decided (other submitted requests advance alongside)."""
+        rid = self.submit(request)
+        while True:
+            for event in self.step():
+                if event.request_id == rid:
+                    if event.delta:
+                        yield event.delta
+                    if event.result is not None:
+                        return
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids = model.generation_config.eos_token_id if model.generation_config is not None else None
+    ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids

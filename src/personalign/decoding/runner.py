@@ -1,0 +1,110 @@
+"""A batch of token rows decoded through one model with one KV cache, rows joining and leaving between steps.
+
+Rows are left-padded: each row's attention mask marks its real tokens and position ids count only those, so rows
+of different lengths (and rows that joined later) decode together. A row can be marked `adapter` to run through
+the PersRM's LoRA adapter while the others use the bare weights, in the same forward (peft's per-row selection).
+The runner returns final hidden states; turning them into logits (with or without the PersRM head) is the
+caller's choice, so one row can serve both the base model and a head-only PersRM.
+"""
+
+from contextlib import nullcontext
+
+import torch
+from transformers.cache_utils import DynamicLayer
+
+from ..errors import PersonalignError
+
+BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
+
+
+class RowRunner:
+    def __init__(self, model, adapter_name: str | None = None):
+        """`model`: a causal LM, or a peft model whose adapter `adapter_name` some rows use."""
+        self.model = model
+        self.adapter_name = adapter_name
+        inner = model.get_base_model() if adapter_name else model
+        self.decoder = inner.get_decoder()
+        self.lm_head = inner.get_output_embeddings()
+        self.device = self.lm_head.weight.device
+        self.cache = None
+        self.mask = torch.zeros(0, 0, dtype=torch.long, device=self.device)
+        self.adapter_rows: list[bool] = []
+
+    @property
+    def num_rows(self) -> int:
+        return self.mask.shape[0]
+
+    @torch.inference_mode()
+    def add(self, prompts: list[list[int]], adapter: list[bool]) -> torch.Tensor:
+        """Prefill new rows (appended after the existing ones); returns their last hidden states [n, d]."""
+        width = max(len(p) for p in prompts)
+        ids = torch.zeros(len(prompts), width, dtype=torch.long, device=self.device)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p):] = torch.tensor(p, device=self.device)
+            mask[i, width - len(p):] = 1
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        hidden, cache = self._forward(ids, mask, positions, None, adapter)
+        self._merge(cache, mask, adapter)
+        return hidden
+
+    @torch.inference_mode()
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Feed one token to every row; returns the new last hidden states [rows, d]."""
+        positions = self.mask.sum(1, keepdim=True)
+        self.mask = torch.cat([self.mask, torch.ones_like(positions)], 1)
+        hidden, self.cache = self._forward(tokens[:, None], self.mask, positions, self.cache, self.adapter_rows)
+        return hidden
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep only `rows` (in that order); drop cache columns no remaining row attends to."""
+        if not rows:
+            self.cache, self.adapter_rows = None, []
+            self.mask = self.mask[:0, :0]
+            return
+        index = torch.tensor(rows, device=self.device)
+        mask = self.mask[index]
+        start = int((mask.sum(0) > 0).nonzero()[0])  # leading columns that are padding for every kept row
+        self.mask = mask[:, start:]
+        for layer in self.cache.layers:
+            layer.keys, layer.values = layer.keys[index, :, start:], layer.values[index, :, start:]
+        self.adapter_rows = [self.adapter_rows[r] for r in rows]
+
+    def _forward(self, ids, mask, positions, cache, adapter: list[bool]):
+        with self._adapter_context(adapter):
+            out = self.decoder(input_ids=ids, attention_mask=mask, position_ids=positions,
+                               past_key_values=cache, use_cache=True)
+        return out.last_hidden_state[:, -1], out.past_key_values
+
+    def _adapter_context(self, adapter: list[bool]):
+        if self.adapter_name is None:
+            return nullcontext()
+        if all(adapter):
+            return nullcontext()  # the adapter is active by default
+        if not any(adapter):
+            return self.model.disable_adapter()
+        names = [self.adapter_name if a else BASE_ADAPTER for a in adapter]
+        return self.model._enable_peft_forward_hooks(adapter_names=names)
+
+    def _merge(self, cache, mask, adapter: list[bool]) -> None:
+        """Append freshly prefilled rows to the running batch, left-padding whichever side is shorter."""
+        if any(type(layer) is not DynamicLayer for layer in cache.layers):
+            raise PersonalignError("this model's cache (sliding-window or hybrid attention) is not supported yet")
+        if self.cache is None:
+            self.cache, self.mask, self.adapter_rows = cache, mask, list(adapter)
+            return
+        width = max(self.mask.shape[1], mask.shape[1])
+
+        def pad(t, dim):  # left-pad dimension `dim` of t to `width` with zeros
+            missing = width - t.shape[dim]
+            if missing == 0:
+                return t
+            shape = list(t.shape)
+            shape[dim] = missing
+            return torch.cat([t.new_zeros(shape), t], dim)
+
+        for old, new in zip(self.cache.layers, cache.layers):
+            old.keys = torch.cat([pad(old.keys, 2), pad(new.keys, 2)])
+            old.values = torch.cat([pad(old.values, 2), pad(new.values, 2)])
+        self.mask = torch.cat([pad(self.mask, 1), pad(mask, 1)])
+        self.adapter_rows += list(adapter)

@@ -1,0 +1,135 @@
+"""The personalized reward model (PersRM) in the released PAD architecture.
+
+A causal-LM backbone whose final hidden state h goes through a d x d linear map W (identity at start, bias zero,
+dropout 0.1 in training) before the backbone's own unembedding U: logits = U(W h + b). An optional LoRA adapter
+(peft) sits on the backbone. The preference reaches it only as text in the prompt. An untrained PersRM therefore
+equals its backbone exactly.
+
+Saved format (a directory): `persrm_config.json` (which backbone, whether there is an adapter), `head.safetensors`
+(W, b) and, if any, `adapter/` (peft's own format). The backbone itself is referenced, not copied, so a PersRM
+over the embedded model is a few MB.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .errors import PersonalignError
+
+CONFIG_NAME = "persrm_config.json"
+HEAD_NAME = "head.safetensors"
+ADAPTER_DIR = "adapter"
+ADAPTER_NAME = "persrm"
+FORMAT = "personalign-persrm"
+
+
+def identity_head(dim: int, like: torch.Tensor) -> nn.Linear:
+    head = nn.Linear(dim, dim, bias=True, device=like.device, dtype=like.dtype)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(dim))
+        head.bias.zero_()
+    return head
+
+
+class PersonalizedRewardModel(nn.Module):
+    def __init__(self, backbone, backbone_source: str | None = None, head: nn.Linear | None = None,
+                 dropout: float = 0.1):
+        """`backbone`: a causal LM, or a peft model over one whose adapter is named `persrm`."""
+        super().__init__()
+        self.backbone = backbone
+        self.backbone_source = backbone_source
+        weight = self.causal_lm.get_output_embeddings().weight
+        self.head = head if head is not None else identity_head(weight.shape[1], weight)
+        self.dropout = nn.Dropout(dropout)
+        self.train(backbone.training)  # a fresh head must not switch dropout on under an eval-mode backbone
+
+    @property
+    def has_adapter(self) -> bool:
+        return hasattr(self.backbone, "get_base_model")
+
+    @property
+    def causal_lm(self):
+        """The plain causal LM under the adapter (shared with the base model when the PersRM rides on it)."""
+        return self.backbone.get_base_model() if self.has_adapter else self.backbone
+
+    @property
+    def vocab_size(self) -> int:
+        return self.causal_lm.get_output_embeddings().weight.shape[0]
+
+    def head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """U(W h + b): the PersRM's logits from final hidden states."""
+        return self.causal_lm.get_output_embeddings()(self.head(self.dropout(hidden)))
+
+    def forward(self, input_ids, attention_mask=None, **kwargs) -> torch.Tensor:
+        """Logits at every position (for training and scoring whole answers)."""
+        decoder = self.causal_lm.get_decoder()
+        hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        return self.head_logits(hidden)
+
+    def add_lora(self, r: int = 16, alpha: int = 32, dropout: float = 0.05,
+                 target_modules: tuple[str, ...] = ("q_proj", "v_proj")) -> None:
+        """Put a fresh LoRA adapter on the backbone (peft), for training."""
+        from peft import LoraConfig, get_peft_model
+
+        if self.has_adapter:
+            raise PersonalignError("this PersRM already has an adapter")
+        config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules))
+        self.backbone = get_peft_model(self.backbone, config, adapter_name=ADAPTER_NAME)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write the PersRM atomically: a crash never leaves a half-written directory behind."""
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            config = {"format": FORMAT, "version": 1, "backbone": self.backbone_source,
+                      "adapter": self.has_adapter, "hidden_size": self.head.in_features,
+                      "vocab_size": self.vocab_size}
+            (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+            save_file({k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}, tmp / HEAD_NAME)
+            if self.has_adapter:
+                self.backbone.save_pretrained(tmp / ADAPTER_DIR, selected_adapters=[ADAPTER_NAME])
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def is_saved_persrm(source: str) -> bool:
+    return (Path(source) / CONFIG_NAME).is_file()
+
+
+def read_config(directory: str) -> dict:
+    try:
+        config = json.loads((Path(directory) / CONFIG_NAME).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PersonalignError(f"cannot read PersRM config in {directory}: {exc}") from None
+    if config.get("format") != FORMAT:
+        raise PersonalignError(f"{directory} is not a personalign PersRM (format {config.get('format')!r})")
+    return config
+
+
+def load_saved(directory: str, backbone) -> PersonalizedRewardModel:
+    """A saved PersRM on the given backbone (a causal LM, possibly the base model itself: weights are shared)."""
+    config = read_config(directory)
+    if config["hidden_size"] != backbone.get_output_embeddings().weight.shape[1]:
+        raise PersonalignError(f"PersRM {directory} was trained for hidden size {config['hidden_size']}, "
+                               f"its backbone has {backbone.get_output_embeddings().weight.shape[1]}")
+    if config["adapter"]:
+        from peft import PeftModel
+
+        backbone = PeftModel.from_pretrained(backbone, Path(directory) / ADAPTER_DIR / ADAPTER_NAME,
+                                             adapter_name=ADAPTER_NAME)
+        backbone.eval()
+    model = PersonalizedRewardModel(backbone, config["backbone"])
+    state = load_file(Path(directory) / HEAD_NAME, device=str(model.head.weight.device))
+    model.head.load_state_dict({k: v.to(model.head.weight.dtype) for k, v in state.items()})
+    return model.eval()
