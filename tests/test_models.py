@@ -119,13 +119,9 @@ def test_choose_dtype_invalid(name):
         models.choose_dtype(name, torch.device("cpu"))
 
 
-@pytest.mark.parametrize(
-    "capability, expected",
-    [("AVX2", torch.bfloat16), ("AVX512_BF16", torch.bfloat16), ("DEFAULT", torch.float32)],
-)
-def test_choose_dtype_auto_cpu(monkeypatch, capability, expected):
-    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
-    monkeypatch.setattr(models.platform, "machine", lambda: "x86_64")
+@pytest.mark.parametrize("native_bf16, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_choose_dtype_auto_cpu(monkeypatch, native_bf16, expected):
+    monkeypatch.setattr(models, "_cpu_has_fast_bf16", lambda: native_bf16)
     assert models.choose_dtype("auto", torch.device("cpu")) == expected
     assert models.choose_dtype(None, torch.device("cpu")) == expected
 

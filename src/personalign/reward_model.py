@@ -66,6 +66,13 @@ class PersonalizedRewardModel(nn.Module):
         """U(W h + b): the PersRM's logits from final hidden states."""
         return self.causal_lm.get_output_embeddings()(self.head(self.dropout(hidden)))
 
+    def candidate_logits(self, hidden: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+        """The PersRM's logits at candidate ids only, [n, K] from hidden [n, d] and ids [n, K]: K rows of U
+        instead of the whole vocabulary (PAD only ever reads the base's top-k)."""
+        unembed = self.causal_lm.get_output_embeddings()
+        logits = torch.bmm(unembed.weight[cand], self.head(self.dropout(hidden))[:, :, None]).squeeze(-1)
+        return logits if unembed.bias is None else logits + unembed.bias[cand]
+
     def forward(self, input_ids, attention_mask=None, **kwargs) -> torch.Tensor:
         """Logits at every position (for training and scoring whole answers)."""
         decoder = self.causal_lm.get_decoder()
@@ -95,12 +102,25 @@ class PersonalizedRewardModel(nn.Module):
             save_file({k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}, tmp / HEAD_NAME)
             if self.has_adapter:
                 self.backbone.save_pretrained(tmp / ADAPTER_DIR, selected_adapters=[ADAPTER_NAME])
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
+            _swap_in(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Replace `target` by `new`; the old save is moved aside first and only deleted once the new one is in."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old.exists():
+            os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def is_saved_persrm(source: str) -> bool:

@@ -31,7 +31,9 @@ from .runner import RowRunner
 from .sampling import choose
 from .text import TextTracker
 
-DEFAULT_REWARD_FORM = "decoupled"  # measured: see README "Choosing the default reward form"
+# Measured (benchmarks/reward_forms.py, README): on SmolLM2 the decoupled form makes the model copy PAD's prompt
+# template into most answers, so the released form is the default.
+DEFAULT_REWARD_FORM = "released"
 
 
 @dataclass
@@ -214,13 +216,13 @@ class Engine:
 
     def _candidate_logits(self, hidden: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         """The PersRM's logits U(W h + b) at the candidate ids only."""
-        return self.persrm.head_logits(hidden).float().gather(1, cand)
+        return self.persrm.candidate_logits(hidden, cand).float()
 
     def _advance(self, active: _Active, token: int) -> StepEvent:
         active.tokens.append(token)
         req = active.request
         reason = None
-        if token in self.eos_ids:
+        if token in self.eos_ids and not req.ignore_eos:
             reason = "eos"
             delta = active.text.finish()
         else:

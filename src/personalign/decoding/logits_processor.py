@@ -43,19 +43,21 @@ class PADLogitsProcessor(LogitsProcessor):
     @torch.inference_mode()
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         batch = input_ids.shape[0]
+        if scores.shape[-1] != self.persrm.vocab_size:  # before the PersRM reads ids it may not have
+            raise PersonalignError(f"the PersRM's vocabulary ({self.persrm.vocab_size}) differs from the "
+                                   f"generating model's ({scores.shape[-1]})")
         if self._hidden is None:
             self._start(input_ids)
         else:
             rows = input_ids[:, -1].repeat(self.runner.num_rows // batch)
             self._hidden = self.runner.step(rows.to(self.runner.device))
-        if scores.shape[-1] != self.persrm.vocab_size:
-            raise PersonalignError(f"the PersRM's vocabulary ({self.persrm.vocab_size}) differs from the "
-                                   f"generating model's ({scores.shape[-1]})")
         top_k = torch.full((batch,), min(self.top_k, scores.shape[-1]), device=scores.device)
         cand, base_c, live = top_candidates(scores.float(), top_k)
-        logits = self.persrm.head_logits(self._hidden).float().to(scores.device)
-        policy_c = logits[:batch].gather(1, cand)
-        reference_c = logits[batch:].gather(1, cand) if self.reference_prompt_ids else base_c
+        rm_cand = cand.to(self.runner.device)
+        policy_c = self.persrm.candidate_logits(self._hidden[:batch], rm_cand).float().to(scores.device)
+        reference_c = base_c
+        if self.reference_prompt_ids:
+            reference_c = self.persrm.candidate_logits(self._hidden[batch:], rm_cand).float().to(scores.device)
         reward = pad_reward(policy_c[:, None], torch.ones(batch, 1, device=scores.device), reference_c, live)
         out = torch.full_like(scores, NEG_INF)
         return out.scatter(1, cand, pad_scores(base_c, reward, torch.full((batch,), self.beta), live).to(scores.dtype))

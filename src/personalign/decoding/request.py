@@ -32,6 +32,7 @@ class GenerationRequest:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     reward: str | None = None
+    ignore_eos: bool = False  # keep going past end-of-sequence (fixed-length benchmarks)
 
     def __post_init__(self):
         as_messages(self.prompt)  # raises on an empty prompt

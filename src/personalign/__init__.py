@@ -1,0 +1,12 @@
+"""personalign: align a language model's answers with each user's preferences at decoding time (PAD, MetaAlign)."""
+
+from .api import load_engine, load_persrm
+from .decoding.engine import Engine
+from .decoding.logits_processor import PADLogitsProcessor
+from .decoding.request import GenerationRequest, GenerationResult
+from .errors import PersonalignError
+from .preferences import Preference
+from .reward_model import PersonalizedRewardModel
+
+__all__ = ["Engine", "GenerationRequest", "GenerationResult", "PADLogitsProcessor", "PersonalignError",
+           "PersonalizedRewardModel", "Preference", "load_engine", "load_persrm"]

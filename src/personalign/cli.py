@@ -1,0 +1,97 @@
+"""The `personalign` command.
+
+    personalign generate "How do vaccines work?" --with-base -p concise -p elementary -p friendly
+    personalign generate "Plan my week" --dims concise=0.7,friendly=0.3 --beta 1.5 --json
+    personalign generate --input prompts.jsonl --json
+    personalign bench --json
+
+Mistakes a user can fix (bad flags, missing files, empty prompts) print one line and exit with code 2.
+"""
+
+import argparse
+import sys
+
+from .errors import PersonalignError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, as for every other user error
+        raise PersonalignError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="personalign", description="Personalized alignment at decoding time.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    gen = commands.add_parser("generate", help="answer prompts under personal preferences (PAD)",
+                              description="Answer a prompt under one or more preferences; one answer each.")
+    gen.add_argument("prompt", nargs="?", help="the prompt (or use --input)")
+    gen.add_argument("--input", metavar="FILE.jsonl",
+                     help='prompts as JSON lines: {"prompt": ..., optional "preference", "dims", "method", "beta"}')
+    gen.add_argument("-p", "--preference", action="append", default=[],
+                     help="a preference: free text, or a catalog name (concise, expert, P2A, ...); repeatable")
+    gen.add_argument("--dims", action="append", default=[],
+                     help="a weighted mix of catalog dimensions, e.g. concise=0.7,friendly=0.3; repeatable")
+    gen.add_argument("--with-base", action="store_true", help="also print the base model's answer")
+    gen.add_argument("--method", default="pad", choices=["pad", "prompt", "base"],
+                     help="pad: PersRM-guided decoding; prompt: preference in the prompt only; base: no preference")
+    gen.add_argument("--reward", choices=["decoupled", "released"], default=None,
+                     help="PAD reward form (default: released, see README)")
+    _model_args(gen)
+    gen.add_argument("--persrm", default=None,
+                     help="PersRM: a saved PersRM dir, a causal-LM dir or hub id (default: untrained, on the base)")
+    gen.add_argument("--beta", type=float, default=1.0, help="weight of the personalized reward (default 1.0)")
+    gen.add_argument("--top-k", type=int, default=10, help="candidates re-ranked per step (default 10)")
+    gen.add_argument("--max-new-tokens", type=int, default=128)
+    gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    gen.add_argument("--top-p", type=float, default=1.0)
+    gen.add_argument("--seed", type=int, default=None, help="seed for sampling")
+    gen.add_argument("--stop", action="append", default=[], help="stop string; repeatable")
+    gen.add_argument("--batch-size", type=int, default=8, help="requests decoded together (default 8)")
+    gen.add_argument("--stream", action="store_true", help="print the answer as it is generated (one answer)")
+    gen.add_argument("--json", action="store_true", help="one JSON object per answer")
+
+    bench = commands.add_parser("bench", help="decoding speed: plain vs PAD vs the released no-cache loop")
+    _model_args(bench)
+    bench.add_argument("--max-new-tokens", type=int, default=128)
+    bench.add_argument("--batch-sizes", default="1,8", help="comma-separated (default 1,8)")
+    bench.add_argument("--released-tokens", default="128,256",
+                       help="lengths at which to time the released no-cache loop, comma-separated; '' skips it")
+    bench.add_argument("--json", action="store_true", help="print the table as JSON")
+    return parser
+
+
+def _model_args(parser) -> None:
+    parser.add_argument("--base", default=None, help="base model: a local dir or hub id (default: embedded SmolLM2)")
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1")
+    parser.add_argument("--dtype", default=None, help="auto (default), bf16, fp16, fp32")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        _quiet_libraries()
+        if args.command == "generate":
+            from .commands.generate import run
+        else:
+            from .commands.bench import run
+        return run(args)
+    except PersonalignError as error:
+        print(f"personalign: error: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. piped into `head`
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+def _quiet_libraries() -> None:
+    """Progress bars and advice from transformers would drown the answers."""
+    import os
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

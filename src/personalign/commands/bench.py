@@ -1,0 +1,198 @@
+"""`personalign bench`: tokens/s of plain decoding, PAD through the engine, and the released no-cache PAD loop.
+
+Every run decodes a fixed number of tokens (end-of-sequence ignored) so rows compare like for like. Peak memory is
+the process's resident memory (model weights included) sampled during the run. Run it alone: other busy
+processes on the same cores distort every figure.
+"""
+
+import json
+import sys
+import threading
+import time
+
+import torch
+
+from ..decoding.request import GenerationRequest
+from ..errors import PersonalignError
+from ..preferences import Preference
+from ..prompts import render_ids
+from ..reward_model import PersonalizedRewardModel
+
+PROMPTS = [
+    "How do vaccines work?", "Give me three tips for a job interview.", "Why is the sky blue?",
+    "Explain what a mortgage is.", "Write a short note thanking a colleague.", "What is a black hole?",
+    "How should I start learning to cook?", "What causes inflation?",
+]
+PREFERENCE = Preference.parse("concise")
+
+
+def run(args) -> int:
+    from ..api import load_engine
+
+    batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
+    released_lengths = _ints(args.released_tokens, "--released-tokens") if args.released_tokens else []
+    if args.max_new_tokens < 1:
+        raise PersonalignError("--max-new-tokens must be >= 1")
+    engine = load_engine(args.base, device=args.device, dtype=args.dtype)
+    n = args.max_new_tokens
+    _plain(engine, 1, 4)  # warm-up: allocator, kernels, lazy inits
+    _pad(engine, 1, 4, "released")
+    plan = []
+    for batch in batch_sizes:
+        plan.append(("plain model.generate", batch, n, lambda b=batch: _plain(engine, b, n)))
+        for form in ("released", "decoupled"):
+            plan.append((f"PAD engine, {form} reward", batch, n, lambda b=batch, f=form: _pad(engine, b, n, f)))
+    for length in released_lengths:
+        if length != n or 1 not in batch_sizes:
+            plan.append(("PAD engine, released reward", 1, length, lambda m=length: _pad(engine, 1, m, "released")))
+        plan.append(("released PAD loop (no cache)", 1, length, lambda m=length: _released_loop(engine, m)))
+    meta = {"model": str(engine.model.config._name_or_path), "dtype": str(engine.model.dtype),
+            "device": str(engine.base_runner.device), "threads": torch.get_num_threads(), "k": 10}
+    if not args.json:
+        _print_header(meta)
+    rows = []
+    for i, (name, batch, tokens, fn) in enumerate(plan, 1):
+        rows.append(_row(name, batch, tokens, fn))
+        _add_ratio(rows)
+        if args.json:  # progress on stderr; the JSON document comes at the end
+            print(f"[{i}/{len(plan)}] {name}, batch {batch}, {tokens} tokens", file=sys.stderr, flush=True)
+        else:
+            _print_row(rows[-1])
+    targets = _targets(rows, n, batch_sizes, released_lengths)
+    if args.json:
+        print(json.dumps({"setup": meta, "rows": rows, "targets": targets}, indent=2))
+    else:
+        print()
+        for t in targets:
+            print(f"{t['what']:<58} {t['value']:>7.2f}   (target {t['target']})")
+    return 0
+
+
+def _targets(rows: list[dict], n: int, batch_sizes: list[int], released_lengths: list[int]) -> list[dict]:
+    """The issue's three speed targets, computed from the rows."""
+    def find(loop, batch, tokens):
+        return next((r for r in rows if r["loop"] == loop and r["batch"] == batch and r["new_tokens"] == tokens), None)
+
+    pad, plain = "PAD engine, released reward", "plain model.generate"
+    targets = []
+    if find(pad, 1, n) and find(plain, 1, n):
+        targets.append({"what": "PAD step latency / plain, batch 1 (shared weights)", "target": "<= 1.5",
+                        "value": round(find(pad, 1, n)["ms_per_step"] / find(plain, 1, n)["ms_per_step"], 2)})
+    for length in released_lengths:
+        slow = find("released PAD loop (no cache)", 1, length)
+        targets.append({"what": f"PAD engine speed / released no-cache loop, {length} tokens", "target": ">= 10",
+                        "value": round(find(pad, 1, length)["tokens_per_s"] / slow["tokens_per_s"], 2)})
+    big = max(batch_sizes)
+    if big > 1 and find(pad, 1, n):
+        targets.append({"what": f"PAD throughput batch {big} / batch 1", "target": ">= 4",
+                        "value": round(find(pad, big, n)["tokens_per_s"] / find(pad, 1, n)["tokens_per_s"], 2)})
+    return targets
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise PersonalignError(f"{flag} takes comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise PersonalignError(f"{flag} takes whole numbers >= 1, got {text!r}")
+    return values
+
+
+def _row(name: str, batch: int, tokens: int, fn) -> dict:
+    seconds, peak = _timed(fn)
+    return {"loop": name, "batch": batch, "new_tokens": tokens, "seconds": round(seconds, 3),
+            "tokens_per_s": round(batch * tokens / seconds, 2), "ms_per_step": round(1000 * seconds / tokens, 2),
+            "peak_mem_mib": round(peak / 2**20, 1)}
+
+
+def _timed(fn) -> tuple[float, int]:
+    sampler = _PeakRss()
+    start = time.perf_counter()
+    with sampler:
+        fn()
+    return time.perf_counter() - start, sampler.peak
+
+
+def _requests(batch: int, n: int, **kw) -> list[GenerationRequest]:
+    return [GenerationRequest(PROMPTS[i % len(PROMPTS)], PREFERENCE, max_new_tokens=n, ignore_eos=True, **kw)
+            for i in range(batch)]
+
+
+def _plain(engine, batch: int, n: int) -> None:
+    tok = engine.tokenizer
+    prompts = [tok.decode(render_ids(tok, PROMPTS[i % len(PROMPTS)], PREFERENCE.text)) for i in range(batch)]
+    inputs = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(engine.base_runner.device)
+    engine.model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                          pad_token_id=tok.pad_token_id)
+
+
+def _pad(engine, batch: int, n: int, form: str) -> None:
+    engine.generate(_requests(batch, n, reward=form, beta=1.0))
+
+
+@torch.inference_mode()
+def _released_loop(engine, n: int) -> None:
+    """The released code's loop: no KV cache (both models re-encode the whole prefix every step), batch 1, the
+    PersRM a second copy of the model."""
+    persrm = getattr(engine, "_bench_copy", None)
+    if persrm is None:
+        import copy
+
+        persrm = engine._bench_copy = PersonalizedRewardModel(copy.deepcopy(engine.model)).eval()
+    ids = torch.tensor([render_ids(engine.tokenizer, PROMPTS[0], PREFERENCE.text)], device=engine.base_runner.device)
+    for _ in range(n):
+        z_b = engine.model(ids).logits[0, -1].float()
+        z_theta = persrm(ids)[0, -1].float()
+        top, cand = z_b.topk(10)
+        reward = z_theta[cand].log_softmax(-1) - top.log_softmax(-1)
+        token = cand[(top + 1.0 * reward).argmax()]
+        ids = torch.cat([ids, token.view(1, 1)], 1)
+
+
+def _add_ratio(rows: list[dict]) -> None:
+    """The newest row's step time against plain decoding at the same batch size and length, if measured."""
+    row = rows[-1]
+    plain = [r["ms_per_step"] for r in rows if r["loop"].startswith("plain")
+             and (r["batch"], r["new_tokens"]) == (row["batch"], row["new_tokens"])]
+    row["x_plain_latency"] = round(row["ms_per_step"] / plain[0], 2) if plain else None
+
+
+_COLUMNS = f"{'loop':<30} {'batch':>5} {'tokens':>6} {'tok/s':>8} {'ms/step':>8} {'x plain':>8} {'peak MiB':>9}"
+
+
+def _print_header(meta: dict) -> None:
+    print(f"model {meta['model']}  dtype {meta['dtype']}  device {meta['device']}  threads {meta['threads']}  "
+          f"k {meta['k']}  greedy")
+    print(_COLUMNS)
+    print("-" * len(_COLUMNS), flush=True)
+
+
+def _print_row(r: dict) -> None:
+    ratio = f"{r['x_plain_latency']:.2f}" if r["x_plain_latency"] is not None else "-"
+    print(f"{r['loop']:<30} {r['batch']:>5} {r['new_tokens']:>6} {r['tokens_per_s']:>8.2f} "
+          f"{r['ms_per_step']:>8.2f} {ratio:>8} {r['peak_mem_mib']:>9.1f}", flush=True)
+
+
+class _PeakRss:
+    """Samples this process's resident memory (weights included) every 5 ms; `peak` is the highest value seen."""
+
+    def __enter__(self):
+        self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._rss())
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096

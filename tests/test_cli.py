@@ -1,0 +1,71 @@
+"""The `personalign` command: one-line errors with exit code 2 before any model loads; JSON output on SmolLM2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from personalign.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "Hi", "-p", "concise", "--top-k", "0"], "top_k must be"),
+    (["generate", "Hi", "-p", "concise", "--beta", "nan"], "beta must be a finite number"),
+    (["generate", "Hi", "-p", "concise", "--beta", "inf"], "beta must be a finite number"),
+    (["generate", "   ", "-p", "concise"], "the prompt is empty"),
+    (["generate", "Hi", "--dims", "concise=0.5,nosuch=0.5"], "unknown preference dimension 'nosuch'"),
+    (["generate", "Hi"], "needs --preference or --dims"),
+    (["generate", "--input", "/no/such/file.jsonl"], "input file not found"),
+    (["generate", "Hi", "-p", "concise", "--max-new-tokens", "0"], "max_new_tokens must be"),
+    (["generate", "Hi", "-p", "concise", "--top-k", "ten"], "invalid int value"),
+    (["generate", "Hi", "-p", "a", "-p", "b", "--stream"], "--stream shows one answer"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("personalign: error: ") and message in err
+    assert "Traceback" not in err and out == ""
+
+
+def test_bad_jsonl_line_names_file_and_line(capsys, tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"prompt": "fine", "preference": "concise"}\n\n{"prompt": "x", "beta": "big"}\n')
+    code, _, err = run(capsys, "generate", "--input", str(path))
+    assert code == 2 and f"{path}:3:" in err
+    path.write_text('{"prompt": "ok"}\n{not json}\n')
+    code, _, err = run(capsys, "generate", "--input", str(path))
+    assert code == 2 and f"{path}:2: not valid JSON" in err
+
+
+def test_console_script_exits_2_without_traceback():
+    proc = subprocess.run([sys.executable, "-m", "personalign.cli", "generate", "Hi", "--dims", "bogus"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "Traceback" not in proc.stderr
+
+
+def test_generate_json_on_real_smollm2(capsys, smollm2, tmp_path):
+    """The real embedded model: one JSON object per answer, with the ids both models read and the new ids."""
+    _, tokenizer = smollm2
+    code, out, err = run(capsys, "generate", "What is the capital of France?", "--with-base", "-p", "concise",
+                         "--max-new-tokens", "8", "--json", "--dtype", "float32")
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["method"] for r in records] == ["base", "pad"]
+    for record in records:
+        assert record["token_ids"] and len(record["token_ids"]) <= 8
+        assert tokenizer.decode(record["token_ids"], skip_special_tokens=True).strip() == record["text"].strip()
+        assert record["finish_reason"] in ("eos", "length")
+    assert "Paris" in records[0]["text"]
+    base_prompt = tokenizer.decode(records[0]["prompt_token_ids"])
+    pad_prompt = tokenizer.decode(records[1]["prompt_token_ids"])
+    assert "[Principles]" not in base_prompt
+    assert "[Principles] Generate a response that is concise and to the point without being verbose." in pad_prompt
