@@ -197,3 +197,12 @@ def test_vocabulary_mismatch_is_a_clear_error(smol_tokenizer):
                                          num_attention_heads=4, num_key_value_heads=2))
     with pytest.raises(PersonalignError, match="vocabulary"):
         Engine(tiny_llama(0), smol_tokenizer, PersonalizedRewardModel(other))
+
+
+def test_models_with_logit_softcapping_are_refused(smol_tokenizer):
+    from personalign.errors import PersonalignError
+
+    base = tiny_llama(0)
+    base.config.final_logit_softcapping = 30.0
+    with pytest.raises(PersonalignError, match="soft-capping"):
+        Engine(base, smol_tokenizer)

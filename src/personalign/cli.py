@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-sizes", default="1,8", help="comma-separated (default 1,8)")
     bench.add_argument("--released-tokens", default="128,256",
                        help="lengths at which to time the released no-cache loop, comma-separated; '' skips it")
+    bench.add_argument("--repeat", type=int, default=3, help="runs per row; the median is reported (default 3)")
+    bench.add_argument("--lora-rank", type=int, default=16,
+                       help="also time a PersRM with a LoRA adapter of this rank on q,v (0 skips it)")
     bench.add_argument("--json", action="store_true", help="print the table as JSON")
     return parser
 

@@ -1,7 +1,8 @@
 """`personalign bench`: tokens/s of plain decoding, PAD through the engine, and the released no-cache PAD loop.
 
-Every run decodes a fixed number of tokens (end-of-sequence ignored) so rows compare like for like. Peak memory is
-the process's resident memory (model weights included) sampled during the run. Run it alone: other busy
+Each row is the median of --repeat runs (the no-cache loop: one run). Every run decodes a fixed number of tokens
+(end-of-sequence ignored) so rows compare like for like. Peak memory is the process's resident memory (model
+weights included) sampled during the run. Run it alone: other busy
 processes on the same cores distort every figure.
 """
 
@@ -33,6 +34,10 @@ def run(args) -> int:
     released_lengths = _ints(args.released_tokens, "--released-tokens") if args.released_tokens else []
     if args.max_new_tokens < 1:
         raise PersonalignError("--max-new-tokens must be >= 1")
+    if args.repeat < 1:
+        raise PersonalignError("--repeat must be >= 1")
+    if args.lora_rank < 0:
+        raise PersonalignError("--lora-rank must be >= 0 (0 skips the LoRA rows)")
     engine = load_engine(args.base, device=args.device, dtype=args.dtype)
     n = args.max_new_tokens
     _plain(engine, 1, 4)  # warm-up: allocator, kernels, lazy inits
@@ -42,6 +47,11 @@ def run(args) -> int:
         plan.append(("plain model.generate", batch, n, lambda b=batch: _plain(engine, b, n)))
         for form in ("released", "decoupled"):
             plan.append((f"PAD engine, {form} reward", batch, n, lambda b=batch, f=form: _pad(engine, b, n, f)))
+    if args.lora_rank:
+        lora_engine = _lora_engine(engine, args.lora_rank)
+        for batch in batch_sizes:
+            plan.append((f"PAD engine, LoRA r={args.lora_rank} PersRM", batch, n,
+                         lambda b=batch: _pad(lora_engine, b, n, "released")))
     for length in released_lengths:
         if length != n or 1 not in batch_sizes:
             plan.append(("PAD engine, released reward", 1, length, lambda m=length: _pad(engine, 1, m, "released")))
@@ -52,7 +62,8 @@ def run(args) -> int:
         _print_header(meta)
     rows = []
     for i, (name, batch, tokens, fn) in enumerate(plan, 1):
-        rows.append(_row(name, batch, tokens, fn))
+        slow = name.startswith("released")  # minutes per run: timed once
+        rows.append(_row(name, batch, tokens, fn, 1 if slow else args.repeat))
         _add_ratio(rows)
         if args.json:  # progress on stderr; the JSON document comes at the end
             print(f"[{i}/{len(plan)}] {name}, batch {batch}, {tokens} tokens", file=sys.stderr, flush=True)
@@ -99,9 +110,11 @@ def _ints(text: str, flag: str) -> list[int]:
     return values
 
 
-def _row(name: str, batch: int, tokens: int, fn) -> dict:
-    seconds, peak = _timed(fn)
-    return {"loop": name, "batch": batch, "new_tokens": tokens, "seconds": round(seconds, 3),
+def _row(name: str, batch: int, tokens: int, fn, repeat: int) -> dict:
+    """Median time of `repeat` runs (this machine's speed drifts from run to run), highest memory seen."""
+    runs = sorted(_timed(fn) for _ in range(repeat))
+    seconds, peak = runs[len(runs) // 2][0], max(p for _, p in runs)
+    return {"loop": name, "batch": batch, "new_tokens": tokens, "runs": repeat, "seconds": round(seconds, 3),
             "tokens_per_s": round(batch * tokens / seconds, 2), "ms_per_step": round(1000 * seconds / tokens, 2),
             "peak_mem_mib": round(peak / 2**20, 1)}
 
@@ -129,6 +142,22 @@ def _plain(engine, batch: int, n: int) -> None:
 
 def _pad(engine, batch: int, n: int, form: str) -> None:
     engine.generate(_requests(batch, n, reward=form, beta=1.0))
+
+
+def _lora_engine(engine, rank: int):
+    """An engine whose PersRM is a copy of the base plus a LoRA adapter on q and v (random, so not a no-op), run
+    through peft's per-row adapter selection in the same forward as the base rows."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    from ..decoding.engine import Engine
+    from ..reward_model import ADAPTER_NAME
+
+    model = copy.deepcopy(engine.model)
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    persrm = PersonalizedRewardModel(get_peft_model(model, config, adapter_name=ADAPTER_NAME).eval())
+    return Engine(model, engine.tokenizer, persrm)
 
 
 @torch.inference_mode()

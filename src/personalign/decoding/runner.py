@@ -23,6 +23,9 @@ class RowRunner:
         self.model = model
         self.adapter_name = adapter_name
         inner = model.get_base_model() if adapter_name else model
+        if getattr(inner.config, "final_logit_softcapping", None):
+            # logits here are unembedding(decoder(x)); a model that transforms them further would be scored wrongly
+            raise PersonalignError(f"{inner.config.model_type} models (final logit soft-capping) are not supported yet")
         self.decoder = inner.get_decoder()
         self.lm_head = inner.get_output_embeddings()
         self.device = self.lm_head.weight.device
