@@ -73,7 +73,6 @@ def _model_args(parser) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        _quiet_libraries()
         if args.command == "generate":
             from .commands.generate import run
         else:
@@ -86,14 +85,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
-
-
-def _quiet_libraries() -> None:
-    """Progress bars and advice from transformers would drown the answers."""
-    import os
-
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 if __name__ == "__main__":

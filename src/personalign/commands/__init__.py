@@ -1,0 +1,9 @@
+"""The `personalign` subcommands, one module each; `cli.py` parses and dispatches."""
+
+
+def quiet_loading() -> None:
+    """Progress bars and advice from transformers would drown the answers; called once the input is valid."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()

@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from . import quiet_loading
 from ..decoding.request import GenerationRequest
 from ..errors import PersonalignError
 from ..preferences import Preference
@@ -38,6 +39,7 @@ def run(args) -> int:
         raise PersonalignError("--repeat must be >= 1")
     if args.lora_rank < 0:
         raise PersonalignError("--lora-rank must be >= 0 (0 skips the LoRA rows)")
+    quiet_loading()
     engine = load_engine(args.base, device=args.device, dtype=args.dtype)
     n = args.max_new_tokens
     _plain(engine, 1, 4)  # warm-up: allocator, kernels, lazy inits
@@ -48,10 +50,10 @@ def run(args) -> int:
         for form in ("released", "decoupled"):
             plan.append((f"PAD engine, {form} reward", batch, n, lambda b=batch, f=form: _pad(engine, b, n, f)))
     if args.lora_rank:
-        lora_engine = _lora_engine(engine, args.lora_rank)
+        lora = {}  # built on first use, so the other rows' memory does not include its copy of the model
         for batch in batch_sizes:
             plan.append((f"PAD engine, LoRA r={args.lora_rank} PersRM", batch, n,
-                         lambda b=batch: _pad(lora_engine, b, n, "released")))
+                         lambda b=batch: _pad(_lora_engine(lora, engine, args.lora_rank), b, n, "released")))
     for length in released_lengths:
         if length != n or 1 not in batch_sizes:
             plan.append(("PAD engine, released reward", 1, length, lambda m=length: _pad(engine, 1, m, "released")))
@@ -144,9 +146,11 @@ def _pad(engine, batch: int, n: int, form: str) -> None:
     engine.generate(_requests(batch, n, reward=form, beta=1.0))
 
 
-def _lora_engine(engine, rank: int):
+def _lora_engine(built: dict, engine, rank: int):
     """An engine whose PersRM is a copy of the base plus a LoRA adapter on q and v (random, so not a no-op), run
-    through peft's per-row adapter selection in the same forward as the base rows."""
+    through peft's per-row adapter selection in the same forward as the base rows; made once, kept in `built`."""
+    if "engine" in built:
+        return built["engine"]
     import copy
 
     from peft import LoraConfig, get_peft_model
@@ -157,7 +161,8 @@ def _lora_engine(engine, rank: int):
     model = copy.deepcopy(engine.model)
     config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     persrm = PersonalizedRewardModel(get_peft_model(model, config, adapter_name=ADAPTER_NAME).eval())
-    return Engine(model, engine.tokenizer, persrm)
+    built["engine"] = Engine(model, engine.tokenizer, persrm)
+    return built["engine"]
 
 
 @torch.inference_mode()

@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import quiet_loading
 from ..decoding.request import GenerationRequest
 from ..errors import PersonalignError
 from ..preferences import Preference
@@ -29,6 +30,8 @@ def run(args) -> int:
     if args.stream and len(jobs) != 1:
         raise PersonalignError(f"--stream shows one answer; this run has {len(jobs)}")
     from ..api import load_engine
+
+    quiet_loading()
 
     engine = load_engine(args.base, args.persrm, device=args.device, dtype=args.dtype)
     if args.stream:
