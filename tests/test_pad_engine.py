@@ -206,3 +206,23 @@ def test_models_with_logit_softcapping_are_refused(smol_tokenizer):
     base.config.final_logit_softcapping = 30.0
     with pytest.raises(PersonalignError, match="soft-capping"):
         Engine(base, smol_tokenizer)
+
+
+def test_cancelled_request_leaves_and_the_rest_decode_as_alone(smol_tokenizer):
+    engine = Engine(tiny_llama(0), smol_tokenizer, perturbed_head(PersonalizedRewardModel(tiny_llama(1))))
+    keep = GenerationRequest(PROMPTS[0], "concise", beta=1.5, max_new_tokens=10)
+    drop = GenerationRequest(PROMPTS[1], "expert", beta=1.5, max_new_tokens=10)
+    expected = engine.generate([copy.deepcopy(keep)])[0].token_ids
+    keep_id, drop_id = engine.submit(keep), engine.submit(drop)
+    finished = {}
+    for step in range(20):
+        if step == 3:
+            engine.cancel(drop_id)
+        for event in engine.step():
+            assert step < 3 or event.request_id == keep_id
+            if event.result:
+                finished[event.request_id] = event.result.token_ids
+        if not engine.busy:
+            break
+    assert finished == {keep_id: expected}
+    assert engine.base_runner.num_rows == 0 and engine.rm_runner.num_rows == 0
