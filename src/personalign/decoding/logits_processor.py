@@ -11,13 +11,12 @@ The PersRM keeps its own KV cache and is fed only the newest token at each call.
 would run the base through the adapter): load it on a separate copy of the backbone.
 """
 
-import math
-
 import torch
 from transformers import LogitsProcessor
 
 from ..errors import PersonalignError
 from ..reward_model import ADAPTER_NAME, PersonalizedRewardModel
+from .request import check_beta_top_k
 from .rules import NEG_INF, pad_reward, pad_scores, top_candidates
 from .runner import RowRunner
 
@@ -29,10 +28,7 @@ class PADLogitsProcessor(LogitsProcessor):
         """prompt_attention_mask: the mask of left-padded batched prompts (None: no padding).
         reference_prompt_ids: per row, the prompt without the preference, for the decoupled reward
         (None: the released reward, against the base model's own logits)."""
-        if not math.isfinite(beta):
-            raise PersonalignError(f"beta must be a finite number, got {beta}")
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise PersonalignError(f"top_k must be a whole number >= 1, got {top_k}")
+        check_beta_top_k(beta, top_k)
         self.persrm = persrm.eval()
         self.beta, self.top_k = beta, top_k
         self.prompt_attention_mask = prompt_attention_mask

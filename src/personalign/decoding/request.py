@@ -11,6 +11,14 @@ METHODS = ("pad", "prompt", "base")
 REWARD_FORMS = ("decoupled", "released")
 
 
+def check_beta_top_k(beta: float, top_k: int) -> None:
+    """PAD's two knobs, validated the same way wherever they enter."""
+    if not math.isfinite(beta):
+        raise PersonalignError(f"beta must be a finite number, got {beta}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise PersonalignError(f"top_k must be a whole number >= 1, got {top_k}")
+
+
 @dataclass
 class GenerationRequest:
     """One prompt to answer.
@@ -45,10 +53,7 @@ class GenerationRequest:
         if self.method in ("pad", "prompt") and self.preference.is_empty:
             raise PersonalignError(f"method {self.method!r} needs a preference (--preference or --dims); "
                                    "use --method base for none")
-        if not math.isfinite(self.beta):
-            raise PersonalignError(f"beta must be a finite number, got {self.beta}")
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
-            raise PersonalignError(f"top_k must be a whole number >= 1, got {self.top_k}")
+        check_beta_top_k(self.beta, self.top_k)
         if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) \
                 or self.max_new_tokens < 1:
             raise PersonalignError(f"max_new_tokens must be a whole number >= 1, got {self.max_new_tokens}")
