@@ -1,7 +1,6 @@
 """`personalign generate`: validate everything first (a typo costs no model load), then decode in batches."""
 
 import json
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,8 +117,6 @@ def _job_from_record(record, defaults: dict, default_pref, args) -> Job:
         pref = Preference.parse(record.get("preference", default_pref))
     settings = {k: record.get(k, v) for k, v in defaults.items()}
     settings["stop"] = tuple(settings["stop"])
-    if not isinstance(settings["beta"], (int, float)) or not math.isfinite(settings["beta"]):
-        raise PersonalignError(f"beta must be a finite number, got {settings['beta']!r}")
     method = record.get("method", "base" if pref.is_empty and args.method == "pad" else args.method)
     request = GenerationRequest(record["prompt"], pref, method=method, **settings)
     return Job(pref.label, record["prompt"], request, record.get("id"))

@@ -13,8 +13,8 @@ REWARD_FORMS = ("decoupled", "released")
 
 def check_beta_top_k(beta: float, top_k: int) -> None:
     """PAD's two knobs, validated the same way wherever they enter."""
-    if not math.isfinite(beta):
-        raise PersonalignError(f"beta must be a finite number, got {beta}")
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta):
+        raise PersonalignError(f"beta must be a finite number, got {beta!r}")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise PersonalignError(f"top_k must be a whole number >= 1, got {top_k}")
 
