@@ -178,7 +178,7 @@ class Engine:
         base_hidden = self._hidden[id(self.base_runner)]
         base_offsets = self._offsets(self.base_runner)
         base_rows = torch.tensor([o + a.base_index for o, a in zip(base_offsets, self._active)], device=device)
-        base_logits = self.base_runner.lm_head(base_hidden[base_rows]).float()
+        base_logits = self.base_runner.logits(base_hidden[base_rows]).float()
         top_k = torch.tensor([r.top_k for r in reqs], device=device)
         cand, base_c, live = top_candidates(base_logits, top_k)
         reward = torch.zeros_like(base_c)
