@@ -11,14 +11,16 @@ gives the PersRM's hidden state for the same ids, so released-form PAD costs a s
     4. append the token, stream text, retire finished requests (their rows leave the KV cache)
     5. one forward for every remaining row
 
-Requests can be submitted between steps (they are prefilled and join the batch), which is what a serving loop
+Other methods are other scoring rules in step 2-3 (rules.py): `fusion` mixes whole-vocabulary log-probabilities of
+the base and the guide rows, `args` adds a sequence-level reward of each candidate continuation. Requests can be
+submitted between steps (they are prefilled and join the batch), which is what a serving loop
 needs for continuous batching.
 """
 
 import itertools
 import random
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -26,7 +28,7 @@ from ..errors import PersonalignError
 from ..prompts import render_ids
 from ..reward_model import PersonalizedRewardModel, ADAPTER_NAME
 from .request import GenerationRequest, GenerationResult
-from .rules import pad_reward, pad_scores, top_candidates
+from .rules import NEG_INF, fusion_logits, pad_reward, pad_scores, top_candidates
 from .runner import RowRunner
 from .sampling import choose
 from .text import TextTracker
@@ -34,6 +36,9 @@ from .text import TextTracker
 # Measured (benchmarks/reward_forms.py, README): on SmolLM2 the decoupled form makes the model copy PAD's prompt
 # template into most answers, so the released form is the default.
 DEFAULT_REWARD_FORM = "released"
+
+# ARGS's sequence-level reward: (preference, prompt, answer text) triples -> one number each, higher = better
+SequenceReward = Callable[[list, list[str], list[str]], list[float]]
 
 
 @dataclass
@@ -61,8 +66,10 @@ class _Active:
 
 class Engine:
     def __init__(self, model, tokenizer, persrm: PersonalizedRewardModel | None = None,
-                 reward_form: str = DEFAULT_REWARD_FORM):
+                 reward_form: str = DEFAULT_REWARD_FORM, sequence_reward: SequenceReward | None = None):
+        """`sequence_reward` scores answers for the `args` method (e.g. an evaluation judge)."""
         self.model = model.eval()
+        self.sequence_reward = sequence_reward
         self.tokenizer = tokenizer
         self.persrm = (persrm or PersonalizedRewardModel(model)).eval()
         self.reward_form = reward_form
@@ -87,6 +94,9 @@ class Engine:
     # ---- admission -------------------------------------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> int:
         """Queue a request; it joins the batch at the next step. Returns its id."""
+        if request.method == "args" and self.sequence_reward is None:
+            raise PersonalignError("method 'args' needs a sequence-level reward: build the engine with "
+                                   "sequence_reward=... (personalign eval passes its judges)")
         active = self._plan(next(self._ids), request)
         self._pending.append(active)
         return active.request_id
@@ -103,7 +113,9 @@ class Engine:
     def _plan(self, request_id: int, req: GenerationRequest) -> _Active:
         """Which rows a request needs, with duplicates merged."""
         pref = req.preference
-        base_ids = render_ids(self.tokenizer, req.prompt, None if req.method == "base" else pref.text)
+        # fusion's base reads no preference: the guide carries it (log pi_base + beta (log pi_guide - log pi_base))
+        neutral = req.method in ("base", "fusion")
+        base_ids = render_ids(self.tokenizer, req.prompt, None if neutral else pref.text)
         adapter = self.persrm.has_adapter
         base_key = (tuple(base_ids), False)
         base_rows = [base_key]
@@ -115,11 +127,11 @@ class Engine:
             return rm_rows.index(key)
 
         policy, reference = [], None
-        if req.guided:
+        if req.guided and req.method in ("pad", "fusion"):
             # one component reads exactly the base's ids (the released PAD); a mix reads each text on its own
             texts = [pref.text] if len(pref.components) == 1 else pref.texts
             policy = [row((tuple(render_ids(self.tokenizer, req.prompt, t)), adapter)) for t in texts]
-            if (req.reward or self.reward_form) == "decoupled":
+            if req.method == "pad" and (req.reward or self.reward_form) == "decoupled":
                 reference = row((tuple(render_ids(self.tokenizer, req.prompt, None)), adapter))
         generator = None
         if req.temperature > 0:
@@ -181,26 +193,45 @@ class Engine:
         base_logits = self.base_runner.logits(base_hidden[base_rows]).float()
         top_k = torch.tensor([r.top_k for r in reqs], device=device)
         cand, base_c, live = top_candidates(base_logits, top_k)
-        reward = torch.zeros_like(base_c)
-        guided = [j for j, a in enumerate(self._active) if a.policy_index]
-        if guided:
-            reward[guided] = self._rewards(guided, cand[guided], base_c[guided], live[guided])
         beta = torch.tensor([r.beta if r.guided else 0.0 for r in reqs], device=device)
+        reward = torch.zeros_like(base_c)
+        by_method = {m: [j for j, r in enumerate(reqs) if r.guided and r.method == m] for m in ("pad", "args", "fusion")}
+        if by_method["pad"]:
+            pad = by_method["pad"]
+            reward[pad] = self._pad_rewards(pad, cand[pad], base_c[pad], live[pad])
+        if by_method["args"]:
+            args = by_method["args"]
+            reward[args] = self._args_rewards(args, cand[args], live[args])
         scores = pad_scores(base_c, reward, beta, live)
+        if by_method["fusion"]:  # a new candidate set: the top-k of the fused distribution
+            fusion = by_method["fusion"]
+            fused = fusion_logits(base_logits[fusion], self._guide_log_probs(fusion), beta[fusion])
+            f_cand, f_scores, f_live = top_candidates(fused, top_k[fusion])
+            width = cand.shape[1] - f_cand.shape[1]  # <= 0 never: fusion rows' k <= the batch's largest k
+            cand[fusion] = torch.nn.functional.pad(f_cand, (0, width))
+            scores[fusion] = torch.nn.functional.pad(f_scores.masked_fill(~f_live, NEG_INF), (0, width),
+                                                     value=NEG_INF)
         return choose(cand, scores, [r.temperature for r in reqs], [r.top_p for r in reqs],
                       [a.generator for a in self._active])
 
-    def _rewards(self, guided: list[int], cand, base_c, live) -> torch.Tensor:
-        hidden = self._hidden[id(self.rm_runner)]
+    def _policy_rows(self, guided: list[int]):
+        """The PersRM rows of each guided request's components, padded to the same count n (padding repeats the
+        first row with weight 0): flat row indices [G*n], weights [G, n], n."""
         offsets = self._offsets(self.rm_runner)
         actives = [self._active[j] for j in guided]
         n = max(len(a.policy_index) for a in actives)
-        # pad every request to n components; padded slots repeat the first row with weight 0
         rows = [[offsets[j] + i for i in (a.policy_index + a.policy_index[:1] * (n - len(a.policy_index)))]
                 for j, a in zip(guided, actives)]
+        device = self.rm_runner.device
         weights = torch.tensor([a.request.preference.weights + [0.0] * (n - len(a.policy_index)) for a in actives],
-                               device=cand.device)
-        flat = torch.tensor(rows, device=cand.device).flatten()
+                               device=device)
+        return torch.tensor(rows, device=device).flatten(), weights, n
+
+    def _pad_rewards(self, guided: list[int], cand, base_c, live) -> torch.Tensor:
+        hidden = self._hidden[id(self.rm_runner)]
+        offsets = self._offsets(self.rm_runner)
+        actives = [self._active[j] for j in guided]
+        flat, weights, n = self._policy_rows(guided)
         policy_c = self._candidate_logits(hidden[flat], cand.repeat_interleave(n, 0)).view(len(guided), n, -1)
         if all(a.reference_index is not None for a in actives):
             ref_rows = torch.tensor([offsets[j] + a.reference_index for j, a in zip(guided, actives)])
@@ -213,6 +244,30 @@ class Engine:
             ref_rows = torch.tensor([offsets[guided[i]] + actives[i].reference_index for i in decoupled])
             reference_c[decoupled] = self._candidate_logits(hidden[ref_rows.to(cand.device)], cand[decoupled])
         return pad_reward(policy_c, weights, reference_c, live)
+
+    def _guide_log_probs(self, guided: list[int]):
+        """Whole-vocabulary log-probabilities of each request's guide rows [G, n, V] and their weights [G, n]."""
+        flat, weights, n = self._policy_rows(guided)
+        hidden = self._hidden[id(self.rm_runner)][flat]
+        logits = self.rm_runner.logits(self.persrm.head(hidden)).float()
+        return logits.log_softmax(-1).view(len(guided), n, -1), weights
+
+    def _args_rewards(self, rows: list[int], cand, live) -> torch.Tensor:
+        """R(prompt, answer so far + candidate) for every live candidate; dead slots get 0."""
+        prefs, prompts, texts, where = [], [], [], []
+        for i, j in enumerate(rows):
+            active = self._active[j]
+            prompt = _prompt_text(active.request.prompt)
+            for slot in live[i].nonzero().flatten().tolist():
+                ids = active.tokens + [int(cand[i, slot])]
+                texts.append(self.tokenizer.decode(ids, skip_special_tokens=True))
+                prefs.append(active.request.preference)
+                prompts.append(prompt)
+                where.append((i, slot))
+        reward = torch.zeros(cand.shape, dtype=torch.float32, device=cand.device)
+        for (i, slot), value in zip(where, self.sequence_reward(prefs, prompts, texts)):
+            reward[i, slot] = float(value)
+        return reward
 
     def _candidate_logits(self, hidden: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         """The PersRM's logits U(W h + b) at the candidate ids only."""
@@ -278,6 +333,13 @@ class Engine:
                         yield event.delta
                     if event.result is not None:
                         return
+
+
+def _prompt_text(prompt) -> str:
+    """The user's words of a prompt given as text or as chat messages (the last user turn)."""
+    if isinstance(prompt, str):
+        return prompt
+    return next((m["content"] for m in reversed(prompt) if m["role"] == "user"), "")
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

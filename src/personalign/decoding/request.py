@@ -7,7 +7,8 @@ from ..errors import PersonalignError
 from ..preferences import Preference
 from ..prompts import Messages, as_messages
 
-METHODS = ("pad", "prompt", "base")
+METHODS = ("pad", "prompt", "base", "fusion", "args")
+GUIDED_METHODS = ("pad", "fusion", "args")  # methods whose beta weighs a guide against the base
 REWARD_FORMS = ("decoupled", "released")
 
 
@@ -23,10 +24,19 @@ def check_beta_top_k(beta: float, top_k: int) -> None:
 class GenerationRequest:
     """One prompt to answer.
 
-    method: `pad` (PersRM-guided decoding), `prompt` (the preference in the prompt, plain decoding) or `base`
-    (no preference at all). reward: `released` (r = log pi_theta(a|s,p) - log pi_base(a|s,p), the released code) or
-    `decoupled` (r = log pi_theta(a|s,p) - log pi_theta(a|s), which personalizes even an untrained PersRM);
-    None takes the engine's default. temperature 0 is greedy.
+    method (extra forward rows per token in brackets; rows of one forward share the weights' memory traffic):
+      `base`    no preference at all [1 row]
+      `prompt`  the preference in the prompt, plain decoding [1 row]
+      `pad`     PersRM-guided: score = z_base + beta * r over the base's top-k [1 row released with a head-only
+                PersRM on the base, else +1 per preference component, +1 for the decoupled reference]
+      `fusion`  logit fusion (GenARM, DeRa, proxy-tuning): log pi_base + beta * sum_i w_i (log pi_guide_i -
+                log pi_base) over the whole vocabulary, the base reading no preference and the guide (the PersRM)
+                reading each component; a weighted mix with beta = 1 is MOD's sum_i w_i log pi_i [+1 per component]
+      `args`    ARGS: score = z_base + beta * R(prompt, answer so far + candidate) over the base's top-k, R a
+                sequence-level reward the engine was given [no extra rows; k reward calls per token]
+    reward: `released` (r = log pi_theta(a|s,p) - log pi_base(a|s,p), the released code) or `decoupled`
+    (r = log pi_theta(a|s,p) - log pi_theta(a|s), which personalizes even an untrained PersRM); None takes the
+    engine's default. beta is the guidance strength of pad, fusion and args. temperature 0 is greedy.
     """
 
     prompt: "str | Messages"
@@ -50,7 +60,7 @@ class GenerationRequest:
             raise PersonalignError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.reward is not None and self.reward not in REWARD_FORMS:
             raise PersonalignError(f"unknown reward form {self.reward!r}; choose one of {', '.join(REWARD_FORMS)}")
-        if self.method in ("pad", "prompt") and self.preference.is_empty:
+        if self.method != "base" and self.preference.is_empty:
             raise PersonalignError(f"method {self.method!r} needs a preference (--preference or --dims); "
                                    "use --method base for none")
         check_beta_top_k(self.beta, self.top_k)
@@ -64,8 +74,8 @@ class GenerationRequest:
 
     @property
     def guided(self) -> bool:
-        """Whether the PersRM takes part (beta = 0 reduces PAD to the base model's top-k argmax)."""
-        return self.method == "pad" and self.beta != 0
+        """Whether a guide takes part (beta = 0 reduces every guided method to the base model's top-k argmax)."""
+        return self.method in GUIDED_METHODS and self.beta != 0
 
 
 @dataclass

@@ -5,6 +5,10 @@
     r        = sum_i w_i * l_t_i - l_ref      (l_ref = l_b: released form; l_t without preference: decoupled form)
     score    = z_b + beta * r                 (then argmax over C, or sample softmax(score / T))
 
+Logit fusion (GenARM, DeRa, proxy-tuning; MOD for a weighted mix) works on the whole vocabulary instead:
+
+    fused = log p_base + beta * sum_i w_i (log p_guide_i - log p_base)
+
 Everything works on batches of candidate logits, so every request in a batch may have its own k, beta and weights.
 """
 
@@ -41,3 +45,12 @@ def pad_reward(policy_c: torch.Tensor, weights: torch.Tensor, reference_c: torch
 def pad_scores(base_c: torch.Tensor, reward: torch.Tensor, beta: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
     """score = z_b + beta * r on live candidates, -inf elsewhere."""
     return (base_c + beta[:, None] * reward).masked_fill(~live, NEG_INF)
+
+
+def fusion_logits(base_logits: torch.Tensor, guide: tuple[torch.Tensor, torch.Tensor],
+                  beta: torch.Tensor) -> torch.Tensor:
+    """Fused log-scores [B, V] from base logits [B, V] and (guide log-probs [B, n, V], weights [B, n])."""
+    guide_log_probs, weights = guide
+    base = base_logits.log_softmax(-1)
+    mixed = (weights[:, :, None] * guide_log_probs).sum(1)  # weights sum to one: sum_i w_i (g_i - b) = mixed - b
+    return base + beta[:, None] * (mixed - base)
