@@ -27,6 +27,10 @@ def run(capsys, *argv):
     (["generate", "Hi", "-p", "concise", "--top-k", "ten"], "invalid int value"),
     (["generate", "Hi", "-p", "a", "-p", "b", "--stream"], "--stream shows one answer"),
     (["frobnicate"], "invalid choice"),
+    (["generate", "Hi", "-p", "I love cats", "--method", "args"], "cannot score the free-text preference"),
+    (["generate", "Hi", "-p", "concise", "--method", "args", "--reward-judge", "nope"], "unknown judge 'nope'"),
+    (["eval", "--methods", "base,nope"], "unknown method 'nope'"),
+    (["eval", "--beta", "1,x"], "--beta: give numbers"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
     code, out, err = run(capsys, *argv)

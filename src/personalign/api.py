@@ -30,9 +30,10 @@ def load_persrm(spec: str | None, base_model, base_source: str, *, device=None, 
 
 
 def load_engine(base: str | None = None, persrm: str | None = None, *, device=None, dtype=None,
-                reward_form: str = DEFAULT_REWARD_FORM) -> Engine:
-    """An engine over the base model `base` (None = the embedded default) guided by the PersRM `persrm`."""
+                reward_form: str = DEFAULT_REWARD_FORM, sequence_reward=None) -> Engine:
+    """An engine over the base model `base` (None = the embedded default) guided by the PersRM `persrm`
+    (and, for the `args` method, by `sequence_reward`)."""
     base_source = resolve_model_source(base)
     model, tokenizer = load_causal_lm(base_source, device=device, dtype=dtype)
     reward_model = load_persrm(persrm, model, base_source, device=device, dtype=dtype)
-    return Engine(model, tokenizer, reward_model, reward_form=reward_form)
+    return Engine(model, tokenizer, reward_model, reward_form=reward_form, sequence_reward=sequence_reward)

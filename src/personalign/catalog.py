@@ -65,3 +65,11 @@ def known_names() -> list[str]:
 def lookup(name: str) -> Dimension | None:
     """The dimension called `name` (a readable name, an alias or a P-SOUPS id; case-insensitive), or None."""
     return _BY_KEY.get(name.strip().lower())
+
+
+_BY_TEXT: dict[str, Dimension] = {d.text: d for d in DIMENSIONS}
+
+
+def by_text(text: str) -> Dimension | None:
+    """The dimension whose exact text this is, or None (free text)."""
+    return _BY_TEXT.get(text)

@@ -4,6 +4,7 @@
     personalign generate "Plan my week" --dims concise=0.7,friendly=0.3 --beta 1.5 --json
     personalign generate --input prompts.jsonl --json
     personalign bench --json
+    personalign eval --methods base,prompt,pad,best-of-n,args --limit 20 --out eval-out
 
 Mistakes a user can fix (bad flags, missing files, empty prompts) print one line and exit with code 2.
 """
@@ -33,8 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dims", action="append", default=[],
                      help="a weighted mix of catalog dimensions, e.g. concise=0.7,friendly=0.3; repeatable")
     gen.add_argument("--with-base", action="store_true", help="also print the base model's answer")
-    gen.add_argument("--method", default="pad", choices=["pad", "prompt", "base"],
-                     help="pad: PersRM-guided decoding; prompt: preference in the prompt only; base: no preference")
+    gen.add_argument("--method", default="pad", choices=["pad", "prompt", "base", "fusion", "args"],
+                     help="pad: PersRM-guided decoding; prompt: preference in the prompt only; base: no preference; "
+                          "fusion: log p_base + beta (log p_PersRM - log p_base); args: top-k rescored by a judge")
+    gen.add_argument("--reward-judge", default="offline",
+                     help="the judge steering --method args (default offline; see personalign eval --help)")
     gen.add_argument("--reward", choices=["decoupled", "released"], default=None,
                      help="PAD reward form (default: released, see README)")
     _model_args(gen)
@@ -61,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--lora-rank", type=int, default=16,
                        help="also time a PersRM with a LoRA adapter of this rank on q,v (0 skips it)")
     bench.add_argument("--json", action="store_true", help="print the table as JSON")
+
+    from .commands import eval as eval_command
+    evaluation = commands.add_parser("eval", help="compare methods x preferences x prompts with judges",
+                                     description="Answer prompts with several methods and preferences, judge the "
+                                                 "answers, write tables and plots; re-running resumes.")
+    eval_command.add_arguments(evaluation)
     return parser
 
 
@@ -75,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "generate":
             from .commands.generate import run
+        elif args.command == "eval":
+            from .commands.eval import run
         else:
             from .commands.bench import run
         return run(args)

@@ -81,6 +81,11 @@ class Preference:
     def weights(self) -> list[float]:
         return [w for _, w in self.components]
 
+    @property
+    def dimensions(self) -> list[tuple[str | None, float]]:
+        """(catalog name, weight) per component; None for free text no catalog dimension has."""
+        return [(d.name if (d := catalog.by_text(t)) else None, w) for t, w in self.components]
+
 
 def _parse_dims(spec: str) -> list[tuple[str, float]]:
     pairs = []

@@ -32,7 +32,8 @@ def run(args) -> int:
 
     quiet_loading()
 
-    engine = load_engine(args.base, args.persrm, device=args.device, dtype=args.dtype)
+    reward = _args_reward(args.reward_judge, jobs)
+    engine = load_engine(args.base, args.persrm, device=args.device, dtype=args.dtype, sequence_reward=reward)
     if args.stream:
         for delta in engine.stream(jobs[0].request):
             print(delta, end="", flush=True)
@@ -58,6 +59,23 @@ def _print(job: Job, result, as_json: bool, several: bool) -> None:
         print(result.text.strip(), flush=True)
 
 
+_HOW = {"pad": "PAD, beta={beta:g}", "prompt": "preference prompting", "fusion": "logit fusion, beta={beta:g}",
+        "args": "ARGS, beta={beta:g}"}
+
+
+def _args_reward(judge_spec: str, jobs: list[Job]):
+    """The judge that steers `args` requests, checked against their preferences before any model loads."""
+    args_prefs = [j.request.preference for j in jobs if j.request.method == "args"]
+    if not args_prefs:
+        return None
+    from ..evaluation.judge_reward import JudgeReward
+    from ..evaluation.judges.registry import load_judge
+    reward = JudgeReward(load_judge(judge_spec))
+    for pref in args_prefs:
+        reward.check(pref)
+    return reward
+
+
 def _settings(args) -> dict:
     return dict(beta=args.beta, top_k=args.top_k, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                 top_p=args.top_p, seed=args.seed, stop=tuple(args.stop), reward=args.reward)
@@ -77,7 +95,7 @@ def _jobs_from_flags(args) -> list[Job]:
             raise PersonalignError(f"--method {args.method} needs --preference or --dims (or use --method base)")
         for pref in preferences:
             request = GenerationRequest(args.prompt, pref, method=args.method, **settings)
-            how = f"PAD, beta={args.beta:g}" if args.method == "pad" else "preference prompting"
+            how = _HOW[args.method].format(beta=args.beta)
             jobs.append(Job(f"{pref.label} ({how})", args.prompt, request))
     return jobs
 

@@ -1,0 +1,159 @@
+"""`personalign eval`: methods x prompts x preferences -> answers -> judges -> tables and plots.
+
+Three resumable stages, each appending to a JSON-lines file in the output directory and skipping what is there:
+    1. answers    generations.jsonl   one line per (method, preference, beta, prompt)
+    2. judgments  judgments.jsonl     judge scores, win/tie/loss against the baseline, perplexity
+    3. report     results.csv, results.md, *.png (rebuilt from the two files every time)
+"""
+
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..data.prompt_sets import load_prompts
+from ..errors import PersonalignError
+from ..preferences import Preference
+from ..prompts import render_ids
+from .config import EvalConfig
+from .judge_reward import JudgeReward
+from .judges.registry import load_judge
+from .metrics import perplexities
+from .plan import NONE, Job, baseline_key, plan_jobs, requests_for
+from .records import append_records, read_records, repair
+
+GENERATIONS = "generations.jsonl"
+JUDGMENTS = "judgments.jsonl"
+JUDGE_BATCH = 64
+
+
+def run_eval(config: EvalConfig, engine=None, progress: bool = True) -> Path:
+    """Run (or resume) the evaluation `config` describes; returns the output directory."""
+    config.validate()
+    prompts = load_prompts(config.prompts, config.limit, config.data_dir)
+    judges = [load_judge(spec) for spec in config.judges]
+    preferences = [Preference.parse(p) for p in config.preferences]
+    _check_judges(judges, preferences)
+    reward = None
+    if {"args", "best-of-n"} & set(config.methods + [config.baseline]):
+        reward = JudgeReward(load_judge(config.reward_judge))
+        for pref in preferences:
+            reward.check(pref)
+    if engine is None:
+        from ..api import load_engine
+        engine = load_engine(config.base, config.persrm, device=config.device, dtype=config.dtype,
+                             sequence_reward=reward)
+    elif reward is not None:
+        engine.sequence_reward = reward
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    kitchen = None
+    if "soups" in config.methods + [config.baseline]:
+        from .soups import SoupKitchen
+        kitchen = SoupKitchen(engine.model, engine.tokenizer, config.soups)
+        for pref in preferences:
+            kitchen.check(pref)
+    jobs = plan_jobs(config, prompts)
+    generate_answers(engine, jobs, config, out / GENERATIONS, reward, progress, kitchen)
+    answers = {r["key"]: r for r in read_records(out / GENERATIONS)}
+    judge_answers(engine, judges, [answers[j.key] for j in jobs], answers, config, out / JUDGMENTS, progress)
+    from .report import write_report
+    write_report(config, [answers[j.key] for j in jobs], read_records(out / JUDGMENTS), out)
+    return out
+
+
+def _check_judges(judges, preferences) -> None:
+    wanted = {name for p in preferences for name, _ in p.dimensions if name}
+    for judge in judges:
+        if not wanted & set(judge.dimensions()):
+            raise PersonalignError(f"judges: {judge.name} cannot judge any of the preferences "
+                                   f"({', '.join(p.label for p in preferences)}); it judges: "
+                                   f"{', '.join(judge.dimensions())}")
+
+
+def generate_answers(engine, jobs, config, path: Path, reward, progress: bool, kitchen=None) -> None:
+    repair(path)
+    done = {r["key"] for r in read_records(path)}
+    todo = [j for j in jobs if j.key not in done]
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="answers", unit="answer", disable=not progress)
+    groups = defaultdict(list)  # soups change weights per preference; every other method mixes them in a batch
+    for job in todo:
+        groups[(job.method, job.preference if job.method == "soups" else None)].append(job)
+    for (method, preference), method_jobs in groups.items():
+        decoder = kitchen.engine_for(Preference.parse(preference)) if method == "soups" else engine
+        # best-of-n decodes N answers per job: fewer jobs per batch keep the batch near batch_size rows
+        per_batch = max(1, config.batch_size // (config.best_of_n if method == "best-of-n" else 1))
+        for start in range(0, len(method_jobs), per_batch):
+            batch = method_jobs[start:start + per_batch]
+            began = time.perf_counter()
+            requests = [requests_for(job, config) for job in batch]
+            results = decoder.generate([r for rs in requests for r in rs])
+            records, i = [], 0
+            for job, rs in zip(batch, requests):
+                candidates, i = results[i:i + len(rs)], i + len(rs)
+                chosen = candidates[0]
+                if len(candidates) > 1:
+                    scores = reward([r.preference for r in rs], [job.prompt] * len(rs), [c.text for c in candidates])
+                    chosen = candidates[max(range(len(candidates)), key=scores.__getitem__)]
+                records.append(dict(key=job.key, method=job.method, preference=job.preference, beta=job.beta,
+                                    prompt_id=job.prompt_id, prompt=job.prompt, text=chosen.text,
+                                    token_ids=chosen.token_ids, finish_reason=chosen.finish_reason,
+                                    candidates=len(candidates)))
+            seconds = (time.perf_counter() - began) / len(batch)
+            for record in records:
+                record["seconds"] = seconds
+            append_records(path, records)
+            bar.update(len(batch))
+    bar.close()
+
+
+def judge_answers(engine, judges, records, answers, config, path: Path, progress: bool) -> None:
+    """Scores on every dimension a record's preference names (the base's answers: on all of them), win/tie/loss
+    against the baseline on the same dimensions, and perplexity under the base model."""
+    repair(path)
+    done = {(j["key"], j["judge"], j["dimension"], j["kind"]) for j in read_records(path)}
+    all_dims = list(dict.fromkeys(name for p in config.preferences for name, _ in Preference.parse(p).dimensions
+                                  if name))
+    tasks = defaultdict(list)  # (judge index, dimension, kind) -> records
+    for record in records:
+        dims = all_dims if record["preference"] == NONE else \
+            [n for n, _ in Preference.parse(record["preference"]).dimensions if n]
+        for j, judge in enumerate(judges):
+            for dim in dims:
+                if dim not in judge.dimensions():
+                    continue
+                if judge.pointwise and (record["key"], judge.name, dim, "score") not in done:
+                    tasks[(j, dim, "score")].append(record)
+                if record["method"] != config.baseline and record["preference"] != NONE \
+                        and (record["key"], judge.name, dim, "win") not in done:
+                    tasks[(j, dim, "win")].append(record)
+    fluency = [r for r in records if (r["key"], "fluency", "", "perplexity") not in done]
+    total = sum(len(v) for v in tasks.values()) + len(fluency)
+    bar = tqdm(total=total, desc="judgments", unit="judgment", disable=not progress or total == 0)
+    for (j, dim, kind), items in tasks.items():
+        judge = judges[j]
+        for start in range(0, len(items), JUDGE_BATCH):
+            chunk = items[start:start + JUDGE_BATCH]
+            prompts, texts = [r["prompt"] for r in chunk], [r["text"] for r in chunk]
+            if kind == "score":
+                values = judge.score(dim, prompts, texts)
+            else:
+                values = judge.compare(dim, prompts, texts, [answers[baseline_key(_job(r), config)]["text"]
+                                                             for r in chunk])
+            append_records(path, [dict(key=r["key"], judge=judge.name, dimension=dim, kind=kind, value=float(v))
+                                  for r, v in zip(chunk, values)])
+            bar.update(len(chunk))
+    for start in range(0, len(fluency), JUDGE_BATCH):
+        chunk = fluency[start:start + JUDGE_BATCH]
+        prompt_ids = [render_ids(engine.tokenizer, r["prompt"], None) for r in chunk]
+        values = perplexities(engine.model, prompt_ids, [r["token_ids"] for r in chunk],
+                              engine.tokenizer.pad_token_id, config.batch_size)
+        append_records(path, [dict(key=r["key"], judge="fluency", dimension="", kind="perplexity", value=v)
+                              for r, v in zip(chunk, values)])
+        bar.update(len(chunk))
+    bar.close()
+
+
+def _job(record) -> Job:
+    return Job(record["method"], record["preference"], record["beta"], record["prompt_id"], record["prompt"])

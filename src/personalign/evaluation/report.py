@@ -1,0 +1,162 @@
+"""Tables and plots from generations.jsonl and judgments.jsonl.
+
+results.csv is tidy: one line per (method, beta, preference, metric, judge, dimension) with its mean and count.
+results.md holds the paper-style tables: per preference the judge's mean score on that preference's own
+dimension(s), win rate against the baseline, and per method diversity, perplexity and speed.
+"""
+
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+from statistics import fmean
+
+from ..preferences import Preference
+from .metrics import diversity
+from .plan import GUIDED, NONE
+
+CSV_FIELDS = ["method", "beta", "preference", "metric", "judge", "dimension", "value", "n"]
+
+
+def write_report(config, answers: list[dict], judgments: list[dict], out: Path) -> list[dict]:
+    rows = aggregate(config, answers, judgments)
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "results.md").write_text(markdown(config, rows))
+    plot(config, rows, out)
+    return rows
+
+
+def aggregate(config, answers, judgments) -> list[dict]:
+    by_key = {a["key"]: a for a in answers}
+    groups = defaultdict(list)  # (method, beta, preference, metric, judge, dimension) -> values
+    for a in answers:
+        where = (a["method"], a["beta"], a["preference"])
+        groups[(*where, "diversity", "", "")].append(diversity(a["text"]))
+        groups[(*where, "tokens", "", "")].append(len(a["token_ids"]))
+        groups[(*where, "seconds_per_answer", "", "")].append(a["seconds"])
+    for j in judgments:
+        a = by_key.get(j["key"])
+        if a is None:
+            continue
+        metric = {"score": "score", "win": "win_rate", "perplexity": "perplexity"}[j["kind"]]
+        groups[(a["method"], a["beta"], a["preference"], metric, j["judge"], j["dimension"])].append(j["value"])
+    rows = []
+    for (method, beta, preference, metric, judge, dimension), values in sorted(groups.items(), key=str):
+        values = [v for v in values if not math.isnan(v)]
+        if not values:
+            continue
+        # perplexities are averaged as a geometric mean (the exp of the mean log-likelihood), as is usual
+        value = math.exp(fmean(math.log(v) for v in values)) if metric == "perplexity" else fmean(values)
+        rows.append(dict(method=method, beta=beta, preference=preference, metric=metric, judge=judge,
+                         dimension=dimension, value=value, n=len(values)))
+    for (method, beta, preference), tokens in _speed(answers).items():
+        rows.append(dict(method=method, beta=beta, preference=preference, metric="tokens_per_second", judge="",
+                         dimension="", value=tokens, n=0))
+    return rows
+
+
+def _speed(answers):
+    total = defaultdict(lambda: [0, 0.0])
+    for a in answers:
+        t = total[(a["method"], a["beta"], a["preference"])]
+        t[0] += len(a["token_ids"])
+        t[1] += a["seconds"]
+    return {k: n / s for k, (n, s) in total.items() if s > 0}
+
+
+def _variants(config, rows):
+    """(method, beta) pairs in config order: guided methods once per beta."""
+    seen = {(r["method"], r["beta"]) for r in rows}
+    methods = list(dict.fromkeys(config.methods + [config.baseline]))
+    return [(m, float(b)) for m in methods for b in (config.beta if m in GUIDED else [0.0]) if (m, float(b)) in seen]
+
+
+def _label(method, beta):
+    return f"{method} (β={beta:g})" if method in GUIDED else method
+
+
+def own_dimension_value(rows, metric, judge, method, beta, preference):
+    """The mean of `metric` on the preference's own dimensions (weighted for a mix); the base answered 'none'."""
+    source = NONE if method == "base" else preference
+    found = {(r["dimension"]): r["value"] for r in rows if r["metric"] == metric and r["judge"] == judge
+             and r["method"] == method and r["beta"] == beta and r["preference"] == source}
+    dims = Preference.parse(preference).dimensions
+    if not dims or any(name not in found for name, _ in dims):
+        return None
+    return sum(w * found[name] for name, w in dims)
+
+
+def markdown(config, rows) -> str:
+    variants = _variants(config, rows)
+    prefs = config.preferences
+    lines = [f"# Evaluation: {config.prompts}, {config.max_new_tokens} new tokens", ""]
+    judges = list(dict.fromkeys(r["judge"] for r in rows if r["metric"] in ("score", "win_rate")))
+    for judge in judges:
+        for metric, title in (("score", f"Mean {judge} score on each preference's own dimension (higher = more of it)"),
+                              ("win_rate", f"Win rate against `{config.baseline}` ({judge}; ties count half)")):
+            table = [[_label(m, b)] + [own_dimension_value(rows, metric, judge, m, b, p) for p in prefs]
+                     for m, b in variants]
+            if all(v is None for row in table for v in row[1:]):
+                continue
+            lines += [f"## {title}", "", "| method | " + " | ".join(prefs) + " |",
+                      "|---|" + "---|" * len(prefs)]
+            lines += ["| " + " | ".join([row[0]] + [_fmt(v) for v in row[1:]]) + " |" for row in table]
+            lines.append("")
+    lines += ["## Diversity, fluency and speed (averaged over preferences)", "",
+              "| method | diversity | perplexity | tokens/answer | s/answer | tokens/s |", "|---|---|---|---|---|---|"]
+    for m, b in variants:
+        def mean(metric):
+            values = [r["value"] for r in rows if r["method"] == m and r["beta"] == b and r["metric"] == metric]
+            return fmean(values) if values else None
+        lines.append("| " + " | ".join([_label(m, b)] + [_fmt(mean(x)) for x in
+                     ("diversity", "perplexity", "tokens", "seconds_per_answer", "tokens_per_second")]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value) -> str:
+    return "" if value is None else f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+
+
+def plot(config, rows, out: Path) -> None:
+    """scores.png: per preference, each method's mean score on its dimension; beta.png: score against beta."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    judges = [j for j in dict.fromkeys(r["judge"] for r in rows if r["metric"] == "score")]
+    if not judges:
+        return
+    judge, prefs, variants = judges[0], config.preferences, _variants(config, rows)
+    fig, axes = plt.subplots(1, len(prefs), figsize=(2.6 * len(prefs), 3.2), squeeze=False)
+    for ax, pref in zip(axes[0], prefs):
+        values = [own_dimension_value(rows, "score", judge, m, b, pref) for m, b in variants]
+        labels = [_label(m, b) for m, b in variants]
+        ax.bar(range(len(values)), [v if v is not None else 0 for v in values], color=[f"C{i}" for i in
+                                                                                        range(len(values))])
+        ax.set_title(pref, fontsize=9)
+        ax.set_xticks(range(len(values)), labels, rotation=60, ha="right", fontsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+    fig.suptitle(f"{judge} judge score on each preference's own dimension", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "scores.png", dpi=120)
+    plt.close(fig)
+    if len(config.beta) < 2:
+        return
+    fig, axes = plt.subplots(1, len(prefs), figsize=(2.6 * len(prefs), 3.0), squeeze=False)
+    for ax, pref in zip(axes[0], prefs):
+        for i, method in enumerate(m for m in dict.fromkeys(config.methods) if m in GUIDED):
+            points = [(b, own_dimension_value(rows, "score", judge, method, float(b), pref)) for b in config.beta]
+            points = [(b, v) for b, v in points if v is not None]
+            if points:
+                ax.plot(*zip(*points), marker="o", label=method, color=f"C{i}")
+        ax.set_title(pref, fontsize=9)
+        ax.set_xlabel("β", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{judge} judge score against β", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "beta.png", dpi=120)
+    plt.close(fig)

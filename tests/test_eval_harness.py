@@ -1,0 +1,192 @@
+"""`personalign eval` end to end on a tiny model: files, resume after a kill, config errors, metrics."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from personalign.cli import main
+from personalign.decoding.engine import Engine
+from personalign.errors import PersonalignError
+from personalign.evaluation.config import EvalConfig
+from personalign.evaluation.harness import GENERATIONS, JUDGMENTS, run_eval
+from personalign.evaluation.metrics import diversity, perplexities
+from personalign.reward_model import PersonalizedRewardModel
+from test_pad_engine import perturbed_head
+from tiny import tiny_llama
+
+
+class CountingEngine(Engine):
+    def generate(self, requests, progress=None):
+        self.requests = getattr(self, "requests", 0) + len(requests)
+        return super().generate(requests, progress)
+
+
+@pytest.fixture
+def engine(smol_tokenizer):
+    return CountingEngine(tiny_llama(0), smol_tokenizer, perturbed_head(PersonalizedRewardModel(tiny_llama(1))))
+
+
+@pytest.fixture
+def prompts_file(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("\n".join(json.dumps({"id": f"q{i}", "prompt": p}) for i, p in
+                              enumerate(["How do plants grow?", "Tell me about the moon"])) + "\n")
+    return str(path)
+
+
+def config(prompts_file, out, **overrides):
+    fields = dict(methods=["base", "prompt", "pad", "fusion", "args", "best-of-n"], preferences=["concise", "friendly"],
+                  prompts=prompts_file, max_new_tokens=5, beta=[0.5, 2.0], best_of_n=2, batch_size=4, out=str(out))
+    fields.update(overrides)
+    return EvalConfig.from_dict(fields)
+
+
+def lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_full_run_writes_every_file(engine, prompts_file, tmp_path):
+    out = run_eval(config(prompts_file, tmp_path / "run"), engine, progress=False)
+    answers = lines(out / GENERATIONS)
+    # base: 2 prompts; prompt and best-of-n: 2 prefs x 2 prompts; pad, fusion, args: x 2 betas
+    assert len(answers) == 2 + 2 * 4 + 3 * 8
+    assert {a["method"] for a in answers} == {"base", "prompt", "pad", "fusion", "args", "best-of-n"}
+    assert all(a["candidates"] == 2 for a in answers if a["method"] == "best-of-n")
+    judgments = lines(out / JUDGMENTS)
+    kinds = {(j["kind"], j["dimension"]) for j in judgments}
+    assert {("score", "concise"), ("score", "friendly"), ("win", "concise"), ("perplexity", "")} <= kinds
+    base_scores = [j for j in judgments if j["key"].startswith("base|") and j["kind"] == "score"]
+    assert len(base_scores) == 2 * 2  # the base's answers are judged on every preference's dimension
+    results = (out / "results.csv").read_text()
+    assert "win_rate" in results and "perplexity" in results and "tokens_per_second" in results
+    table = (out / "results.md").read_text()
+    assert "pad (β=0.5)" in table and "| best-of-n |" in table
+    assert (out / "scores.png").stat().st_size > 0 and (out / "beta.png").stat().st_size > 0
+
+
+def test_resume_skips_finished_work_and_redoes_a_torn_line(engine, prompts_file, tmp_path):
+    cfg = config(prompts_file, tmp_path / "run", methods=["base", "prompt", "pad"], beta=[1.0])
+    out = run_eval(cfg, engine, progress=False)
+    first = lines(out / GENERATIONS)
+    engine.requests = 0
+    run_eval(cfg, engine, progress=False)
+    assert engine.requests == 0 and lines(out / GENERATIONS) == first
+    # a run killed mid-write: three answers saved, the fourth torn
+    text = (out / GENERATIONS).read_text().splitlines(keepends=True)
+    (out / GENERATIONS).write_text("".join(text[:3]) + text[3][:20])
+    (out / JUDGMENTS).write_text("")
+    run_eval(cfg, engine, progress=False)
+    again = lines(out / GENERATIONS)
+    assert engine.requests == len(first) - 3
+    assert sorted(a["key"] for a in again) == sorted(a["key"] for a in first)
+    assert {a["key"]: a["text"] for a in again} == {a["key"]: a["text"] for a in first}  # greedy: same answers
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(methods=["base", "nope"]), "methods: unknown method 'nope'"),
+    (dict(beta=[float("nan")]), "beta:"),
+    (dict(limit=0), "limit:"),
+    (dict(shoes=1), "unknown field 'shoes'"),
+    (dict(max_new_tokens="many"), "field 'max_new_tokens'"),
+])
+def test_bad_config_names_the_field(prompts_file, tmp_path, overrides, message):
+    with pytest.raises(PersonalignError, match=message):
+        config(prompts_file, tmp_path, **overrides)
+
+
+def test_a_judge_that_cannot_judge_the_preferences_is_refused(engine, prompts_file, tmp_path):
+    cfg = config(prompts_file, tmp_path, methods=["base"], preferences=["humor"])
+    with pytest.raises(PersonalignError, match="judges: offline cannot judge"):
+        run_eval(cfg, engine, progress=False)
+    cfg = config(prompts_file, tmp_path, methods=["args"], preferences=["I like cats"])
+    with pytest.raises(PersonalignError, match="free-text preference"):
+        run_eval(EvalConfig.from_dict({**cfg.__dict__, "judges": ["offline"], "preferences": ["concise", "I like cats"]}),
+                 engine, progress=False)
+
+
+def test_yaml_config_and_cli_errors(tmp_path, capsys, prompts_file):
+    good = tmp_path / "eval.yaml"
+    good.write_text(f"methods: [base, pad]\npreferences: concise\nbeta: [0.5, 1]\nprompts: {prompts_file}\n")
+    cfg = EvalConfig.from_yaml(str(good))
+    assert cfg.methods == ["base", "pad"] and cfg.preferences == ["concise"] and cfg.beta == [0.5, 1.0]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("methods: [base\n")
+    assert main(["eval", "--config", str(bad)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+    assert main(["eval", "--methods", "base,nope"]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
+    assert main(["eval", "--prompts", str(tmp_path / "missing.jsonl"), "--methods", "base"]) == 2
+
+
+def test_diversity_counts_repeated_ngrams():
+    assert diversity("a b c d e") == 1.0
+    # "a b a b a b": bigrams ab,ba,ab,ba,ab -> 2/5; trigrams aba,bab,aba,bab -> 2/4; 4-grams abab,baba,abab -> 2/3
+    assert diversity("a b a b a b") == pytest.approx(2 / 5 * 2 / 4 * 2 / 3)
+    assert diversity("") == 1.0
+
+
+@torch.no_grad()
+def test_perplexity_equals_a_direct_computation():
+    model = tiny_llama(0)
+    prompts, answers = [[5, 6, 7], [8, 9]], [[10, 11], [12, 13, 14]]
+    got = perplexities(model, prompts, answers, pad_id=2)
+    for p, a, value in zip(prompts, answers, got):
+        logits = model(torch.tensor([p + a])).logits[0].log_softmax(-1)
+        nll = -sum(float(logits[len(p) - 1 + i, t]) for i, t in enumerate(a)) / len(a)
+        assert value == pytest.approx(math.exp(nll), rel=1e-4)
+
+
+def lora_adapter(path, seed):
+    from peft import LoraConfig, get_peft_model
+    base = tiny_llama(0)
+    torch.manual_seed(seed)  # after tiny_llama, which seeds its own init
+    model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"],
+                                                     init_lora_weights=False))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.mul_(50)  # large enough to change greedy choices of the tiny model
+    model.save_pretrained(path)
+    return model
+
+
+def test_soups_average_adapter_parameters(smol_tokenizer, tmp_path):
+    from peft import get_peft_model_state_dict
+    from personalign.decoding.request import GenerationRequest
+    from personalign.evaluation.soups import SOUP, SoupKitchen
+    from personalign.preferences import Preference
+    a, b = lora_adapter(tmp_path / "a", 1), lora_adapter(tmp_path / "b", 2)
+    base = tiny_llama(0)
+    kitchen = SoupKitchen(base, smol_tokenizer, {"concise": str(tmp_path / "a"), "friendly": str(tmp_path / "b")})
+    engine = kitchen.engine_for(Preference.from_dims("concise=0.25,friendly=0.75"))
+    soup = get_peft_model_state_dict(kitchen.model, adapter_name=SOUP)
+    sa, sb = get_peft_model_state_dict(a), get_peft_model_state_dict(b)
+    for key, value in soup.items():
+        assert torch.allclose(value, 0.25 * sa[key] + 0.75 * sb[key])
+    request = GenerationRequest("How do plants grow?", method="base", max_new_tokens=8)
+    [mixed] = engine.generate([request])
+    [only_a] = kitchen.engine_for(Preference.parse("concise")).generate([request])
+    ids = torch.tensor([only_a.prompt_token_ids])
+    expected = a.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
+                          pad_token_id=2)[0, ids.shape[1]:].tolist()
+    assert only_a.token_ids == expected
+    assert mixed.token_ids != only_a.token_ids
+    [plain] = Engine(base, smol_tokenizer).generate([request])  # the soup never touched the base's weights
+    assert plain.token_ids == Engine(tiny_llama(0), smol_tokenizer).generate([request])[0].token_ids
+    with pytest.raises(PersonalignError, match="no adapter for 'expert'"):
+        kitchen.check(Preference.parse("expert"))
+
+
+def test_soups_through_the_harness(engine, prompts_file, tmp_path):
+    lora_adapter(tmp_path / "a", 1), lora_adapter(tmp_path / "b", 2)
+    cfg = config(prompts_file, tmp_path / "run", methods=["soups"], beta=[1.0],
+                 soups={"concise": str(tmp_path / "a"), "friendly": str(tmp_path / "b")})
+    out = run_eval(cfg, engine, progress=False)
+    answers = [a for a in lines(out / GENERATIONS) if a["method"] == "soups"]
+    assert len(answers) == 4
+    by_pref = {a["preference"]: a["text"] for a in answers if a["prompt_id"] == "q0"}
+    assert by_pref["concise"] != by_pref["friendly"]  # each preference decoded with its own soup
+    with pytest.raises(PersonalignError, match="soups: the soups method needs"):
+        config(prompts_file, tmp_path, methods=["soups"])
