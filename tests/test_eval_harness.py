@@ -190,3 +190,16 @@ def test_soups_through_the_harness(engine, prompts_file, tmp_path):
     assert by_pref["concise"] != by_pref["friendly"]  # each preference decoded with its own soup
     with pytest.raises(PersonalignError, match="soups: the soups method needs"):
         config(prompts_file, tmp_path, methods=["soups"])
+
+
+def test_args_uses_the_kv_cached_path_for_a_decoder_reward_model(engine, prompts_file, tmp_path, smol_tokenizer):
+    from personalign.decoding.sequence_rm import CachedSequenceReward
+    from test_rules_fusion_args import tiny_reward_model
+    path = tmp_path / "rm"
+    tiny_reward_model().save_pretrained(path)
+    smol_tokenizer.save_pretrained(path)
+    cfg = config(prompts_file, tmp_path / "run", methods=["args"], beta=[1.0], preferences=["concise"],
+                 judges=[f"hf:{path}@concise"], reward_judge=f"hf:{path}@concise")
+    out = run_eval(cfg, engine, progress=False)
+    assert isinstance(engine.sequence_reward, CachedSequenceReward)
+    assert len([a for a in lines(out / GENERATIONS) if a["method"] == "args"]) == 2

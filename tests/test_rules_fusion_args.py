@@ -117,3 +117,53 @@ def test_all_methods_in_one_batch_equal_each_alone(smol_tokenizer):
     together = engine.generate(requests)
     for request, result in zip(requests, together):
         assert engine.generate([request])[0].token_ids == result.token_ids
+
+
+def tiny_reward_model(seed=3):
+    from transformers import LlamaForSequenceClassification
+    base = tiny_llama(seed)
+    torch.manual_seed(seed)
+    model = LlamaForSequenceClassification(base.config.__class__(**{**base.config.to_dict(), "num_labels": 1}))
+    with torch.no_grad():
+        model.score.weight.mul_(200)  # rewards big enough to overturn the base's preferences
+    return model.eval()
+
+
+@torch.no_grad()
+def cached_args_oracle(tok, base_fn, reward_model, prompt, pref, beta, k, n):
+    """ARGS written plainly: the reward model re-reads the whole conversation for every candidate."""
+    base_ids, rm_ids = render_ids(tok, prompt, pref.text), render_ids(tok, prompt, None)
+    generated = []
+    for _ in range(n):
+        logits, cand = base_fn(base_ids + generated).topk(k)
+        batch = torch.tensor([rm_ids + generated + [int(c)] for c in cand])
+        hidden = reward_model.model(batch).last_hidden_state[:, -1]
+        token = int(cand[(logits + beta * reward_model.score(hidden).squeeze(-1)).argmax()])
+        generated.append(token)
+        if token == EOS:
+            break
+    return generated
+
+
+def test_args_with_a_kv_cached_reward_model_matches_oracle(smol_tokenizer):
+    from personalign.decoding.sequence_rm import CachedSequenceReward
+    base, reward_model = tiny_llama(0), tiny_reward_model()
+    engine = Engine(base, smol_tokenizer, sequence_reward=CachedSequenceReward(reward_model))
+    pref = Preference.parse("harmless")
+    requests = [GenerationRequest(p, pref, method="args", beta=1.0, top_k=4, max_new_tokens=8) for p in PROMPTS]
+    requests.append(GenerationRequest(PROMPTS[0], pref, method="prompt", max_new_tokens=8))  # no reward row
+    results = engine.generate(requests)
+    for prompt, result in zip(PROMPTS, results):
+        assert result.token_ids == cached_args_oracle(smol_tokenizer, full_logits(base), reward_model, prompt, pref,
+                                                      1.0, 4, 8)
+    assert results[0].token_ids != results[2].token_ids, "the reward never changed a choice"
+
+
+def test_a_reward_model_over_another_vocabulary_is_refused(smol_tokenizer):
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+    from personalign.decoding.sequence_rm import CachedSequenceReward
+    other = LlamaForSequenceClassification(LlamaConfig(vocab_size=100, hidden_size=16, intermediate_size=32,
+                                                       num_hidden_layers=1, num_attention_heads=2,
+                                                       num_key_value_heads=1, num_labels=1))
+    with pytest.raises(PersonalignError, match="vocabulary"):
+        Engine(tiny_llama(0), smol_tokenizer, sequence_reward=CachedSequenceReward(other))

@@ -5,6 +5,7 @@
     personalign generate --input prompts.jsonl --json
     personalign bench --json
     personalign eval --methods base,prompt,pad,best-of-n,args --limit 20 --out eval-out
+    personalign train-judge            # then: personalign eval --judges offline,rm:~/.cache/personalign/judges/harmless
 
 Mistakes a user can fix (bad flags, missing files, empty prompts) print one line and exit with code 2.
 """
@@ -71,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Answer prompts with several methods and preferences, judge the "
                                                  "answers, write tables and plots; re-running resumes.")
     eval_command.add_arguments(evaluation)
+
+    from .commands import train_judge
+    judge = commands.add_parser("train-judge", help="train the helpfulness/harmless reward-model judges",
+                                description="Train small reward-model judges on the HH pairs; prints held-out "
+                                            "accuracy. Use them as --judges rm:DIR.")
+    train_judge.add_arguments(judge)
     return parser
 
 
@@ -87,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             from .commands.generate import run
         elif args.command == "eval":
             from .commands.eval import run
+        elif args.command == "train-judge":
+            from .commands.train_judge import run
         else:
             from .commands.bench import run
         return run(args)

@@ -33,7 +33,10 @@ def run(args) -> int:
     quiet_loading()
 
     reward = _args_reward(args.reward_judge, jobs)
-    engine = load_engine(args.base, args.persrm, device=args.device, dtype=args.dtype, sequence_reward=reward)
+    engine = load_engine(args.base, args.persrm, device=args.device, dtype=args.dtype)
+    if reward is not None:
+        from ..evaluation.judge_reward import args_reward
+        engine.set_sequence_reward(args_reward(reward.judge, reward, engine.persrm.vocab_size))
     if args.stream:
         for delta in engine.stream(jobs[0].request):
             print(delta, end="", flush=True)

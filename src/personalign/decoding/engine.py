@@ -31,14 +31,16 @@ from .request import GenerationRequest, GenerationResult
 from .rules import NEG_INF, fusion_logits, pad_reward, pad_scores, top_candidates
 from .runner import RowRunner
 from .sampling import choose
+from .sequence_rm import CachedSequenceReward
 from .text import TextTracker
 
 # Measured (benchmarks/reward_forms.py, README): on SmolLM2 the decoupled form makes the model copy PAD's prompt
 # template into most answers, so the released form is the default.
 DEFAULT_REWARD_FORM = "released"
 
-# ARGS's sequence-level reward: (preference, prompt, answer text) triples -> one number each, higher = better
-SequenceReward = Callable[[list, list[str], list[str]], list[float]]
+# ARGS's sequence-level reward: (preference, prompt, answer text) triples -> one number each, higher = better;
+# or a CachedSequenceReward, a decoder reward model that follows each request with a KV-cached row
+SequenceReward = Callable[[list, list[str], list[str]], list[float]] | CachedSequenceReward
 
 
 @dataclass
@@ -56,6 +58,7 @@ class _Active:
     prompt_ids: list[int]
     base_rows: list[tuple]  # row keys in the base runner (one)
     rm_rows: list[tuple]  # row keys in the PersRM runner (the same runner when weights are shared)
+    seq_rows: list[tuple]  # row keys in the ARGS reward model's runner (one for args requests, if it has one)
     base_index: int
     policy_index: list[int]
     reference_index: int | None
@@ -69,7 +72,6 @@ class Engine:
                  reward_form: str = DEFAULT_REWARD_FORM, sequence_reward: SequenceReward | None = None):
         """`sequence_reward` scores answers for the `args` method (e.g. an evaluation judge)."""
         self.model = model.eval()
-        self.sequence_reward = sequence_reward
         self.tokenizer = tokenizer
         self.persrm = (persrm or PersonalizedRewardModel(model)).eval()
         self.reward_form = reward_form
@@ -85,11 +87,25 @@ class Engine:
         self._ids = itertools.count()
         self._pending: list[_Active] = []
         self._active: list[_Active] = []
+        self.set_sequence_reward(sequence_reward)
+
+    def set_sequence_reward(self, sequence_reward: SequenceReward | None) -> None:
+        """Give the `args` method its reward (only between batches: running requests would lose their rows)."""
+        if self.busy:
+            raise PersonalignError("the ARGS reward can only change while no request is running")
+        self.sequence_reward, self.seq_runner = sequence_reward, None
+        if isinstance(sequence_reward, CachedSequenceReward):
+            base_vocab = self.model.get_output_embeddings().weight.shape[0]
+            if sequence_reward.vocab_size != base_vocab:
+                raise PersonalignError(f"the ARGS reward model's vocabulary ({sequence_reward.vocab_size} tokens) "
+                                       f"differs from the base model's ({base_vocab}); it must read the base's ids")
+            self.seq_runner = RowRunner(sequence_reward.model)
         self._hidden = {id(r): None for r in self.runners}
 
     @property
     def runners(self) -> list[RowRunner]:
-        return [self.base_runner] if self.shared else [self.base_runner, self.rm_runner]
+        runners = [self.base_runner] if self.shared else [self.base_runner, self.rm_runner]
+        return runners + [self.seq_runner] if self.seq_runner else runners
 
     # ---- admission -------------------------------------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> int:
@@ -133,11 +149,14 @@ class Engine:
             policy = [row((tuple(render_ids(self.tokenizer, req.prompt, t)), adapter)) for t in texts]
             if req.method == "pad" and (req.reward or self.reward_form) == "decoupled":
                 reference = row((tuple(render_ids(self.tokenizer, req.prompt, None)), adapter))
+        seq_rows = []
+        if req.guided and req.method == "args" and self.seq_runner:  # the reward model reads the bare conversation
+            seq_rows = [(tuple(render_ids(self.tokenizer, req.prompt, None)), False)]
         generator = None
         if req.temperature > 0:
             generator = torch.Generator().manual_seed(req.seed if req.seed is not None else random.getrandbits(63))
-        return _Active(request_id, req, base_ids, base_rows, rm_rows, base_rows.index(base_key), policy, reference,
-                       TextTracker(self.tokenizer, req.stop), generator)
+        return _Active(request_id, req, base_ids, base_rows, rm_rows, seq_rows, base_rows.index(base_key), policy,
+                       reference, TextTracker(self.tokenizer, req.stop), generator)
 
     def _admit(self) -> None:
         new, self._pending = self._pending, []
@@ -153,6 +172,8 @@ class Engine:
     def _rows_of(self, active: _Active, runner: RowRunner) -> list[tuple]:
         if runner is self.base_runner:
             return active.base_rows
+        if runner is self.seq_runner:
+            return active.seq_rows
         return active.rm_rows
 
     def _offsets(self, runner: RowRunner) -> list[int]:
@@ -254,6 +275,11 @@ class Engine:
 
     def _args_rewards(self, rows: list[int], cand, live) -> torch.Tensor:
         """R(prompt, answer so far + candidate) for every live candidate; dead slots get 0."""
+        if self.seq_runner:
+            offsets = self._offsets(self.seq_runner)
+            index = torch.tensor([offsets[j] for j in rows], device=self.seq_runner.device)
+            hidden = self.seq_runner.peek(index, cand.to(self.seq_runner.device))
+            return self.sequence_reward.rewards(hidden).to(cand.device).masked_fill(~live, 0.0)
         prefs, prompts, texts, where = [], [], [], []
         for i, j in enumerate(rows):
             active = self._active[j]

@@ -12,10 +12,10 @@ ROOM = 128  # spare token columns per reallocation: one full copy per 128 steps 
 
 
 class RoomyLayer(DynamicLayer):
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int = ROOM):
         super().__init__()
         self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
-        self.replace(keys, values)
+        self.replace(keys, values, room)
 
     def replace(self, keys: torch.Tensor, values: torch.Tensor, room: int = ROOM) -> None:
         """Hold these keys and values (copied into a fresh buffer with `room` spare columns)."""

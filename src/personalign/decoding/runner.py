@@ -10,7 +10,7 @@ caller's choice, so one row can serve both the base model and a head-only PersRM
 from contextlib import nullcontext
 
 import torch
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from ..errors import PersonalignError
 from .kv_cache import RoomyLayer
@@ -28,8 +28,8 @@ class RowRunner:
             # logits here are unembedding(decoder(x)); a model that transforms them further would be scored wrongly
             raise PersonalignError(f"{inner.config.model_type} models (final logit soft-capping) are not supported yet")
         self.decoder = inner.get_decoder()
-        self.lm_head = inner.get_output_embeddings()
-        self.device = self.lm_head.weight.device
+        self.lm_head = inner.get_output_embeddings()  # None for a sequence-classification model
+        self.device = next(self.decoder.parameters()).device
         self.cache = None
         self.mask = torch.zeros(0, 0, dtype=torch.long, device=self.device)
         self.adapter_rows: list[bool] = []
@@ -59,6 +59,23 @@ class RowRunner:
         self.mask = torch.cat([self.mask, torch.ones_like(positions)], 1)
         hidden, self.cache = self._forward(tokens[:, None], self.mask, positions, self.cache, self.adapter_rows)
         return hidden
+
+    @torch.inference_mode()
+    def peek(self, rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Hidden states [n, k, d] of k alternative next tokens [n, k] for `rows`, the cache left as it was.
+
+        The prefix is not re-encoded: each alternative reads a copy of its row's cache (ARGS's candidates).
+        """
+        n, k = tokens.shape
+        index = rows.repeat_interleave(k)
+        cache = DynamicCache()
+        cache.layers = [RoomyLayer(layer.keys[index], layer.values[index], room=1) for layer in self.cache.layers]
+        mask = self.mask[index]
+        positions = mask.sum(1, keepdim=True)
+        mask = torch.cat([mask, torch.ones_like(positions)], 1)
+        hidden, _ = self._forward(tokens.reshape(-1, 1), mask, positions, cache, [self.adapter_rows[r] for r in
+                                                                                   index.tolist()])
+        return hidden.view(n, k, -1)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Unembed hidden states [n, d] -> [n, vocab]."""

@@ -17,7 +17,7 @@ from ..errors import PersonalignError
 from ..preferences import Preference
 from ..prompts import render_ids
 from .config import EvalConfig
-from .judge_reward import JudgeReward
+from .judge_reward import JudgeReward, args_reward
 from .judges.registry import load_judge
 from .metrics import perplexities
 from .plan import NONE, Job, baseline_key, plan_jobs, requests_for
@@ -37,15 +37,15 @@ def run_eval(config: EvalConfig, engine=None, progress: bool = True) -> Path:
     _check_judges(judges, preferences)
     reward = None
     if {"args", "best-of-n"} & set(config.methods + [config.baseline]):
-        reward = JudgeReward(load_judge(config.reward_judge))
+        reward_judge = load_judge(config.reward_judge)
+        reward = JudgeReward(reward_judge)
         for pref in preferences:
             reward.check(pref)
     if engine is None:
         from ..api import load_engine
-        engine = load_engine(config.base, config.persrm, device=config.device, dtype=config.dtype,
-                             sequence_reward=reward)
-    elif reward is not None:
-        engine.sequence_reward = reward
+        engine = load_engine(config.base, config.persrm, device=config.device, dtype=config.dtype)
+    if reward is not None:
+        engine.set_sequence_reward(args_reward(reward_judge, reward, engine.persrm.vocab_size))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     kitchen = None

@@ -7,6 +7,7 @@ table says which judge steered which method.
 
 from collections import defaultdict
 
+from ..decoding.sequence_rm import CachedSequenceReward
 from ..errors import PersonalignError
 from ..preferences import Preference
 from .judges.base import Judge
@@ -37,3 +38,13 @@ class JudgeReward:
             for (i, weight), score in zip(items, scores):
                 totals[i] += weight * score
         return totals
+
+
+def args_reward(judge: Judge, reward: JudgeReward, vocab_size: int):
+    """ARGS's reward: a decoder reward model over the base's vocabulary follows each request with a KV cache
+    (decoding/sequence_rm.py); any other pointwise judge scores the decoded text of every candidate."""
+    model = getattr(judge, "model", None)
+    if model is not None and hasattr(model, "get_decoder") and getattr(model, "score", None) is not None \
+            and model.config.vocab_size == vocab_size and model.config.num_labels == 1:
+        return CachedSequenceReward(model)
+    return reward
