@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 import torch
 
 from ..errors import PersonalignError
-from ..prompts import render_ids
+from ..prompts import as_messages, render_ids
 from ..reward_model import PersonalizedRewardModel, ADAPTER_NAME
 from .request import GenerationRequest, GenerationResult
 from .rules import NEG_INF, fusion_logits, pad_reward, pad_scores, top_candidates
@@ -283,7 +283,7 @@ class Engine:
         prefs, prompts, texts, where = [], [], [], []
         for i, j in enumerate(rows):
             active = self._active[j]
-            prompt = _prompt_text(active.request.prompt)
+            prompt = as_messages(active.request.prompt)[-1]["content"]  # the user's words
             for slot in live[i].nonzero().flatten().tolist():
                 ids = active.tokens + [int(cand[i, slot])]
                 texts.append(self.tokenizer.decode(ids, skip_special_tokens=True))
@@ -359,13 +359,6 @@ class Engine:
                         yield event.delta
                     if event.result is not None:
                         return
-
-
-def _prompt_text(prompt) -> str:
-    """The user's words of a prompt given as text or as chat messages (the last user turn)."""
-    if isinstance(prompt, str):
-        return prompt
-    return next((m["content"] for m in reversed(prompt) if m["role"] == "user"), "")
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

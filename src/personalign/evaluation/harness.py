@@ -20,7 +20,7 @@ from .config import EvalConfig
 from .judge_reward import JudgeReward, args_reward
 from .judges.registry import load_judge
 from .metrics import perplexities
-from .plan import NONE, Job, baseline_key, plan_jobs, requests_for
+from .plan import NONE, baseline_key, plan_jobs, requests_for
 from .records import append_records, read_records, repair
 
 GENERATIONS = "generations.jsonl"
@@ -139,7 +139,7 @@ def judge_answers(engine, judges, records, answers, config, path: Path, progress
             if kind == "score":
                 values = judge.score(dim, prompts, texts)
             else:
-                values = judge.compare(dim, prompts, texts, [answers[baseline_key(_job(r), config)]["text"]
+                values = judge.compare(dim, prompts, texts, [answers[baseline_key(r, config)]["text"]
                                                              for r in chunk])
             append_records(path, [dict(key=r["key"], judge=judge.name, dimension=dim, kind=kind, value=float(v))
                                   for r, v in zip(chunk, values)])
@@ -153,7 +153,3 @@ def judge_answers(engine, judges, records, answers, config, path: Path, progress
                               for r, v in zip(chunk, values)])
         bar.update(len(chunk))
     bar.close()
-
-
-def _job(record) -> Job:
-    return Job(record["method"], record["preference"], record["beta"], record["prompt_id"], record["prompt"])

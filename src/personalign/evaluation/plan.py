@@ -45,11 +45,11 @@ def plan_jobs(config, prompts) -> list[Job]:
     return jobs
 
 
-def baseline_key(job: Job, config) -> str:
-    """The key of the baseline answer this job is compared with."""
+def baseline_key(answer: dict, config) -> str:
+    """The key of the baseline answer that `answer` (a generations.jsonl record) is compared with."""
     beta = config.beta[0] if config.baseline in GUIDED else 0.0
-    preference = NONE if config.baseline == "base" else job.preference
-    return Job(config.baseline, preference, beta, job.prompt_id, job.prompt).key
+    preference = NONE if config.baseline == "base" else answer["preference"]
+    return Job(config.baseline, preference, beta, answer["prompt_id"], answer["prompt"]).key
 
 
 def requests_for(job: Job, config) -> list[GenerationRequest]:
