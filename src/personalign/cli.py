@@ -6,11 +6,13 @@
     personalign bench --json
     personalign eval --methods base,prompt,pad,best-of-n,args --limit 20 --out eval-out
     personalign train-judge            # then: personalign eval --judges offline,rm:~/.cache/personalign/judges/harmless
+    personalign data convert --source hh-helpful,dsp-domain --input mine.jsonl --out pairs
 
 Mistakes a user can fix (bad flags, missing files, empty prompts) print one line and exit with code 2.
 """
 
 import argparse
+import importlib
 import sys
 
 from .errors import PersonalignError
@@ -78,7 +80,35 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Train small reward-model judges on the HH pairs; prints held-out "
                                             "accuracy. Use them as --judges rm:DIR.")
     train_judge.add_arguments(judge)
+
+    from .commands import train_rm
+    train = commands.add_parser("train-rm", help="train a PersRM on preference pairs (DPO, then the head alone)",
+                                description="Train a personalized reward model in two stages; re-run with --resume "
+                                            "after a kill. Prints held-out accuracy before and after.")
+    train_rm.add_arguments(train)
+
+    data = commands.add_parser("data", help="preference-pair data: convert data sets and your files to train/valid",
+                               description="Tools for the preference pairs that reward models train on.")
+    add_data_commands(data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True,
+                                          parser_class=_Parser))
     return parser
+
+
+def add_data_commands(data_commands) -> None:
+    """The `personalign data` subcommands. main() runs `commands/data_<name>.py`'s run(args) for subcommand <name>,
+    so a new one is a parser added here and that module."""
+    from .commands import data_convert
+    convert = data_commands.add_parser("convert", help="pairs from data sets and JSONL files -> train/valid JSONL",
+                                       description="Read, check and dedupe preference pairs from the shared data "
+                                                   "sets and your JSONL files, split them by prompt and write "
+                                                   "DIR/train.jsonl and DIR/valid.jsonl.")
+    data_convert.add_arguments(convert)
+    from .commands import data_synth
+    synth = data_commands.add_parser("synth", help="synthesize pairs: base-model rollouts per preference, judged",
+                                     description="Roll out the base model under each preference and a neutral "
+                                                 "prompt, judge the rollouts per preference and keep the clear "
+                                                 "best-vs-worst pairs. Re-running resumes.")
+    data_synth.add_arguments(synth)
 
 
 def _model_args(parser) -> None:
@@ -96,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             from .commands.eval import run
         elif args.command == "train-judge":
             from .commands.train_judge import run
+        elif args.command == "train-rm":
+            from .commands.train_rm import run
+        elif args.command == "data":
+            run = importlib.import_module(f".commands.data_{args.data_command}", __package__).run
         else:
             from .commands.bench import run
         return run(args)

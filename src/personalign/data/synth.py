@@ -1,0 +1,197 @@
+"""Preference pairs synthesized in the P-SOUPS manner: roll out the base model under each preference prompt and a
+neutral one, judge the rollouts of each prompt per preference, and keep the best-vs-worst pair where the judge
+sees a clear margin.
+
+Two stages, so that a killed run loses at most one batch:
+    rollouts.jsonl   append-only, one line per (prompt, preference it was written under); finished ids skipped
+    pairs.jsonl      rebuilt from all rollouts at the end (judging is cheap next to decoding), written atomically
+
+The candidates of a prompt are its neutral rollout and its rollouts under every preference asked of it: the six
+P-SOUPS dimensions (judged by the offline judge: reading grade, word counts, sentiment) and a few free-text
+preferences drawn for that prompt (judged by the relevance judge). For each preference the best and the worst
+candidate by that judge form the pair; the margin is in units of that judge's spread over all rollouts, so one
+threshold serves judges whose scales differ.
+"""
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..errors import PersonalignError
+from ..evaluation.records import append_records, read_records, repair, write_records_atomic
+
+PSOUPS_DIMENSIONS = ("elementary", "expert", "concise", "informative", "friendly", "unfriendly")
+ROLLOUTS = "rollouts.jsonl"
+PAIRS = "pairs.jsonl"
+NEUTRAL = "none"
+
+
+@dataclass
+class SynthConfig:
+    prompts: str = "helpsteer_short"
+    limit: int | None = 160
+    dimensions: tuple[str, ...] = PSOUPS_DIMENSIONS
+    free_text: tuple[str, ...] = ()  # free-text preferences to draw from (e.g. the Janus sample)
+    free_per_prompt: int = 3
+    max_new_tokens: int = 48
+    temperature: float = 0.7
+    min_margin: float = 1.0  # in units of the judge's standard deviation over all rollouts
+    batch_size: int = 8
+    seed: int = 0
+    data_dir: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise PersonalignError(f"limit must be >= 1, got {self.limit}")
+        if self.free_per_prompt < 0 or (self.free_per_prompt and not self.free_text):
+            raise PersonalignError("free_per_prompt needs free-text preferences to draw from (--free-text)")
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise PersonalignError("max_new_tokens and batch_size must be >= 1")
+        if self.min_margin < 0:
+            raise PersonalignError(f"min_margin must be >= 0, got {self.min_margin}")
+        if not self.dimensions and not self.free_text:
+            raise PersonalignError("no preferences to synthesize pairs for")
+
+
+def janus_preferences(data_dir=None) -> list[str]:
+    """The 102 example preferences of the Janus multifaceted taxonomy, in tree order."""
+    from . import read_shared_json
+    tree = read_shared_json("janus/multifaceted_preference_taxonomy_sample.json", data_dir)["tree"]
+    return [text for subdims in tree.values() for texts in subdims.values() for text in texts]
+
+
+def _seed(*parts) -> int:
+    return int.from_bytes(hashlib.sha256("\0".join(map(str, parts)).encode()).digest()[:4], "big")
+
+
+def free_text_for(prompt_id: str, config: SynthConfig) -> list[str]:
+    """The free-text preferences drawn for one prompt: fixed by the prompt id and the seed."""
+    rng = random.Random(_seed(config.seed, prompt_id))
+    return rng.sample(list(config.free_text), min(config.free_per_prompt, len(config.free_text)))
+
+
+def plan_rollouts(prompts, config: SynthConfig) -> list[dict]:
+    """One job per (prompt, preference): the neutral one, every dimension, and the prompt's free-text draws."""
+    jobs = []
+    for item in prompts:
+        for preference in (NEUTRAL, *config.dimensions, *free_text_for(item.id, config)):
+            jobs.append(dict(id=f"{item.id}\t{preference}", prompt_id=item.id, prompt=item.prompt,
+                             preference=preference))
+    return jobs
+
+
+def roll_out(engine, jobs: list[dict], config: SynthConfig, path: Path, progress: bool = True) -> None:
+    """Decode every job not yet in `path`, appending one record per job after each batch."""
+    from ..decoding.request import GenerationRequest
+
+    repair(path)
+    done = {r["id"] for r in read_records(path)}
+    todo = [j for j in jobs if j["id"] not in done]
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="rollouts", unit="rollout",
+               disable=not progress)
+    for start in range(0, len(todo), config.batch_size):
+        batch = todo[start:start + config.batch_size]
+        requests = [GenerationRequest(j["prompt"], preference=None if j["preference"] == NEUTRAL else j["preference"],
+                                      method="base" if j["preference"] == NEUTRAL else "prompt",
+                                      max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                                      seed=_seed(config.seed, j["id"])) for j in batch]
+        results = engine.generate(requests)
+        append_records(path, [dict(job, text=r.text.strip(), finish_reason=r.finish_reason)
+                              for job, r in zip(batch, results)])
+        bar.update(len(batch))
+    bar.close()
+
+
+def build_pairs(rollouts: list[dict], config: SynthConfig, offline_judge, relevance_judge) -> list[dict]:
+    """Best-vs-worst pairs per (prompt, preference) with a clear judged margin (see the module docstring)."""
+    by_prompt: dict[str, list[dict]] = {}
+    for record in rollouts:
+        if record["text"]:
+            by_prompt.setdefault(record["prompt_id"], []).append(record)
+    scored = []  # (prompt_id, preference, judge name, [scores of that prompt's candidates])
+    for dim in config.dimensions:
+        for prompt_id, cands in by_prompt.items():
+            texts = [c["text"] for c in cands]
+            scored.append((prompt_id, dim, "offline", offline_judge.score(dim, [cands[0]["prompt"]] * len(texts), texts)))
+    free = [(pid, pref) for pid, cands in by_prompt.items() for pref in dict.fromkeys(
+        c["preference"] for c in cands if c["preference"] not in (NEUTRAL, *config.dimensions))]
+    if free:
+        flat_prefs = [pref for pid, pref in free for _ in by_prompt[pid]]
+        flat_texts = [c["text"] for pid, _ in free for c in by_prompt[pid]]
+        flat = relevance_judge.score_many(flat_prefs, flat_texts)
+        at = 0
+        for pid, pref in free:
+            n = len(by_prompt[pid])
+            scored.append((pid, pref, "relevance", flat[at:at + n]))
+            at += n
+    spread = {}
+    for judge_dim in {(s[1] if s[2] == "offline" else "relevance") for s in scored}:
+        values = [v for s in scored if (s[1] if s[2] == "offline" else "relevance") == judge_dim for v in s[3]]
+        mean = sum(values) / len(values)
+        spread[judge_dim] = max((sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5, 1e-9)
+    pairs = []
+    for prompt_id, pref, judge, scores in scored:
+        cands = by_prompt[prompt_id]
+        best = max(range(len(cands)), key=scores.__getitem__)
+        worst = min(range(len(cands)), key=scores.__getitem__)
+        margin = (scores[best] - scores[worst]) / spread[pref if judge == "offline" else "relevance"]
+        if margin < config.min_margin or cands[best]["text"].strip() == cands[worst]["text"].strip():
+            continue
+        pairs.append(dict(preference=pref, prompt=cands[best]["prompt"], chosen=cands[best]["text"],
+                          rejected=cands[worst]["text"], source="synth", judge=judge, margin=round(margin, 3),
+                          prompt_id=prompt_id, chosen_under=cands[best]["preference"],
+                          rejected_under=cands[worst]["preference"]))
+    return pairs
+
+
+def synthesize(config: SynthConfig, out, engine=None, progress: bool = True, offline_judge=None,
+               relevance_judge=None) -> dict:
+    """Run (or resume) synthesis into `out`; returns counts per preference kind."""
+    from .prompt_sets import load_prompts
+
+    config.validate()
+    prompts = load_prompts(config.prompts, config.limit, config.data_dir)
+    if not prompts:
+        raise PersonalignError(f"no prompts in {config.prompts!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_same_config(out, config)
+    if engine is None:
+        from ..api import load_engine
+        engine = load_engine(persrm="untrained")
+    jobs = plan_rollouts(prompts, config)
+    roll_out(engine, jobs, config, out / ROLLOUTS, progress)
+    if offline_judge is None:
+        from ..evaluation.judges.offline import OfflineJudge
+        offline_judge = OfflineJudge()
+    if relevance_judge is None and config.free_text:
+        from ..evaluation.judges.relevance import RelevanceJudge
+        relevance_judge = RelevanceJudge()
+    wanted = {j["id"] for j in jobs}
+    records = [r for r in read_records(out / ROLLOUTS) if r["id"] in wanted]
+    pairs = build_pairs(records, config, offline_judge, relevance_judge)
+    write_records_atomic(out / PAIRS, pairs)
+    counts = {"rollouts": len(records), "pairs": len(pairs),
+              "dimension pairs": sum(p["judge"] == "offline" for p in pairs),
+              "free-text pairs": sum(p["judge"] == "relevance" for p in pairs)}
+    return counts
+
+
+def _check_same_config(out: Path, config: SynthConfig) -> None:
+    """Resuming with other settings would mix two kinds of rollouts in one file: refuse it."""
+    path = out / "synth_config.json"
+    settings = {k: v for k, v in config.__dict__.items() if k not in ("batch_size", "limit", "data_dir", "extra")}
+    settings = json.loads(json.dumps(settings))
+    if path.exists():
+        before = json.loads(path.read_text())
+        if before != settings:
+            changed = sorted(k for k in settings if before.get(k) != settings[k])
+            raise PersonalignError(f"{out} holds a synthesis with other settings ({', '.join(changed)}); "
+                                   "use another --out or the same settings")
+    else:
+        path.write_text(json.dumps(settings, indent=2) + "\n")

@@ -1,0 +1,1 @@
+"""Training personalized reward models: pairs as token ids, the DPO objective, checkpoints, the trainer."""

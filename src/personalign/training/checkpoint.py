@@ -1,0 +1,55 @@
+"""Training state on disk: one file, replaced atomically, holding all a resumed run needs to reach the same weights
+as an uninterrupted one (trainable weights, optimizer and schedule, every random generator, the position)."""
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+STATE_FILE = "checkpoint.pt"
+
+
+def trainable_state(persrm) -> dict[str, torch.Tensor]:
+    """The weights training changes: the head and the LoRA adapter (the backbone stays frozen)."""
+    return {name: p.detach().cpu().clone() for name, p in persrm.named_parameters()
+            if name.startswith("head.") or "lora_" in name}
+
+
+def save_state(out: Path, *, stage: int, step: int, persrm, optimizer, scheduler) -> None:
+    state = {"stage": stage, "step": step, "weights": trainable_state(persrm),
+             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state()}
+    tmp = out / f".{STATE_FILE}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, out / STATE_FILE)
+
+
+def load_state(out: Path) -> dict | None:
+    path = Path(out) / STATE_FILE
+    return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+
+
+def restore_weights(persrm, weights: dict[str, torch.Tensor]) -> None:
+    params = dict(persrm.named_parameters())
+    missing = set(weights) - set(params)
+    if missing:
+        raise RuntimeError(f"checkpoint weights not in the model: {sorted(missing)[:3]}")
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
