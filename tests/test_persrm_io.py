@@ -270,3 +270,15 @@ def test_read_config_rejects_other_directories(tmp_path, content, message):
         read_config(str(tmp_path))
     with pytest.raises(PersonalignError, match=message):
         load_saved(str(tmp_path), tiny_llama(0))
+
+
+
+# ---- the PersRM shipped for the embedded model -----------------------------------------------------------------
+
+def test_a_shipped_persrm_is_the_default_for_the_embedded_model_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(api, "DEFAULT_PERSRM", tmp_path / "shipped")
+    embedded = resolve_model_source(None)
+    assert api.default_persrm(embedded) == api.UNTRAINED  # none shipped yet: the untrained PersRM
+    (tmp_path / "shipped").mkdir()
+    assert api.default_persrm(embedded) == str(tmp_path / "shipped")
+    assert api.default_persrm(str(tmp_path)) == api.UNTRAINED  # another base never gets it

@@ -1,22 +1,36 @@
 """The library's front door: load a base model and a PersRM into an engine, answer prompts.
 
     from personalign import load_engine, GenerationRequest
-    engine = load_engine()  # the embedded SmolLM2-135M-Instruct, an untrained PersRM sharing its weights
+    engine = load_engine()  # the embedded SmolLM2-135M-Instruct guided by the PersRM trained for it
     [result] = engine.generate([GenerationRequest("Explain DNS", preference="concise", beta=1.0)])
 """
+
+from pathlib import Path
 
 from .decoding.engine import DEFAULT_REWARD_FORM, Engine
 from .models import load_causal_lm, resolve_model_source
 from .reward_model import PersonalizedRewardModel, is_saved_persrm, load_saved, read_config
 
 UNTRAINED = "untrained"  # an identity-head PersRM on the base model itself
+# The PersRM trained for the embedded SmolLM2 (`personalign train-rm`; README "Training a PersRM"): LoRA + head.
+DEFAULT_PERSRM = Path(__file__).parent / "default_persrm" / "smollm2-135m-instruct"
+
+
+def default_persrm(base_source: str) -> str:
+    """The PersRM used when none is named: the shipped trained one over the embedded model, else untrained."""
+    if DEFAULT_PERSRM.is_dir() and base_source == resolve_model_source(None):
+        return str(DEFAULT_PERSRM)
+    return UNTRAINED
 
 
 def load_persrm(spec: str | None, base_model, base_source: str, *, device=None, dtype=None):
-    """The PersRM named by `spec`: None or "untrained" = identity head on the base (weights shared); a saved
+    """The PersRM named by `spec`: None = `default_persrm(base_source)`; "untrained" = identity head on the base
+    (weights shared); a saved
     PersRM directory (shares the base's weights when its backbone is the base); any other causal-LM dir or hub id
     = that model as a separate backbone with an identity head."""
-    if spec is None or spec == UNTRAINED:
+    if spec is None:
+        spec = default_persrm(base_source)
+    if spec == UNTRAINED:
         return PersonalizedRewardModel(base_model, base_source)
     source = resolve_model_source(spec)
     if is_saved_persrm(source):

@@ -7,6 +7,9 @@
     personalign eval --methods base,prompt,pad,best-of-n,args --limit 20 --out eval-out
     personalign train-judge            # then: personalign eval --judges offline,rm:~/.cache/personalign/judges/harmless
     personalign data convert --source hh-helpful,dsp-domain --input mine.jsonl --out pairs
+    personalign data synth --out runs/synth
+    personalign train-rm --train runs/synth/pairs.jsonl --out runs/persrm --hold-out friendly,unfriendly
+    personalign bench-train
 
 Mistakes a user can fix (bad flags, missing files, empty prompts) print one line and exit with code 2.
 """
@@ -46,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="PAD reward form (default: released, see README)")
     _model_args(gen)
     gen.add_argument("--persrm", default=None,
-                     help="PersRM: a saved PersRM dir, a causal-LM dir or hub id (default: untrained, on the base)")
+                     help="PersRM: a saved PersRM dir, 'untrained', or a causal-LM dir or hub id (default: the "
+                          "trained PersRM shipped for the embedded model; untrained for other bases)")
     gen.add_argument("--beta", type=float, default=1.0, help="weight of the personalized reward (default 1.0)")
     gen.add_argument("--top-k", type=int, default=10, help="candidates re-ranked per step (default 10)")
     gen.add_argument("--max-new-tokens", type=int, default=128)
@@ -86,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Train a personalized reward model in two stages; re-run with --resume "
                                             "after a kill. Prints held-out accuracy before and after.")
     train_rm.add_arguments(train)
+    from .commands import bench_train
+    bench_rm = commands.add_parser("bench-train", help="seconds per PersRM training step (stage 1 and 2)",
+                                   description="Time PersRM training steps on fixed-length pairs; prints a table.")
+    bench_train.add_arguments(bench_rm)
 
     data = commands.add_parser("data", help="preference-pair data: convert data sets and your files to train/valid",
                                description="Tools for the preference pairs that reward models train on.")
@@ -128,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             from .commands.train_judge import run
         elif args.command == "train-rm":
             from .commands.train_rm import run
+        elif args.command == "bench-train":
+            from .commands.bench_train import run
         elif args.command == "data":
             run = importlib.import_module(f".commands.data_{args.data_command}", __package__).run
         else:

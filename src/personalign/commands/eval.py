@@ -34,7 +34,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--out", help="output directory (default eval-out)")
-    parser.add_argument("--persrm", help="PersRM for pad/fusion (default: untrained, on the base)")
+    parser.add_argument("--persrm", help="PersRM for pad/fusion: a saved PersRM dir or 'untrained' (default: the trained one shipped for the embedded model, else untrained)")
     parser.add_argument("--data-dir", help="the shared data directory (default $PERSONALIGN_DATA or ../shared/data)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -22,8 +22,8 @@ class TrainConfig:
     stage2_steps: int = 100  # head only, adapter frozen
     batch_size: int = 4  # pairs per optimizer step and process
     grad_accum: int = 1
-    lr_stage1: float = 5e-4
-    lr_stage2: float = 1e-3
+    lr_stage1: float = 1e-4
+    lr_stage2: float = 1e-4
     warmup_steps: int = 10
     lora_r: int = 16
     lora_alpha: int = 32

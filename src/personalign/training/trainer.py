@@ -172,7 +172,7 @@ def train_persrm(config: TrainConfig, resume: bool = False, progress: bool = Tru
         _run_stage(stage, steps, resumed, persrm, data, config, accelerator, log, bar, pad_id, out)
         state = None
     bar.close()
-    summary = _finish(persrm, data, config, accelerator, pad_id, out, log)
+    summary = _finish(persrm, data, config, accelerator, pad_id, out)
     accelerator.end_training()
     return summary
 
@@ -250,14 +250,21 @@ def _linear_schedule(warmup: int, steps: int, step: int) -> float:
     return max(0.0, (steps - step) / max(1, steps - warmup))
 
 
-def _finish(persrm, data, config, accelerator, pad_id, out: Path, log) -> dict:
-    before = next((r for r in read_records(out / METRICS_FILE) if r.get("split") == "valid" and r["step"] == 0), None)
-    before_unseen = next((r for r in read_records(out / METRICS_FILE)
-                          if r.get("split") == "unseen" and r["step"] == 0), None)
+def _finish(persrm, data, config, accelerator, pad_id, out: Path) -> dict:
+    records = read_records(out / METRICS_FILE)
+    last = (2, config.stage2_steps) if config.stage2_steps else (1, config.stage1_steps)
+
+    def scores(split: str, position: tuple[int, int]) -> dict | None:
+        """The evaluation logged at `position` (the end of training was just evaluated: no need to redo it)."""
+        return next((r for r in records if r["split"] == split and (r["stage"], r["step"]) == position), None)
+
+    trained = {split: scores(split, last) for split in ("valid", "unseen")}
+    if trained["valid"] is None:  # nothing trained, or a run resumed after its last evaluation
+        trained = {"valid": evaluate(persrm, _group(data, "valid"), config, pad_id, accelerator.device),
+                   "unseen": _maybe(data, "unseen", persrm, config, pad_id, accelerator.device)}
     summary = {"train_pairs": len(data.train), "dropped_pairs": data.dropped, "reference": config.reference,
-               "hold_out": list(config.hold_out), "untrained": {"valid": before, "unseen": before_unseen},
-               "trained": {"valid": evaluate(persrm, _group(data, "valid"), config, pad_id, accelerator.device),
-                           "unseen": _maybe(data, "unseen", persrm, config, pad_id, accelerator.device)}}
+               "hold_out": list(config.hold_out),
+               "untrained": {split: scores(split, (0, 0)) for split in ("valid", "unseen")}, "trained": trained}
     if accelerator.is_main_process:
         persrm.eval().save_pretrained(out / PERSRM_DIR)
         (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
