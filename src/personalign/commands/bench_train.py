@@ -33,6 +33,7 @@ def run(args) -> int:
     from . import quiet_loading
     from ..models import choose_device, load_causal_lm
     from ..reward_model import PersonalizedRewardModel
+    from ..training.checkpoint import set_trainable
     from ..training.dpo import SequenceScorer, dpo_terms
     from ..training.features import PairIds, pair_rows
 
@@ -55,10 +56,8 @@ def run(args) -> int:
     rows = []
     for precision in precisions:
         for stage in (1, 2):
-            for name, param in persrm.named_parameters():
-                param.requires_grad = name.startswith("head.") or (stage == 1 and "lora_" in name)
             scorer = SequenceScorer(persrm, train_backbone=stage == 1)
-            optimizer = torch.optim.AdamW([p for p in persrm.parameters() if p.requires_grad], lr=1e-6)
+            optimizer = torch.optim.AdamW(set_trainable(persrm, stage), lr=1e-6)
             dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
             def step():

@@ -60,12 +60,7 @@ def config_from_args(args) -> TrainConfig:
 
 
 def run(args) -> int:
-    from ..data.pairs import read_pairs_jsonl
-
     config = config_from_args(args)
-    config.validate()
-    for path in filter(None, (config.train, config.valid)):
-        read_pairs_jsonl(path)  # every mistake in the data, with its line, before any model loads
     from . import quiet_loading
     from ..training.trainer import train_persrm
 

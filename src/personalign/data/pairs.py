@@ -16,13 +16,12 @@ ending with a non-empty user turn (as `prompts.as_messages` reads them).
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import PersonalignError
+from ..evaluation.records import write_records_atomic
 from . import read_shared_json, read_shared_jsonl
 
 PREFERENCES = ("helpfulness", "harmless")
@@ -152,21 +151,12 @@ def read_pairs_jsonl(path, fields: dict[str, str] | None = None, preference: str
 
 def write_pairs_jsonl(path, pairs: list[Pair]) -> None:
     """Write pairs as JSONL, atomically: a reader sees the old file or the whole new one, never a part."""
-    path = Path(path)
-    for index, pair in enumerate(pairs):
-        problem = _problem(asdict(pair))
+    records = [asdict(pair) for pair in pairs]
+    for index, record in enumerate(records):
+        problem = _problem(record)
         if problem:
             raise PersonalignError(f"pair {index}: {problem}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for pair in pairs:
-                f.write(json.dumps(asdict(pair), ensure_ascii=False) + "\n")
-        os.chmod(tmp, 0o644)  # mkstemp's file is private (0600); a data file is for others to read as well
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_records_atomic(Path(path), records)
 
 
 def _problem(record, columns: dict[str, str] | None = None) -> str | None:

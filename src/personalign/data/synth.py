@@ -16,7 +16,8 @@ threshold serves judges whose scales differ.
 import hashlib
 import json
 import random
-from dataclasses import dataclass, field
+import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -43,7 +44,6 @@ class SynthConfig:
     batch_size: int = 8
     seed: int = 0
     data_dir: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.limit is not None and self.limit < 1:
@@ -129,17 +129,18 @@ def build_pairs(rollouts: list[dict], config: SynthConfig, offline_judge, releva
             n = len(by_prompt[pid])
             scored.append((pid, pref, "relevance", flat[at:at + n]))
             at += n
-    spread = {}
-    for judge_dim in {(s[1] if s[2] == "offline" else "relevance") for s in scored}:
-        values = [v for s in scored if (s[1] if s[2] == "offline" else "relevance") == judge_dim for v in s[3]]
-        mean = sum(values) / len(values)
-        spread[judge_dim] = max((sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5, 1e-9)
+    # one scale per judge measure: each offline dimension has its own, all free text shares the relevance one
+    scale_of = lambda pref, judge: pref if judge == "offline" else judge
+    values: dict[str, list[float]] = {}
+    for _, pref, judge, scores in scored:
+        values.setdefault(scale_of(pref, judge), []).extend(scores)
+    spread = {key: max(statistics.pstdev(v), 1e-9) for key, v in values.items()}
     pairs = []
     for prompt_id, pref, judge, scores in scored:
         cands = by_prompt[prompt_id]
         best = max(range(len(cands)), key=scores.__getitem__)
         worst = min(range(len(cands)), key=scores.__getitem__)
-        margin = (scores[best] - scores[worst]) / spread[pref if judge == "offline" else "relevance"]
+        margin = (scores[best] - scores[worst]) / spread[scale_of(pref, judge)]
         if margin < config.min_margin or cands[best]["text"].strip() == cands[worst]["text"].strip():
             continue
         pairs.append(dict(preference=pref, prompt=cands[best]["prompt"], chosen=cands[best]["text"],
@@ -185,7 +186,7 @@ def synthesize(config: SynthConfig, out, engine=None, progress: bool = True, off
 def _check_same_config(out: Path, config: SynthConfig) -> None:
     """Resuming with other settings would mix two kinds of rollouts in one file: refuse it."""
     path = out / "synth_config.json"
-    settings = {k: v for k, v in config.__dict__.items() if k not in ("batch_size", "limit", "data_dir", "extra")}
+    settings = {k: v for k, v in config.__dict__.items() if k not in ("batch_size", "limit", "data_dir")}
     settings = json.loads(json.dumps(settings))
     if path.exists():
         before = json.loads(path.read_text())

@@ -6,6 +6,7 @@ anything is appended), so the next run redoes that one record.
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -41,12 +42,18 @@ def append_records(path: Path, records: list[dict]) -> None:
 
 
 def write_records_atomic(path: Path, records: list[dict]) -> None:
-    """Replace `path` by these records as JSON lines: a reader sees the old file or the whole new one."""
+    """Replace `path` by these records as JSON lines: a reader sees the old file or the whole new one, and a
+    failure leaves no temporary file behind."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's file is private (0600); a data file is for others to read as well
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -11,10 +11,21 @@ import torch
 STATE_FILE = "checkpoint.pt"
 
 
+def trains(name: str, stage: int) -> bool:
+    """Whether stage `stage` trains the PersRM parameter `name`: the head always, the LoRA adapter in stage 1."""
+    return name.startswith("head.") or (stage == 1 and "lora_" in name)
+
+
+def set_trainable(persrm, stage: int) -> list:
+    """Freeze all but what `stage` trains; returns the parameters left to train."""
+    for name, param in persrm.named_parameters():
+        param.requires_grad = trains(name, stage)
+    return [p for p in persrm.parameters() if p.requires_grad]
+
+
 def trainable_state(persrm) -> dict[str, torch.Tensor]:
     """The weights training changes: the head and the LoRA adapter (the backbone stays frozen)."""
-    return {name: p.detach().cpu().clone() for name, p in persrm.named_parameters()
-            if name.startswith("head.") or "lora_" in name}
+    return {name: p.detach().cpu().clone() for name, p in persrm.named_parameters() if trains(name, 1)}
 
 
 def save_state(out: Path, *, stage: int, step: int, persrm, optimizer, scheduler) -> None:

@@ -1,6 +1,6 @@
 """Settings of a PersRM training run (`personalign train-rm`), checked once before anything is loaded."""
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from ..errors import PersonalignError
 
@@ -38,8 +38,6 @@ class TrainConfig:
     mixed_precision: str = "no"
     device: str | None = None  # None: CUDA when there is one
     dtype: str | None = "fp32"
-    data_dir: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.reference not in REFERENCES:
@@ -61,5 +59,5 @@ class TrainConfig:
 
     def outcome_settings(self) -> dict:
         """The settings that decide the trained weights: a resumed run must have the same ones."""
-        skip = {"out", "eval_every", "eval_limit", "save_every", "log_every", "device", "data_dir", "extra"}
+        skip = {"out", "eval_every", "eval_limit", "save_every", "log_every", "device"}
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if k not in skip}

@@ -8,6 +8,8 @@ backbone's unembedding U. pi_ref is the frozen backbone alone: adapter off, no h
 response tokens are unembedded, which saves the 49k-wide projection of every prompt position.
 """
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,7 +32,8 @@ class SequenceScorer(nn.Module):
     def forward(self, rows: Rows, reference: bool = False) -> torch.Tensor:
         persrm = self.persrm
         if reference:
-            with torch.no_grad(), _adapter_off(persrm):
+            adapter_off = persrm.backbone.disable_adapter() if persrm.has_adapter else nullcontext()
+            with torch.no_grad(), adapter_off:
                 hidden = self._hidden(rows)
                 return _summed_log_probs(persrm.causal_lm.get_output_embeddings()(hidden), rows)
         with torch.set_grad_enabled(self.train_backbone and torch.is_grad_enabled()):
@@ -46,19 +49,6 @@ class SequenceScorer(nn.Module):
 def _summed_log_probs(logits: torch.Tensor, rows: Rows) -> torch.Tensor:
     token = F.log_softmax(logits.float(), dim=-1).gather(-1, rows.targets[:, None]).squeeze(-1)
     return torch.zeros(int(rows.input_ids.shape[0]), device=token.device).index_add_(0, rows.rows, token)
-
-
-class _adapter_off:
-    """peft's disable_adapter for a PersRM that has an adapter; nothing for one that has none."""
-
-    def __init__(self, persrm):
-        self.context = persrm.backbone.disable_adapter() if persrm.has_adapter else None
-
-    def __enter__(self):
-        return self.context.__enter__() if self.context else None
-
-    def __exit__(self, *exc):
-        return self.context.__exit__(*exc) if self.context else False
 
 
 def dpo_terms(policy: torch.Tensor, reference: torch.Tensor, beta: float) -> dict[str, torch.Tensor]:

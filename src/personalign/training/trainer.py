@@ -15,6 +15,7 @@ summary.json (held-out accuracy per preference, before and after training).
 """
 
 import functools
+from contextlib import nullcontext
 import json
 import random
 import time
@@ -29,7 +30,7 @@ from ..errors import PersonalignError
 from ..evaluation.records import append_records, read_records, write_records_atomic
 from ..models import EMBEDDED_MODEL_NAME, load_causal_lm
 from ..reward_model import PersonalizedRewardModel
-from .checkpoint import load_state, restore_rng, restore_weights, save_state
+from .checkpoint import load_state, restore_rng, restore_weights, save_state, set_trainable
 from .config import TrainConfig
 from .dpo import SequenceScorer, dpo_terms
 from .features import PairIds, encode_pairs, pair_rows
@@ -188,11 +189,10 @@ def _maybe(data, name, persrm, config, pad_id, device) -> dict | None:
 
 
 def _run_stage(stage, steps, state, persrm, data, config, accelerator, log, bar, pad_id, out) -> None:
-    for name, param in persrm.named_parameters():
-        param.requires_grad = name.startswith("head.") or (stage == 1 and "lora_" in name)
+    params = set_trainable(persrm, stage)
     scorer = SequenceScorer(persrm, train_backbone=stage == 1)
     lr = config.lr_stage1 if stage == 1 else config.lr_stage2
-    optimizer = torch.optim.AdamW([p for p in persrm.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     warmup = min(config.warmup_steps, max(steps - 1, 0))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(_linear_schedule, warmup, steps))
     # the schedule is stepped here once per optimizer step, not by accelerate (which steps it once per process)
@@ -215,7 +215,7 @@ def _run_stage(stage, steps, state, persrm, data, config, accelerator, log, bar,
                     ref = wrapped(reference, reference=True)
                 terms = dpo_terms(wrapped(policy), ref, config.beta)
             sync = micro == config.grad_accum - 1
-            with (accelerator.no_sync(wrapped) if not sync else _nothing()):
+            with accelerator.no_sync(wrapped) if not sync else nullcontext():
                 accelerator.backward(terms["loss"].mean() / config.grad_accum)
             running.append([terms[k].mean().item() for k in ("loss", "correct", "margin")])
         optimizer.step()
@@ -234,14 +234,6 @@ def _run_stage(stage, steps, state, persrm, data, config, accelerator, log, bar,
         if (done % config.save_every == 0 or done == steps) and accelerator.is_main_process:
             save_state(out, stage=stage, step=done, persrm=persrm, optimizer=optimizer, scheduler=scheduler)
         accelerator.wait_for_everyone()
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _linear_schedule(warmup: int, steps: int, step: int) -> float:
