@@ -1,0 +1,80 @@
+"""Pair synthesis with a stand-in decoder: the rollouts planned, resumed after a kill, and judged into pairs."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from personalign.data.synth import NEUTRAL, SynthConfig, plan_rollouts, synthesize
+from personalign.errors import PersonalignError
+from personalign.evaluation.judges.offline import OfflineJudge
+from personalign.evaluation.judges.relevance import RelevanceJudge
+from personalign.evaluation.judges.trained import HashingEmbedder
+
+# what the stand-in model writes under each preference: wordy, terse, or about cooking
+ANSWERS = {NEUTRAL: "The sun is a star made of hot gas that shines on the planet every single day of the year.",
+           "concise": "A star.",
+           "informative": "The sun is an enormous, luminous sphere of hydrogen and helium plasma, fusing nuclei in "
+                          "its core, radiating light, heat and charged particles across the whole solar system.",
+           "I love cooking vegetables": "Cooking vegetables and roasting vegetables with love is what I love."}
+
+
+class StandInEngine:
+    def __init__(self, fail_after_batches=None):
+        self.requests, self.batches, self.fail_after = [], 0, fail_after_batches
+
+    def generate(self, requests):
+        if self.fail_after is not None and self.batches == self.fail_after:
+            raise KeyboardInterrupt
+        self.batches += 1
+        self.requests += requests
+        return [SimpleNamespace(text=ANSWERS[r.preference.label if r.method != "base" else NEUTRAL],
+                                finish_reason="eos") for r in requests]
+
+
+@pytest.fixture
+def setup(tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"Tell me about the sun, part {i}."}) + "\n"
+                               for i in range(3)))
+    config = SynthConfig(prompts=str(prompts), limit=None, dimensions=("concise", "informative"),
+                         free_text=("I love cooking vegetables",), free_per_prompt=1, batch_size=4, min_margin=0.5)
+    judges = dict(offline_judge=OfflineJudge(), relevance_judge=RelevanceJudge(HashingEmbedder()))
+    return tmp_path, config, judges
+
+
+def test_each_prompt_is_rolled_out_neutrally_and_under_every_preference(setup):
+    _, config, _ = setup
+    from personalign.data.prompt_sets import load_prompts
+    jobs = plan_rollouts(load_prompts(config.prompts), config)
+    assert [j["preference"] for j in jobs if j["prompt_id"] == "q0"] == \
+        [NEUTRAL, "concise", "informative", "I love cooking vegetables"]
+    assert len({j["id"] for j in jobs}) == len(jobs) == 12
+
+
+def test_pairs_are_the_judged_best_and_worst_and_a_killed_run_resumes(setup):
+    tmp_path, config, judges = setup
+    with pytest.raises(KeyboardInterrupt):
+        synthesize(config, tmp_path / "out", engine=StandInEngine(fail_after_batches=2), progress=False, **judges)
+    assert len((tmp_path / "out" / "rollouts.jsonl").read_text().splitlines()) == 8
+    engine = StandInEngine()
+    counts = synthesize(config, tmp_path / "out", engine=engine, progress=False, **judges)
+    assert len(engine.requests) == 4  # only the rollouts the killed run had not finished
+    rollout_ids = [json.loads(line)["id"] for line in (tmp_path / "out" / "rollouts.jsonl").read_text().splitlines()]
+    assert len(rollout_ids) == len(set(rollout_ids)) == 12
+    pairs = [json.loads(line) for line in (tmp_path / "out" / "pairs.jsonl").read_text().splitlines()]
+    assert counts == {"rollouts": 12, "pairs": len(pairs), "dimension pairs": 6, "free-text pairs": 3}
+    by_preference = {p["preference"]: p for p in pairs}
+    assert by_preference["concise"]["chosen"] == ANSWERS["concise"]
+    assert by_preference["concise"]["rejected"] == ANSWERS["informative"]
+    assert by_preference["informative"]["chosen"] == ANSWERS["informative"]
+    assert by_preference["I love cooking vegetables"]["chosen"] == ANSWERS["I love cooking vegetables"]
+    assert all(p["margin"] >= config.min_margin for p in pairs)
+
+
+def test_resuming_with_other_settings_is_refused(setup):
+    tmp_path, config, judges = setup
+    synthesize(config, tmp_path / "out", engine=StandInEngine(), progress=False, **judges)
+    config.temperature = 1.0
+    with pytest.raises(PersonalignError, match="temperature"):
+        synthesize(config, tmp_path / "out", engine=StandInEngine(), progress=False, **judges)
