@@ -157,3 +157,11 @@ def test_unknown_hold_out_and_an_existing_run_are_errors(capsys, tmp_path, train
                         "--beta", "0.5")
     assert code == 2 and "beta" in err
     assert (toy_dir / "run" / "metrics.jsonl").read_text() == before  # nothing saved was touched
+
+
+@pytest.mark.parametrize("flag, value", [("--head-dropout", "1"), ("--beta", "0"), ("--stage1-steps", "-1")])
+def test_bad_settings_exit_2_before_the_run_directory_exists(capsys, tmp_path, flag, value):
+    write_toy_pairs(tmp_path / "pairs.jsonl")
+    code, err = run_cli(capsys, "train-rm", "--train", str(tmp_path / "pairs.jsonl"), "--out",
+                        str(tmp_path / "run"), flag, value)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

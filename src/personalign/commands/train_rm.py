@@ -36,6 +36,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--grad-accum", type=int, default=d.grad_accum, help="micro-batches per step (default 1)")
     parser.add_argument("--lr-stage1", type=float, default=d.lr_stage1, help=f"default {d.lr_stage1:g}")
     parser.add_argument("--lr-stage2", type=float, default=d.lr_stage2, help=f"default {d.lr_stage2:g}")
+    parser.add_argument("--head-dropout", type=float, default=d.head_dropout,
+                        help=f"dropout on the head's input in training (default {d.head_dropout:g}; the release: 0.1)")
     parser.add_argument("--lora-r", type=int, default=d.lora_r, help=f"LoRA rank (default {d.lora_r})")
     parser.add_argument("--max-length", type=int, default=d.max_length,
                         help=f"tokens of prompt + response (default {d.max_length})")
@@ -53,8 +55,9 @@ def config_from_args(args) -> TrainConfig:
     return TrainConfig(train=args.train, valid=args.valid, out=args.out, hold_out=hold_out, base=args.base,
                        reference=args.reference, beta=args.beta, stage1_steps=args.stage1_steps,
                        stage2_steps=args.stage2_steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
-                       lr_stage1=args.lr_stage1, lr_stage2=args.lr_stage2, lora_r=args.lora_r,
-                       lora_alpha=2 * args.lora_r, max_length=args.max_length, valid_fraction=args.valid_fraction,
+                       lr_stage1=args.lr_stage1, lr_stage2=args.lr_stage2, head_dropout=args.head_dropout,
+                       lora_r=args.lora_r, lora_alpha=2 * args.lora_r, max_length=args.max_length,
+                       valid_fraction=args.valid_fraction,
                        eval_every=args.eval_every, eval_limit=args.eval_limit, save_every=args.save_every,
                        seed=args.seed, mixed_precision=args.mixed_precision, device=args.device)
 

@@ -25,6 +25,9 @@ class TrainConfig:
     lr_stage1: float = 1e-4
     lr_stage2: float = 1e-4
     warmup_steps: int = 10
+    # dropout on the head's input: 0.1 in the released checkpoint, but on a reward summed over the response it
+    # adds noise of sd ~3 to the untrained margin (README, Training a PersRM), so it is off by default
+    head_dropout: float = 0.0
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
@@ -54,6 +57,8 @@ class TrainConfig:
             raise PersonalignError(f"valid_fraction must be between 0 and 1, got {self.valid_fraction}")
         if self.beta <= 0 or self.lr_stage1 <= 0 or self.lr_stage2 <= 0:
             raise PersonalignError("beta and the learning rates must be > 0")
+        if not 0 <= self.head_dropout < 1:
+            raise PersonalignError(f"head_dropout must be in [0, 1), got {self.head_dropout}")
         if self.eval_limit is not None and self.eval_limit < 1:
             raise PersonalignError(f"eval_limit must be >= 1, got {self.eval_limit}")
 

@@ -150,7 +150,7 @@ def train_persrm(config: TrainConfig, resume: bool = False, progress: bool = Tru
         backbone_name = config.base or EMBEDDED_MODEL_NAME
     data = encode_groups(groups, config, tokenizer)
     _start_out(out, config, state)
-    persrm = PersonalizedRewardModel(model, backbone_name)
+    persrm = PersonalizedRewardModel(model, backbone_name, dropout=config.head_dropout)
     persrm.add_lora(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
                     target_modules=config.lora_targets)
     persrm.to(accelerator.device).train()
