@@ -12,6 +12,7 @@ from personalign.errors import PersonalignError
 from personalign.evaluation.config import EvalConfig
 from personalign.evaluation.harness import GENERATIONS, JUDGMENTS, run_eval
 from personalign.evaluation.metrics import diversity, perplexities
+from personalign.evaluation.report import aggregate
 from personalign.reward_model import PersonalizedRewardModel
 from test_pad_engine import perturbed_head
 from tiny import tiny_llama
@@ -203,3 +204,10 @@ def test_args_uses_the_kv_cached_path_for_a_decoder_reward_model(engine, prompts
     out = run_eval(cfg, engine, progress=False)
     assert isinstance(engine.sequence_reward, CachedSequenceReward)
     assert len([a for a in lines(out / GENERATIONS) if a["method"] == "args"]) == 2
+
+
+def test_the_report_counts_answers_that_echo_the_template():
+    answers = [dict(key=f"pad|{i}", method="pad", beta=1.0, preference="concise", text=text, token_ids=[1, 2],
+                    seconds=0.1) for i, text in enumerate(["[Guidelines] Your task is to be brief.", "Paris."])]
+    echo = [r for r in aggregate(None, answers, []) if r["metric"] == "template_echo"]
+    assert [(r["method"], r["preference"], r["value"], r["n"]) for r in echo] == [("pad", "concise", 0.5, 2)]

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from personalign.data.synth import NEUTRAL, SynthConfig, plan_rollouts, synthesize
+from personalign.data.synth import NEUTRAL, SynthConfig, build_pairs, degenerate, plan_rollouts, synthesize
 from personalign.errors import PersonalignError
 from personalign.evaluation.judges.offline import OfflineJudge
 from personalign.evaluation.judges.relevance import RelevanceJudge
@@ -78,3 +78,20 @@ def test_resuming_with_other_settings_is_refused(setup):
     config.temperature = 1.0
     with pytest.raises(PersonalignError, match="temperature"):
         synthesize(config, tmp_path / "out", engine=StandInEngine(), progress=False, **judges)
+
+
+def test_a_rollout_that_echoes_the_template_or_loops_is_never_chosen(setup):
+    _, config, judges = setup
+    echo = "[Guidelines] Your task is to be brief."
+    loop = " ".join(["I am here to help."] * 6)
+    assert degenerate(echo) and degenerate(loop) and not degenerate(ANSWERS["informative"])
+    texts = {NEUTRAL: ANSWERS[NEUTRAL], "concise": echo, "informative": ANSWERS["informative"],
+             "I love cooking vegetables": loop}
+    rollouts = [dict(id=f"q0\t{p}", prompt_id="q0", prompt="Tell me about the sun.", preference=p, text=t)
+                for p, t in texts.items()]
+    config.min_margin = 0.0
+    pairs = {p["preference"]: p for p in build_pairs(rollouts, config, **judges)}
+    # the echo is the shortest answer, but the most concise usable one is the neutral answer; the loop can lose
+    assert pairs["concise"]["chosen"] == ANSWERS[NEUTRAL] and pairs["concise"]["rejected"] == loop
+    assert pairs["informative"]["chosen"] == ANSWERS["informative"] and pairs["informative"]["rejected"] == loop
+    assert all(p["chosen"] not in (echo, loop) for p in pairs.values())

@@ -10,7 +10,9 @@ The candidates of a prompt are its neutral rollout and its rollouts under every 
 P-SOUPS dimensions (judged by the offline judge: reading grade, word counts, sentiment) and a few free-text
 preferences drawn for that prompt (judged by the relevance judge). For each preference the best and the worst
 candidate by that judge form the pair; the margin is in units of that judge's spread over all rollouts, so one
-threshold serves judges whose scales differ.
+threshold serves judges whose scales differ. A degenerate rollout (one that copies PAD's prompt template back, or
+repeats itself) may be a pair's rejected answer but never its chosen one: the proxy judges like the preference
+words an echo repeats and the short words of a loop, and a PersRM trained on such pairs learns to reward both.
 """
 
 import hashlib
@@ -24,11 +26,19 @@ from tqdm import tqdm
 
 from ..errors import PersonalignError
 from ..evaluation.records import append_records, read_records, repair, write_records_atomic
+from ..prompts import echoes_template
 
 PSOUPS_DIMENSIONS = ("elementary", "expert", "concise", "informative", "friendly", "unfriendly")
 ROLLOUTS = "rollouts.jsonl"
 PAIRS = "pairs.jsonl"
 NEUTRAL = "none"
+MIN_DISTINCT_WORDS = 0.5  # a rollout of 16+ words with fewer distinct words than this fraction is a loop
+
+
+def degenerate(text: str) -> bool:
+    """Whether a rollout copies PAD's prompt template back or loops (see the module docstring)."""
+    words = text.lower().split()
+    return echoes_template(text) or (len(words) >= 16 and len(set(words)) < MIN_DISTINCT_WORDS * len(words))
 
 
 @dataclass
@@ -138,7 +148,10 @@ def build_pairs(rollouts: list[dict], config: SynthConfig, offline_judge, releva
     pairs = []
     for prompt_id, pref, judge, scores in scored:
         cands = by_prompt[prompt_id]
-        best = max(range(len(cands)), key=scores.__getitem__)
+        usable = [i for i, c in enumerate(cands) if not degenerate(c["text"])]
+        if not usable:
+            continue
+        best = max(usable, key=scores.__getitem__)
         worst = min(range(len(cands)), key=scores.__getitem__)
         margin = (scores[best] - scores[worst]) / spread[scale_of(pref, judge)]
         if margin < config.min_margin or cands[best]["text"].strip() == cands[worst]["text"].strip():

@@ -2,7 +2,8 @@
 
 results.csv is tidy: one line per (method, beta, preference, metric, judge, dimension) with its mean and count.
 results.md holds the paper-style tables: per preference the judge's mean score on that preference's own
-dimension(s), win rate against the baseline, and per method diversity, perplexity and speed.
+dimension(s), win rate against the baseline, and per method diversity, perplexity, how often an answer echoes
+PAD's prompt template (a failure small models show under it) and speed.
 """
 
 import csv
@@ -12,6 +13,7 @@ from pathlib import Path
 from statistics import fmean
 
 from ..preferences import Preference
+from ..prompts import echoes_template
 from .metrics import diversity
 from .plan import GUIDED, NONE
 
@@ -35,6 +37,7 @@ def aggregate(config, answers, judgments) -> list[dict]:
     for a in answers:
         where = (a["method"], a["beta"], a["preference"])
         groups[(*where, "diversity", "", "")].append(diversity(a["text"]))
+        groups[(*where, "template_echo", "", "")].append(float(echoes_template(a["text"])))
         groups[(*where, "tokens", "", "")].append(len(a["token_ids"]))
         groups[(*where, "seconds_per_answer", "", "")].append(a["seconds"])
     for j in judgments:
@@ -106,13 +109,15 @@ def markdown(config, rows) -> str:
             lines += ["| " + " | ".join([row[0]] + [_fmt(v) for v in row[1:]]) + " |" for row in table]
             lines.append("")
     lines += ["## Diversity, fluency and speed (averaged over preferences)", "",
-              "| method | diversity | perplexity | tokens/answer | s/answer | tokens/s |", "|---|---|---|---|---|---|"]
+              "| method | diversity | perplexity | echoes template | tokens/answer | s/answer | tokens/s |",
+              "|---|---|---|---|---|---|---|"]
     for m, b in variants:
         def mean(metric):
             values = [r["value"] for r in rows if r["method"] == m and r["beta"] == b and r["metric"] == metric]
             return fmean(values) if values else None
         lines.append("| " + " | ".join([_label(m, b)] + [_fmt(mean(x)) for x in
-                     ("diversity", "perplexity", "tokens", "seconds_per_answer", "tokens_per_second")]) + " |")
+                     ("diversity", "perplexity", "template_echo", "tokens", "seconds_per_answer",
+                      "tokens_per_second")]) + " |")
     return "\n".join(lines) + "\n"
 
 
