@@ -4,9 +4,9 @@
 
 For opposite P-SOUPS preferences (concise vs informative, elementary vs expert) it prints, per reward form and
 beta: words per answer, characters per word, how often the answer echoes PAD's prompt template (a failure), and
-how far apart the two sides of each axis land. `--persrm` defaults to the trained PersRM shipped for the embedded
-model; with `--persrm untrained` the released form equals preference prompting exactly (zero reward), so that row
-is the baseline the decoupled form has to beat.
+how far apart the two sides of each axis land. `--persrm` defaults to `personalign generate`'s default PersRM (a
+trained one once one ships for the embedded model); with `--persrm untrained` the released form equals preference
+prompting exactly (zero reward), so that row is the baseline the decoupled form has to beat.
 """
 
 import argparse
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--betas", default="0.5,1.0")
     parser.add_argument("--forms", default="released,decoupled", help="reward forms to decode with")
-    parser.add_argument("--persrm", default=None, help="a saved PersRM dir or 'untrained' (default: the shipped one)")
+    parser.add_argument("--persrm", default=None, help="a saved PersRM dir or 'untrained' (default: generate's default)")
     args = parser.parse_args()
     engine = load_engine(persrm=args.persrm)
     prompts = koala_prompts(args.prompts)

@@ -206,8 +206,11 @@ def test_args_uses_the_kv_cached_path_for_a_decoder_reward_model(engine, prompts
     assert len([a for a in lines(out / GENERATIONS) if a["method"] == "args"]) == 2
 
 
-def test_the_report_counts_answers_that_echo_the_template():
+def test_the_report_counts_answers_that_echo_the_template_or_loop():
+    texts = ["[Guidelines] Your task is to be brief.", "Paris.", " ".join(["I'm not sure,"] * 8), "Paris, France."]
     answers = [dict(key=f"pad|{i}", method="pad", beta=1.0, preference="concise", text=text, token_ids=[1, 2],
-                    seconds=0.1) for i, text in enumerate(["[Guidelines] Your task is to be brief.", "Paris."])]
-    echo = [r for r in aggregate(None, answers, []) if r["metric"] == "template_echo"]
-    assert [(r["method"], r["preference"], r["value"], r["n"]) for r in echo] == [("pad", "concise", 0.5, 2)]
+                    seconds=0.1) for i, text in enumerate(texts)]
+    rows = aggregate(None, answers, [])
+    for metric in ("template_echo", "loops"):
+        found = [(r["method"], r["preference"], r["value"], r["n"]) for r in rows if r["metric"] == metric]
+        assert found == [("pad", "concise", 0.25, 4)]

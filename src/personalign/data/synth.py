@@ -25,6 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import PersonalignError
+from ..evaluation.metrics import loops
 from ..evaluation.records import append_records, read_records, repair, write_records_atomic
 from ..prompts import echoes_template
 
@@ -32,13 +33,11 @@ PSOUPS_DIMENSIONS = ("elementary", "expert", "concise", "informative", "friendly
 ROLLOUTS = "rollouts.jsonl"
 PAIRS = "pairs.jsonl"
 NEUTRAL = "none"
-MIN_DISTINCT_WORDS = 0.5  # a rollout of 16+ words with fewer distinct words than this fraction is a loop
 
 
 def degenerate(text: str) -> bool:
     """Whether a rollout copies PAD's prompt template back or loops (see the module docstring)."""
-    words = text.lower().split()
-    return echoes_template(text) or (len(words) >= 16 and len(set(words)) < MIN_DISTINCT_WORDS * len(words))
+    return echoes_template(text) or loops(text)
 
 
 @dataclass

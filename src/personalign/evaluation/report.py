@@ -3,7 +3,7 @@
 results.csv is tidy: one line per (method, beta, preference, metric, judge, dimension) with its mean and count.
 results.md holds the paper-style tables: per preference the judge's mean score on that preference's own
 dimension(s), win rate against the baseline, and per method diversity, perplexity, how often an answer echoes
-PAD's prompt template (a failure small models show under it) and speed.
+PAD's prompt template or loops on a phrase (failures small models show, which proxy judges reward) and speed.
 """
 
 import csv
@@ -14,7 +14,7 @@ from statistics import fmean
 
 from ..preferences import Preference
 from ..prompts import echoes_template
-from .metrics import diversity
+from .metrics import diversity, loops
 from .plan import GUIDED, NONE
 
 CSV_FIELDS = ["method", "beta", "preference", "metric", "judge", "dimension", "value", "n"]
@@ -38,6 +38,7 @@ def aggregate(config, answers, judgments) -> list[dict]:
         where = (a["method"], a["beta"], a["preference"])
         groups[(*where, "diversity", "", "")].append(diversity(a["text"]))
         groups[(*where, "template_echo", "", "")].append(float(echoes_template(a["text"])))
+        groups[(*where, "loops", "", "")].append(float(loops(a["text"])))
         groups[(*where, "tokens", "", "")].append(len(a["token_ids"]))
         groups[(*where, "seconds_per_answer", "", "")].append(a["seconds"])
     for j in judgments:
@@ -109,14 +110,14 @@ def markdown(config, rows) -> str:
             lines += ["| " + " | ".join([row[0]] + [_fmt(v) for v in row[1:]]) + " |" for row in table]
             lines.append("")
     lines += ["## Diversity, fluency and speed (averaged over preferences)", "",
-              "| method | diversity | perplexity | echoes template | tokens/answer | s/answer | tokens/s |",
-              "|---|---|---|---|---|---|---|"]
+              "| method | diversity | perplexity | echoes template | loops | tokens/answer | s/answer | tokens/s |",
+              "|---|---|---|---|---|---|---|---|"]
     for m, b in variants:
         def mean(metric):
             values = [r["value"] for r in rows if r["method"] == m and r["beta"] == b and r["metric"] == metric]
             return fmean(values) if values else None
         lines.append("| " + " | ".join([_label(m, b)] + [_fmt(mean(x)) for x in
-                     ("diversity", "perplexity", "template_echo", "tokens", "seconds_per_answer",
+                     ("diversity", "perplexity", "template_echo", "loops", "tokens", "seconds_per_answer",
                       "tokens_per_second")]) + " |")
     return "\n".join(lines) + "\n"
 
