@@ -5,7 +5,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from personalign.data.synth import NEUTRAL, SynthConfig, build_pairs, degenerate, plan_rollouts, synthesize
+import random
+
+from personalign.data.synth import (NEUTRAL, SynthConfig, build_pairs, degenerate, loop_twins, looped,
+                                      plan_rollouts, synthesize)
+from personalign.evaluation.metrics import loops
 from personalign.errors import PersonalignError
 from personalign.evaluation.judges.offline import OfflineJudge
 from personalign.evaluation.judges.relevance import RelevanceJudge
@@ -63,7 +67,9 @@ def test_pairs_are_the_judged_best_and_worst_and_a_killed_run_resumes(setup):
     rollout_ids = [json.loads(line)["id"] for line in (tmp_path / "out" / "rollouts.jsonl").read_text().splitlines()]
     assert len(rollout_ids) == len(set(rollout_ids)) == 12
     pairs = [json.loads(line) for line in (tmp_path / "out" / "pairs.jsonl").read_text().splitlines()]
-    assert counts == {"rollouts": 12, "pairs": len(pairs), "dimension pairs": 6, "free-text pairs": 3}
+    twins = [json.loads(line) for line in (tmp_path / "out" / "loop_pairs.jsonl").read_text().splitlines()]
+    assert counts == {"rollouts": 12, "pairs": len(pairs), "dimension pairs": 6, "free-text pairs": 3,
+                      "loop pairs": len(twins)}
     by_preference = {p["preference"]: p for p in pairs}
     assert by_preference["concise"]["chosen"] == ANSWERS["concise"]
     assert by_preference["concise"]["rejected"] == ANSWERS["informative"]
@@ -75,6 +81,10 @@ def test_pairs_are_the_judged_best_and_worst_and_a_killed_run_resumes(setup):
 def test_resuming_with_other_settings_is_refused(setup):
     tmp_path, config, judges = setup
     synthesize(config, tmp_path / "out", engine=StandInEngine(), progress=False, **judges)
+    config.min_margin, config.loop_pairs = 0.0, 1.0  # these only shape the pairs, rebuilt without new rollouts
+    engine = StandInEngine()
+    synthesize(config, tmp_path / "out", engine=engine, progress=False, **judges)
+    assert engine.requests == [] and (tmp_path / "out" / "loop_pairs.jsonl").read_text()
     config.temperature = 1.0
     with pytest.raises(PersonalignError, match="temperature"):
         synthesize(config, tmp_path / "out", engine=StandInEngine(), progress=False, **judges)
@@ -95,3 +105,22 @@ def test_a_rollout_that_echoes_the_template_or_loops_is_never_chosen(setup):
     assert pairs["concise"]["chosen"] == ANSWERS[NEUTRAL] and pairs["concise"]["rejected"] == loop
     assert pairs["informative"]["chosen"] == ANSWERS["informative"] and pairs["informative"]["rejected"] == loop
     assert all(p["chosen"] not in (echo, loop) for p in pairs.values())
+
+
+def test_a_looped_copy_keeps_the_opening_then_repeats_and_counts_as_a_loop():
+    text = ANSWERS["informative"]
+    for seed in range(20):
+        copy = looped(text, random.Random(seed))
+        opening = copy.split()[:len(text.split()) // 6]
+        assert text.split()[:len(opening)] == opening and copy.startswith(" ".join(opening))
+        assert loops(copy) and len(copy.split()) >= len(text.split())
+    assert looped(ANSWERS["concise"], random.Random(0)) is None  # too short to loop on its own words
+
+
+def test_loop_twins_keep_the_chosen_answer_and_reject_its_loop():
+    pairs = [dict(preference=p, prompt="Tell me about the sun.", prompt_id=f"q{i}", chosen=ANSWERS["informative"],
+                  rejected=ANSWERS["concise"], judge="offline", margin=2.0) for i, p in enumerate(["a", "b"] * 50)]
+    twins = loop_twins(pairs, 0.35, seed=0)
+    assert 15 <= len(twins) <= 55 and twins == loop_twins(pairs, 0.35, seed=0)
+    assert all(t["chosen"] == ANSWERS["informative"] and loops(t["rejected"]) and t["judge"] == "loop" for t in twins)
+    assert loop_twins(pairs, 0.0, seed=0) == [] and len(loop_twins(pairs, 1.0, seed=0)) == 100

@@ -165,3 +165,28 @@ def test_bad_settings_exit_2_before_the_run_directory_exists(capsys, tmp_path, f
     code, err = run_cli(capsys, "train-rm", "--train", str(tmp_path / "pairs.jsonl"), "--out",
                         str(tmp_path / "run"), flag, value)
     assert code == 2 and len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_train_only_pairs_join_training_but_never_leak_held_out_prompts_or_preferences(tmp_path):
+    write_toy_pairs(tmp_path / "pairs.jsonl")
+    config = toy_config(tmp_path, hold_out=(DISAGREE,))
+    plain = trainer.read_pair_groups(config)
+    extra = [{"preference": pref, "prompt": f"Tell me about {topic}.", "chosen": "Fine.", "rejected": "Fine fine fine."}
+             for topic in TOPICS for pref in (AGREE, DISAGREE)]
+    (tmp_path / "extra.jsonl").write_text("".join(json.dumps(line) + "\n" for line in extra))
+    groups = trainer.read_pair_groups(toy_config(tmp_path, hold_out=(DISAGREE,), train_only=str(tmp_path / "extra.jsonl")))
+    added = groups["train"][len(plain["train"]):]
+    assert groups["valid"] == plain["valid"] and groups["unseen"] == plain["unseen"]
+    valid_prompts = {p.prompt for p in plain["valid"]}
+    assert valid_prompts and added
+    assert all(p.preference == AGREE and p.prompt not in valid_prompts for p in added)
+    assert len(added) == len(TOPICS) - len(valid_prompts)
+
+
+def test_bad_train_only_pairs_exit_2_with_the_line(capsys, tmp_path):
+    write_toy_pairs(tmp_path / "pairs.jsonl")
+    (tmp_path / "extra.jsonl").write_text('{"preference": "a", "prompt": "b", "chosen": "c"}\n')
+    code, err = run_cli(capsys, "train-rm", "--train", str(tmp_path / "pairs.jsonl"), "--train-only",
+                        str(tmp_path / "extra.jsonl"), "--out", str(tmp_path / "run"))
+    assert code == 2 and "extra.jsonl:1" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()

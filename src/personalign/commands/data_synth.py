@@ -32,6 +32,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--min-margin", type=float, default=d.min_margin,
                         help="keep a pair when the judge's best-worst gap is at least this many standard "
                              f"deviations (default {d.min_margin:g})")
+    parser.add_argument("--loop-pairs", type=float, default=d.loop_pairs,
+                        help="share of pairs that get a twin rejecting a looped copy of the chosen answer, written "
+                             f"to loop_pairs.jsonl for train-rm --train-only (default {d.loop_pairs:g})")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--data-dir", default=None, help="shared data directory (default: $PERSONALIGN_DATA or "
@@ -63,7 +66,7 @@ def run(args) -> int:
     config = SynthConfig(prompts=args.prompts, limit=args.limit, dimensions=dimensions, free_text=free_text,
                          free_per_prompt=args.free_per_prompt if free_text else 0,
                          max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                         min_margin=args.min_margin, batch_size=args.batch_size, seed=args.seed,
+                         min_margin=args.min_margin, loop_pairs=args.loop_pairs, batch_size=args.batch_size, seed=args.seed,
                          data_dir=args.data_dir)
     config.validate()
     from . import quiet_loading
@@ -71,5 +74,5 @@ def run(args) -> int:
     counts = synthesize(config, args.out)
     for name, value in counts.items():
         print(f"{value:>7}  {name}")
-    print(f"wrote {args.out}/pairs.jsonl")
+    print(f"wrote {args.out}/pairs.jsonl and {args.out}/loop_pairs.jsonl")
     return 0

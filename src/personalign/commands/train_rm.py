@@ -19,6 +19,9 @@ def add_arguments(parser) -> None:
                         help='training pairs: {"preference", "prompt", "chosen", "rejected"} per line')
     parser.add_argument("--valid", default=None, metavar="PAIRS.jsonl",
                         help=f"held-out pairs (default: {d.valid_fraction:g} of --train, split by prompt)")
+    parser.add_argument("--train-only", default=None, metavar="PAIRS.jsonl",
+                        help="more pairs for training only, never held out (e.g. data synth's loop_pairs.jsonl); "
+                             "those of --hold-out preferences or of held-out prompts are left out")
     parser.add_argument("--out", required=True, help="run directory: checkpoint, metrics.jsonl, persrm/")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out after a kill")
     parser.add_argument("--hold-out", action="append", default=[], metavar="PREFERENCE",
@@ -52,7 +55,7 @@ def add_arguments(parser) -> None:
 
 def config_from_args(args) -> TrainConfig:
     hold_out = tuple(dict.fromkeys(v.strip() for value in args.hold_out for v in value.split(",") if v.strip()))
-    return TrainConfig(train=args.train, valid=args.valid, out=args.out, hold_out=hold_out, base=args.base,
+    return TrainConfig(train=args.train, valid=args.valid, train_only=args.train_only, out=args.out, hold_out=hold_out, base=args.base,
                        reference=args.reference, beta=args.beta, stage1_steps=args.stage1_steps,
                        stage2_steps=args.stage2_steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
                        lr_stage1=args.lr_stage1, lr_stage2=args.lr_stage2, head_dropout=args.head_dropout,

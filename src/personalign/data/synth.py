@@ -5,6 +5,7 @@ sees a clear margin.
 Two stages, so that a killed run loses at most one batch:
     rollouts.jsonl   append-only, one line per (prompt, preference it was written under); finished ids skipped
     pairs.jsonl      rebuilt from all rollouts at the end (judging is cheap next to decoding), written atomically
+    loop_pairs.jsonl rebuilt with it: looped twins of some pairs (below)
 
 The candidates of a prompt are its neutral rollout and its rollouts under every preference asked of it: the six
 P-SOUPS dimensions (judged by the offline judge: reading grade, word counts, sentiment) and a few free-text
@@ -13,11 +14,19 @@ candidate by that judge form the pair; the margin is in units of that judge's sp
 threshold serves judges whose scales differ. A degenerate rollout (one that copies PAD's prompt template back, or
 repeats itself) may be a pair's rejected answer but never its chosen one: the proxy judges like the preference
 words an echo repeats and the short words of a loop, and a PersRM trained on such pairs learns to reward both.
+
+Loop pairs (loop_pairs.jsonl, for training only: `train-rm --train-only`): PAD decodes greedily under the PersRM's
+reward, so a reward that likes some phrase for a preference makes the answer repeat it. For a share of the pairs
+(`loop_pairs`), a twin keeps the chosen answer and rejects a looped copy of it: its own opening, then a few of its
+words over and over. The two share their opening, so the token-level reward can only tell them apart where the loop
+starts: every preference learns that repeating itself is worse. They are kept apart from pairs.jsonl so that
+held-out accuracy stays a measure of the preferences, not of this easy contrast.
 """
 
 import hashlib
 import json
 import random
+import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +41,7 @@ from ..prompts import echoes_template
 PSOUPS_DIMENSIONS = ("elementary", "expert", "concise", "informative", "friendly", "unfriendly")
 ROLLOUTS = "rollouts.jsonl"
 PAIRS = "pairs.jsonl"
+LOOP_PAIRS = "loop_pairs.jsonl"
 NEUTRAL = "none"
 
 
@@ -50,6 +60,7 @@ class SynthConfig:
     max_new_tokens: int = 48
     temperature: float = 0.7
     min_margin: float = 1.0  # in units of the judge's standard deviation over all rollouts
+    loop_pairs: float = 0.5  # share of pairs that get a twin rejecting a looped copy of the chosen answer
     batch_size: int = 8
     seed: int = 0
     data_dir: str | None = None
@@ -63,6 +74,8 @@ class SynthConfig:
             raise PersonalignError("max_new_tokens and batch_size must be >= 1")
         if self.min_margin < 0:
             raise PersonalignError(f"min_margin must be >= 0, got {self.min_margin}")
+        if not 0 <= self.loop_pairs <= 1:
+            raise PersonalignError(f"loop_pairs must be in [0, 1], got {self.loop_pairs}")
         if not self.dimensions and not self.free_text:
             raise PersonalignError("no preferences to synthesize pairs for")
 
@@ -114,6 +127,32 @@ def roll_out(engine, jobs: list[dict], config: SynthConfig, path: Path, progress
                               for job, r in zip(batch, results)])
         bar.update(len(batch))
     bar.close()
+
+
+def looped(text: str, rng: random.Random, min_words: int = 24) -> str | None:
+    """A looped copy of `text`: its first sixth to third of words, then its last 2-5 of those repeated until the
+    copy is at least as long as `text` (and `min_words`) and counts as a loop. None for texts under 6 words."""
+    spans = [m.span() for m in re.finditer(r"\S+", text)]
+    if len(spans) < 6:
+        return None
+    keep = rng.randint(max(2, len(spans) // 6), max(2, len(spans) // 3))
+    size = rng.randint(2, min(5, keep))
+    unit = text[spans[keep - size][0]:spans[keep - 1][1]]
+    out, words = text[:spans[keep - 1][1]], keep
+    while words < max(len(spans), min_words) or not loops(out):
+        out, words = out + " " + unit, words + size
+    return out
+
+
+def loop_twins(pairs: list[dict], share: float, seed: int) -> list[dict]:
+    """For a seeded `share` of `pairs`, a pair keeping the chosen answer and rejecting a looped copy of it."""
+    twins = []
+    for pair in pairs:
+        rng = random.Random(_seed(seed, "loop", pair["prompt_id"], pair["preference"]))
+        if rng.random() >= share or (rejected := looped(pair["chosen"], rng)) is None:
+            continue
+        twins.append(dict(pair, rejected=rejected, judge="loop", margin=None, rejected_under="loop"))
+    return twins
 
 
 def build_pairs(rollouts: list[dict], config: SynthConfig, offline_judge, relevance_judge) -> list[dict]:
@@ -188,22 +227,27 @@ def synthesize(config: SynthConfig, out, engine=None, progress: bool = True, off
     wanted = {j["id"] for j in jobs}
     records = [r for r in read_records(out / ROLLOUTS) if r["id"] in wanted]
     pairs = build_pairs(records, config, offline_judge, relevance_judge)
+    twins = loop_twins(pairs, config.loop_pairs, config.seed)
     write_records_atomic(out / PAIRS, pairs)
+    write_records_atomic(out / LOOP_PAIRS, twins)
     counts = {"rollouts": len(records), "pairs": len(pairs),
               "dimension pairs": sum(p["judge"] == "offline" for p in pairs),
-              "free-text pairs": sum(p["judge"] == "relevance" for p in pairs)}
+              "free-text pairs": sum(p["judge"] == "relevance" for p in pairs),
+              "loop pairs": len(twins)}
     return counts
 
 
 def _check_same_config(out: Path, config: SynthConfig) -> None:
-    """Resuming with other settings would mix two kinds of rollouts in one file: refuse it."""
+    """Resuming with other settings would mix two kinds of rollouts in one file: refuse it. The settings that only
+    shape pairs (margin, loop share) may change: the pairs are rebuilt from the rollouts on every run."""
     path = out / "synth_config.json"
-    settings = {k: v for k, v in config.__dict__.items() if k not in ("batch_size", "limit", "data_dir")}
+    free = ("batch_size", "limit", "data_dir", "min_margin", "loop_pairs")
+    settings = {k: v for k, v in config.__dict__.items() if k not in free}
     settings = json.loads(json.dumps(settings))
     if path.exists():
         before = json.loads(path.read_text())
-        if before != settings:
-            changed = sorted(k for k in settings if before.get(k) != settings[k])
+        changed = sorted(k for k in settings if before.get(k) != settings[k])
+        if changed:
             raise PersonalignError(f"{out} holds a synthesis with other settings ({', '.join(changed)}); "
                                    "use another --out or the same settings")
     else:

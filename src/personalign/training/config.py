@@ -15,6 +15,7 @@ class TrainConfig:
     valid: str | None = None  # pairs JSONL; None: a split of `train` by prompt
     valid_fraction: float = 0.1
     hold_out: tuple[str, ...] = ()  # preferences kept out of training and reported as unseen
+    train_only: str | None = None  # pairs JSONL used for training only (e.g. synth's loop_pairs.jsonl)
     base: str | None = None  # the backbone; None: the embedded SmolLM2
     reference: str = "with-preference"
     beta: float = 0.1

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..data.pairs import read_pairs_jsonl, split_pairs
+from ..data.pairs import prompt_key, read_pairs_jsonl, split_pairs
 from ..errors import PersonalignError
 from ..evaluation.records import append_records, read_records, write_records_atomic
 from ..models import EMBEDDED_MODEL_NAME, load_causal_lm
@@ -63,6 +63,11 @@ def read_pair_groups(config: TrainConfig) -> dict[str, list]:
     groups = {"train": [p for p in train if p.preference not in held],
               "valid": [p for p in valid if p.preference not in held],
               "unseen": [p for p in train + valid if p.preference in held]}
+    if config.train_only:
+        # no held-out preference and no held-out prompt: they would carry the held-out answers into training
+        valid_prompts = {prompt_key(p) for p in valid}
+        groups["train"] += [p for p in read_pairs_jsonl(config.train_only)
+                            if p.preference not in held and prompt_key(p) not in valid_prompts]
     if not groups["train"]:
         raise PersonalignError(f"{config.train}: no training pairs left after the split and --hold-out")
     if not groups["valid"]:
