@@ -10,7 +10,7 @@ from personalign import api, reward_model
 from personalign.decoding.engine import Engine
 from personalign.decoding.request import GenerationRequest
 from personalign.errors import PersonalignError
-from personalign.models import resolve_model_source
+from personalign.models import EMBEDDED_MODEL_NAME, resolve_model_source
 from personalign.prompts import render_ids
 from personalign.reward_model import (ADAPTER_DIR, ADAPTER_NAME, CONFIG_NAME, HEAD_NAME, PersonalizedRewardModel,
                                       load_saved, read_config)
@@ -278,7 +278,16 @@ def test_read_config_rejects_other_directories(tmp_path, content, message):
 def test_a_shipped_persrm_is_the_default_for_the_embedded_model_only(tmp_path, monkeypatch):
     monkeypatch.setattr(api, "DEFAULT_PERSRM", tmp_path / "shipped")
     embedded = resolve_model_source(None)
-    assert api.default_persrm(embedded) == api.UNTRAINED  # none shipped yet: the untrained PersRM
+    assert api.default_persrm(embedded) == api.UNTRAINED  # nothing shipped: the untrained PersRM
     (tmp_path / "shipped").mkdir()
     assert api.default_persrm(embedded) == str(tmp_path / "shipped")
     assert api.default_persrm(str(tmp_path)) == api.UNTRAINED  # another base never gets it
+
+
+def test_the_shipped_persrm_is_the_trained_default_and_moves_pad_off_prompting(smollm2):
+    engine = api.load_engine(dtype="float32")
+    assert engine.persrm.has_adapter and engine.persrm.backbone_source == EMBEDDED_MODEL_NAME
+    requests = lambda method: [GenerationRequest("How do vaccines work?", p, method=method, max_new_tokens=24)
+                               for p in ("concise", "expert")]
+    pad, prompt = (engine.generate(requests(m)) for m in ("pad", "prompt"))
+    assert [r.token_ids for r in pad] != [r.token_ids for r in prompt]  # an untrained PersRM gives prompting's
