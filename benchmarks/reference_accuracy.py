@@ -11,19 +11,14 @@ the run's own (same split, hold-out and seeded sample for the same --eval-limit)
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from personalign.models import EMBEDDED_MODEL_NAME, load_causal_lm
-from personalign.reward_model import PersonalizedRewardModel
 from personalign.training.checkpoint import load_state, restore_weights
 from personalign.training.config import REFERENCES, TrainConfig
-from personalign.training.trainer import SETTINGS_FILE, encode_groups, evaluate, read_pair_groups
-
-
-def run_config(run: Path, reference: str, eval_limit: int | None) -> TrainConfig:
-    settings = json.loads((run / SETTINGS_FILE).read_text())
-    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
-    return TrainConfig(**settings | {"out": str(run), "reference": reference, "eval_limit": eval_limit})
+from personalign.training.trainer import (SETTINGS_FILE, encode_groups, evaluate, new_persrm, pad_id_of,
+                                          read_pair_groups)
 
 
 def main() -> None:
@@ -36,21 +31,22 @@ def main() -> None:
     state = load_state(args.run)
     if state is None:
         parser.error(f"{args.run} has no checkpoint")
-    base = run_config(args.run, REFERENCES[0], args.eval_limit)
-    model, tokenizer = load_causal_lm(base.base, dtype=base.dtype)
-    persrm = PersonalizedRewardModel(model, base.base or EMBEDDED_MODEL_NAME, dropout=0.0)
-    persrm.add_lora(r=base.lora_r, alpha=base.lora_alpha, dropout=base.lora_dropout, target_modules=base.lora_targets)
+    settings = json.loads((args.run / SETTINGS_FILE).read_text())
+    trained = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()},
+                          out=str(args.run), eval_limit=args.eval_limit)
+    model, tokenizer = load_causal_lm(trained.base, dtype=trained.dtype)
+    persrm = new_persrm(model, trained.base or EMBEDDED_MODEL_NAME, trained)
     restore_weights(persrm, state["weights"])
     persrm.eval()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    print(f"{args.run}: trained with reference {json.loads((args.run / SETTINGS_FILE).read_text())['reference']}, "
+    groups = read_pair_groups(trained)
+    print(f"{args.run}: trained with reference {trained.reference}, "
           f"checkpoint at stage {state['stage']} step {state['step']}")
     print("| scored with reference | group | pairs | accuracy | margin |\n|---|---|---|---|---|")
     for reference in args.references.split(","):
-        config = run_config(args.run, reference, args.eval_limit)
-        data = encode_groups(read_pair_groups(config), config, tokenizer)
+        config = replace(trained, reference=reference)
+        data = encode_groups(groups, config, tokenizer)
         for group, pairs in data.held_out.items():
-            result = evaluate(persrm, pairs, config, pad_id, model.device)
+            result = evaluate(persrm, pairs, config, pad_id_of(tokenizer), model.device)
             print(f"| {reference} | {group} | {result['pairs']} | {result['accuracy']:.3f} | {result['margin']:.3f} |")
 
 

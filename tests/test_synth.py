@@ -1,11 +1,10 @@
 """Pair synthesis with a stand-in decoder: the rollouts planned, resumed after a kill, and judged into pairs."""
 
 import json
+import random
 from types import SimpleNamespace
 
 import pytest
-
-import random
 
 from personalign.data.synth import (NEUTRAL, SynthConfig, build_pairs, degenerate, loop_twins, looped,
                                       plan_rollouts, synthesize)

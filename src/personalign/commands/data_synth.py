@@ -66,8 +66,8 @@ def run(args) -> int:
     config = SynthConfig(prompts=args.prompts, limit=args.limit, dimensions=dimensions, free_text=free_text,
                          free_per_prompt=args.free_per_prompt if free_text else 0,
                          max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                         min_margin=args.min_margin, loop_pairs=args.loop_pairs, batch_size=args.batch_size, seed=args.seed,
-                         data_dir=args.data_dir)
+                         min_margin=args.min_margin, loop_pairs=args.loop_pairs, batch_size=args.batch_size,
+                         seed=args.seed, data_dir=args.data_dir)
     config.validate()
     from . import quiet_loading
     quiet_loading()

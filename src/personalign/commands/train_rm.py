@@ -55,7 +55,8 @@ def add_arguments(parser) -> None:
 
 def config_from_args(args) -> TrainConfig:
     hold_out = tuple(dict.fromkeys(v.strip() for value in args.hold_out for v in value.split(",") if v.strip()))
-    return TrainConfig(train=args.train, valid=args.valid, train_only=args.train_only, out=args.out, hold_out=hold_out, base=args.base,
+    return TrainConfig(train=args.train, valid=args.valid, train_only=args.train_only, out=args.out,
+                       hold_out=hold_out, base=args.base,
                        reference=args.reference, beta=args.beta, stage1_steps=args.stage1_steps,
                        stage2_steps=args.stage2_steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
                        lr_stage1=args.lr_stage1, lr_stage2=args.lr_stage2, head_dropout=args.head_dropout,

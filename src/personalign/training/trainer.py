@@ -155,14 +155,12 @@ def train_persrm(config: TrainConfig, resume: bool = False, progress: bool = Tru
         backbone_name = config.base or EMBEDDED_MODEL_NAME
     data = encode_groups(groups, config, tokenizer)
     _start_out(out, config, state)
-    persrm = PersonalizedRewardModel(model, backbone_name, dropout=config.head_dropout)
-    persrm.add_lora(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
-                    target_modules=config.lora_targets)
+    persrm = new_persrm(model, backbone_name, config)
     persrm.to(accelerator.device).train()
     if state is not None:
         restore_weights(persrm, state["weights"])
         restore_rng(state["rng"])
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_id_of(tokenizer)
     log = _MetricsLog(out / METRICS_FILE, accelerator.is_main_process)
     total = config.stage1_steps + config.stage2_steps
     done = 0 if state is None else (state["step"] if state["stage"] == 1 else config.stage1_steps + state["step"])
@@ -181,6 +179,18 @@ def train_persrm(config: TrainConfig, resume: bool = False, progress: bool = Tru
     summary = _finish(persrm, data, config, accelerator, pad_id, out)
     accelerator.end_training()
     return summary
+
+
+def new_persrm(model, backbone_name: str, config: TrainConfig) -> PersonalizedRewardModel:
+    """The PersRM a run trains, before any training: head (identity) + LoRA adapter as `config` says."""
+    persrm = PersonalizedRewardModel(model, backbone_name, dropout=config.head_dropout)
+    persrm.add_lora(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
+                    target_modules=config.lora_targets)
+    return persrm
+
+
+def pad_id_of(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 def _group(data: PairSets, name: str) -> list[PairIds]:
