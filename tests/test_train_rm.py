@@ -9,6 +9,7 @@ import torch
 from personalign.cli import main
 from personalign.decoding.engine import Engine
 from personalign.decoding.request import GenerationRequest
+from personalign.prompts import render_ids
 from personalign.reward_model import PersonalizedRewardModel, load_saved
 from personalign.training import trainer
 from personalign.training.config import TrainConfig
@@ -191,3 +192,16 @@ def test_bad_train_only_pairs_exit_2_with_the_line(capsys, tmp_path):
                         str(tmp_path / "extra.jsonl"), "--out", str(tmp_path / "run"))
     assert code == 2 and "extra.jsonl:1" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_the_without_preference_reference_reads_the_bare_prompt_and_still_learns(tmp_path, smol_tokenizer):
+    write_toy_pairs(tmp_path / "pairs.jsonl")
+    config = toy_config(tmp_path, reference="without-preference", stage2_steps=0)
+    groups = trainer.read_pair_groups(config)
+    first, encoded = groups["train"][0], trainer.encode_groups(groups, config, smol_tokenizer).train[0]
+    assert encoded.reference_prompt == tuple(render_ids(smol_tokenizer, first.prompt, None))
+    assert encoded.policy_prompt == tuple(render_ids(smol_tokenizer, first.prompt, first.preference))
+    summary = train_persrm(config, model=tiny_llama(0), tokenizer=smol_tokenizer, backbone_name="tiny",
+                           progress=False)
+    assert summary["untrained"]["valid"]["accuracy"] < 0.9  # not a tie any more, but not yet the task
+    assert summary["trained"]["valid"]["accuracy"] >= 0.9
