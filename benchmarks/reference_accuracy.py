@@ -32,13 +32,13 @@ def main() -> None:
     if state is None:
         parser.error(f"{args.run} has no checkpoint")
     settings = json.loads((args.run / SETTINGS_FILE).read_text())
-    trained = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()},
-                          out=str(args.run), eval_limit=args.eval_limit)
+    trained = TrainConfig.from_outcome_settings(settings, out=str(args.run), eval_limit=args.eval_limit)
     model, tokenizer = load_causal_lm(trained.base, dtype=trained.dtype)
     persrm = new_persrm(model, trained.base or EMBEDDED_MODEL_NAME, trained)
     restore_weights(persrm, state["weights"])
     persrm.eval()
     groups = read_pair_groups(trained)
+    pad_id = pad_id_of(tokenizer)
     print(f"{args.run}: trained with reference {trained.reference}, "
           f"checkpoint at stage {state['stage']} step {state['step']}")
     print("| scored with reference | group | pairs | accuracy | margin |\n|---|---|---|---|---|")
@@ -46,7 +46,7 @@ def main() -> None:
         config = replace(trained, reference=reference)
         data = encode_groups(groups, config, tokenizer)
         for group, pairs in data.held_out.items():
-            result = evaluate(persrm, pairs, config, pad_id_of(tokenizer), model.device)
+            result = evaluate(persrm, pairs, config, pad_id, model.device)
             print(f"| {reference} | {group} | {result['pairs']} | {result['accuracy']:.3f} | {result['margin']:.3f} |")
 
 

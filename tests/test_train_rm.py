@@ -205,3 +205,11 @@ def test_the_without_preference_reference_reads_the_bare_prompt_and_still_learns
                            progress=False)
     assert summary["untrained"]["valid"]["accuracy"] < 0.9  # not a tie any more, but not yet the task
     assert summary["trained"]["valid"]["accuracy"] >= 0.9
+
+
+def test_a_runs_saved_settings_give_back_its_config(tmp_path):
+    config = toy_config(tmp_path, hold_out=(DISAGREE, AGREE), reference="without-preference", eval_limit=7)
+    others = dict(out=config.out, eval_every=config.eval_every, eval_limit=7, save_every=config.save_every,
+                  log_every=config.log_every, device=config.device)
+    saved = json.loads(json.dumps(config.outcome_settings()))
+    assert TrainConfig.from_outcome_settings(saved, **others) == config

@@ -67,3 +67,8 @@ class TrainConfig:
         """The settings that decide the trained weights: a resumed run must have the same ones."""
         skip = {"out", "eval_every", "eval_limit", "save_every", "log_every", "device"}
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if k not in skip}
+
+    @classmethod
+    def from_outcome_settings(cls, settings: dict, **others) -> "TrainConfig":
+        """The inverse of `outcome_settings` (a run's train_config.json), with the settings it skips given."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}, **others)
