@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from personalign import GenerationRequest, load_engine
-from personalign.prompts import echoes_template
+from personalign.answer_checks import echoes_template
 
 FALLBACK_PROMPTS = ["How do vaccines work?", "Why is the sky blue?", "What is a mortgage?", "What causes inflation?",
                     "How do I start running?", "What is a black hole?", "How does a bill become law?",

@@ -8,7 +8,7 @@ import pytest
 
 from personalign.data.synth import (NEUTRAL, SynthConfig, build_pairs, degenerate, loop_twins, looped,
                                       plan_rollouts, synthesize)
-from personalign.evaluation.metrics import loops
+from personalign.answer_checks import loops
 from personalign.errors import PersonalignError
 from personalign.evaluation.judges.offline import OfflineJudge
 from personalign.evaluation.judges.relevance import RelevanceJudge

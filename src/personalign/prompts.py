@@ -5,18 +5,12 @@ PAD's released prompt puts the preference into the user turn, inside the base mo
 [Instruction] {x}". Base model and PersRM read the same ids.
 """
 
-import re
-
 from .errors import PersonalignError
 
 PAD_PRINCIPLE_TEMPLATE = (
     "[Guidelines] Your task is to generate response by considering the following principle. "
     "[Principles] {principle} [Instruction] {instruction}"
 )
-
-# An answer that copies PAD's prompt template back ("[Guidelines] Your task is to ...") has failed the instruction,
-# whatever a judge makes of the preference words it repeats; small models do this under the template.
-TEMPLATE_ECHO = re.compile(r"\[(Guidelines|Principles|Instruction)\]|Generate a response that|Your task is to")
 
 Messages = list[dict]
 
@@ -26,10 +20,6 @@ def pad_user_turn(instruction: str, principle: str | None) -> str:
     if principle is None:
         return instruction
     return PAD_PRINCIPLE_TEMPLATE.format(principle=principle, instruction=instruction)
-
-
-def echoes_template(text: str) -> bool:
-    return TEMPLATE_ECHO.search(text) is not None
 
 
 def as_messages(prompt: "str | Messages") -> Messages:

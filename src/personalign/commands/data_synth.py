@@ -71,7 +71,12 @@ def run(args) -> int:
     config.validate()
     from . import quiet_loading
     quiet_loading()
-    counts = synthesize(config, args.out)
+    from ..api import load_engine
+    from ..evaluation.judges.offline import OfflineJudge
+    from ..evaluation.judges.relevance import RelevanceJudge
+
+    counts = synthesize(config, args.out, load_engine(persrm="untrained"), OfflineJudge(),
+                        RelevanceJudge() if free_text else None)
     for name, value in counts.items():
         print(f"{value:>7}  {name}")
     print(f"wrote {args.out}/pairs.jsonl and {args.out}/loop_pairs.jsonl")

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import PersonalignError
-from ..evaluation.records import write_records_atomic
+from ..records import write_records_atomic
 from . import read_shared_json, read_shared_jsonl
 
 PREFERENCES = ("helpfulness", "harmless")

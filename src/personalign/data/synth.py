@@ -34,9 +34,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import PersonalignError
-from ..evaluation.metrics import loops
-from ..evaluation.records import append_records, read_records, repair, write_records_atomic
-from ..prompts import echoes_template
+from ..answer_checks import echoes_template, loops
+from ..records import append_records, read_records, repair, write_records_atomic
 
 PSOUPS_DIMENSIONS = ("elementary", "expert", "concise", "informative", "friendly", "unfriendly")
 ROLLOUTS = "rollouts.jsonl"
@@ -201,29 +200,23 @@ def build_pairs(rollouts: list[dict], config: SynthConfig, offline_judge, releva
     return pairs
 
 
-def synthesize(config: SynthConfig, out, engine=None, progress: bool = True, offline_judge=None,
-               relevance_judge=None) -> dict:
-    """Run (or resume) synthesis into `out`; returns counts per preference kind."""
+def synthesize(config: SynthConfig, out, engine, offline_judge, relevance_judge=None, progress: bool = True) -> dict:
+    """Run (or resume) synthesis into `out`; returns counts per preference kind. `engine` decodes the rollouts (the
+    base with an untrained PersRM), `offline_judge` judges the dimensions and `relevance_judge` the free text
+    (needed when there is some); the command wires them, so this layer needs nothing of evaluation's."""
     from .prompt_sets import load_prompts
 
     config.validate()
+    if config.free_text and relevance_judge is None:
+        raise PersonalignError("free-text preferences need a relevance judge")
     prompts = load_prompts(config.prompts, config.limit, config.data_dir)
     if not prompts:
         raise PersonalignError(f"no prompts in {config.prompts!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_same_config(out, config)
-    if engine is None:
-        from ..api import load_engine
-        engine = load_engine(persrm="untrained")
     jobs = plan_rollouts(prompts, config)
     roll_out(engine, jobs, config, out / ROLLOUTS, progress)
-    if offline_judge is None:
-        from ..evaluation.judges.offline import OfflineJudge
-        offline_judge = OfflineJudge()
-    if relevance_judge is None and config.free_text:
-        from ..evaluation.judges.relevance import RelevanceJudge
-        relevance_judge = RelevanceJudge()
     wanted = {j["id"] for j in jobs}
     records = [r for r in read_records(out / ROLLOUTS) if r["id"] in wanted]
     pairs = build_pairs(records, config, offline_judge, relevance_judge)

@@ -101,8 +101,8 @@ class RowRunner:
     def _forward(self, ids, mask, positions, cache, adapter: list[bool]):
         with self._adapter_context(adapter):
             out = self.decoder(input_ids=ids, attention_mask=mask, position_ids=positions,
-                               past_key_values=cache, use_cache=True)
-        return out.last_hidden_state[:, -1], out.past_key_values
+                               cache=cache, use_cache=True)
+        return out.last_hidden_state[:, -1], out.cache
 
     def _adapter_context(self, adapter: list[bool]):
         if self.adapter_name is None:

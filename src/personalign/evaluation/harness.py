@@ -16,12 +16,12 @@ from ..data.prompt_sets import load_prompts
 from ..errors import PersonalignError
 from ..preferences import Preference
 from ..prompts import render_ids
+from ..records import append_records, read_records, repair
 from .config import EvalConfig
 from .judge_reward import JudgeReward, args_reward
 from .judges.registry import load_judge
 from .metrics import perplexities
 from .plan import NONE, baseline_key, plan_jobs, requests_for
-from .records import append_records, read_records, repair
 
 GENERATIONS = "generations.jsonl"
 JUDGMENTS = "judgments.jsonl"

@@ -1,4 +1,5 @@
-"""Judge-free metrics: diversity (as ARGS reports it), loops, and fluency (perplexity under the base model)."""
+"""Judge-free metrics: diversity (as ARGS reports it) and fluency (perplexity under the base model); the loop and
+template-echo checks are in answer_checks.py."""
 
 import math
 
@@ -17,17 +18,6 @@ def diversity(text: str) -> float:
         if grams:
             value *= len(set(grams)) / len(grams)
     return value
-
-
-LOOP_MIN_WORDS = 16
-LOOP_DISTINCT_FRACTION = 0.5
-
-
-def loops(text: str) -> bool:
-    """Whether an answer of 16+ words has fewer than half distinct (lower-cased) words: a model repeating a phrase.
-    Proxy judges reward it (short words lower the reading grade), so synthesis and reports watch for it."""
-    words = text.lower().split()
-    return len(words) >= LOOP_MIN_WORDS and len(set(words)) < LOOP_DISTINCT_FRACTION * len(words)
 
 
 @torch.inference_mode()

@@ -13,8 +13,8 @@ from pathlib import Path
 from statistics import fmean
 
 from ..preferences import Preference
-from ..prompts import echoes_template
-from .metrics import diversity, loops
+from ..answer_checks import echoes_template, loops
+from .metrics import diversity
 from .plan import GUIDED, NONE
 
 CSV_FIELDS = ["method", "beta", "preference", "metric", "judge", "dimension", "value", "n"]

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from ..data.pairs import prompt_key, read_pairs_jsonl, split_pairs
 from ..errors import PersonalignError
-from ..evaluation.records import append_records, read_records, write_records_atomic
+from ..records import append_records, read_records, write_records_atomic
 from ..models import EMBEDDED_MODEL_NAME, load_causal_lm
 from ..reward_model import PersonalizedRewardModel
 from .checkpoint import load_state, restore_rng, restore_weights, save_state, set_trainable

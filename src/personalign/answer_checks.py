@@ -1,0 +1,24 @@
+"""Checks of an answer's text that every layer needs: does it copy PAD's prompt template back, does it loop.
+
+Small models fail in these two ways, and proxy judges reward both (the preference words an echo repeats, the short
+words of a loop), so synthesis keeps such answers out of `chosen` and the evaluation report counts them.
+"""
+
+import re
+
+# An answer that copies PAD's prompt template back ("[Guidelines] Your task is to ...") has failed the instruction,
+# whatever a judge makes of the preference words it repeats; small models do this under the template.
+TEMPLATE_ECHO = re.compile(r"\[(Guidelines|Principles|Instruction)\]|Generate a response that|Your task is to")
+
+LOOP_MIN_WORDS = 16
+LOOP_DISTINCT_FRACTION = 0.5
+
+
+def echoes_template(text: str) -> bool:
+    return TEMPLATE_ECHO.search(text) is not None
+
+
+def loops(text: str) -> bool:
+    """Whether an answer of 16+ words has fewer than half distinct (lower-cased) words: a model repeating a phrase."""
+    words = text.lower().split()
+    return len(words) >= LOOP_MIN_WORDS and len(set(words)) < LOOP_DISTINCT_FRACTION * len(words)
