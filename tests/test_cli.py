@@ -21,7 +21,7 @@ def run(capsys, *argv):
     (["generate", "Hi", "-p", "concise", "--beta", "inf"], "beta must be a finite number"),
     (["generate", "   ", "-p", "concise"], "the prompt is empty"),
     (["generate", "Hi", "--dims", "concise=0.5,nosuch=0.5"], "unknown preference dimension 'nosuch'"),
-    (["generate", "Hi"], "needs --preference or --dims"),
+    (["generate", "Hi", "--method", "pad"], "needs --preference or --dims"),
     (["generate", "--input", "/no/such/file.jsonl"], "input file not found"),
     (["generate", "Hi", "-p", "concise", "--max-new-tokens", "0"], "max_new_tokens must be"),
     (["generate", "Hi", "-p", "concise", "--top-k", "ten"], "invalid int value"),
@@ -30,7 +30,7 @@ def run(capsys, *argv):
     (["generate", "Hi", "-p", "I love cats", "--method", "args"], "cannot score the free-text preference"),
     (["generate", "Hi", "-p", "concise", "--method", "args", "--reward-judge", "nope"], "unknown judge 'nope'"),
     (["eval", "--methods", "base,nope"], "unknown method 'nope'"),
-    (["eval", "--beta", "1,x"], "--beta: give numbers"),
+    (["eval", "--beta", "1,x"], "argument --beta: 'x' is not a float"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
     code, out, err = run(capsys, *argv)

@@ -87,8 +87,8 @@ def test_resume_skips_finished_work_and_redoes_a_torn_line(engine, prompts_file,
 
 @pytest.mark.parametrize("overrides, message", [
     (dict(methods=["base", "nope"]), "methods: unknown method 'nope'"),
-    (dict(beta=[float("nan")]), "beta:"),
-    (dict(limit=0), "limit:"),
+    (dict(beta=[float("nan")]), "beta must be a finite number"),
+    (dict(limit=0), "limit must be >= 1"),
     (dict(shoes=1), "unknown field 'shoes'"),
     (dict(max_new_tokens="many"), "field 'max_new_tokens'"),
 ])

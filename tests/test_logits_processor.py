@@ -1,8 +1,14 @@
 """PADLogitsProcessor inside a plain `model.generate(...)` picks exactly what the engine picks."""
 
+import ast
+import copy
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
+from personalign import api, pad_logits_processor
 from personalign.decoding.engine import Engine
 from personalign.decoding.logits_processor import PADLogitsProcessor
 from personalign.decoding.request import GenerationRequest
@@ -75,7 +81,7 @@ def test_released_form_matches_the_engine(models, smol_tokenizer, pref):
     rows = [render_ids(smol_tokenizer, p, pref.text) for p in PROMPTS]
     assert len(rows[0]) != len(rows[1])
     ids, mask = left_pad(rows)
-    processor = PADLogitsProcessor(persrm, beta=BETA, top_k=TOP_K, prompt_attention_mask=mask)
+    processor = PADLogitsProcessor(persrm, beta=BETA, top_k=TOP_K, prompt_attention_mask=mask, model=base)
     assert generate_with(base, rows, [processor]) == expected
     plain = generate_with(base, rows, [])
     assert plain != expected, "the reward never changed a choice: the test proves nothing"
@@ -91,7 +97,7 @@ def test_decoupled_form_matches_the_engine(models, smol_tokenizer):
     assert expected != released, "the two reward forms agree here: the test proves nothing"
     rows = [render_ids(smol_tokenizer, p, pref.text) for p in PROMPTS]
     _, mask = left_pad(rows)
-    processor = PADLogitsProcessor(persrm, beta=BETA, top_k=TOP_K, prompt_attention_mask=mask,
+    processor = PADLogitsProcessor(persrm, beta=BETA, top_k=TOP_K, prompt_attention_mask=mask, model=base,
                                    reference_prompt_ids=[render_ids(smol_tokenizer, p, None) for p in PROMPTS])
     assert generate_with(base, rows, [processor]) == expected
 
@@ -144,3 +150,114 @@ def test_vocabulary_mismatch_is_a_clear_error(smol_tokenizer):
     assert max(row) >= 1000
     with pytest.raises(PersonalignError, match="vocabulary"):
         PADLogitsProcessor(PersonalizedRewardModel(small))(torch.tensor([row]), torch.randn(1, 49152))
+
+
+# ---- layouts, reuse --------------------------------------------------------------------------------------------
+
+def test_an_adapter_on_the_generating_model_is_refused():
+    base = tiny_llama(0)
+    persrm = perturbed_lora(PersonalizedRewardModel(base))  # peft injects the adapter into base's own layers
+    for generating in (base, persrm.backbone):
+        with pytest.raises(PersonalignError, match="sits on the generating model"):
+            PADLogitsProcessor(persrm, model=generating)
+    with pytest.raises(PersonalignError, match="sits on the generating model"):
+        PADLogitsProcessor(PersonalizedRewardModel(tiny_llama(1)), model=base)  # another PersRM, base still adapted
+    with pytest.raises(PersonalignError, match="pass model="):
+        PADLogitsProcessor(persrm)  # unknowable without the generating model
+    PADLogitsProcessor(perturbed_lora(PersonalizedRewardModel(tiny_llama(1))), model=tiny_llama(0))  # separate: fine
+
+
+def generate_inputs(base, inputs, processor):
+    out = base.generate(**inputs, logits_processor=[processor], do_sample=False, max_new_tokens=N, pad_token_id=EOS)
+    return [until_eos(r) for r in out[:, inputs["input_ids"].shape[1]:].tolist()]
+
+
+def test_a_processor_serves_later_batches_like_a_fresh_one(models, smol_tokenizer):
+    base, persrm = models
+    fresh = lambda: PADLogitsProcessor(persrm, beta=BETA, top_k=TOP_K, model=base)
+    reused = fresh()
+    batches = [PROMPTS, PROMPTS[:1], PROMPTS[::-1], PROMPTS[1:]]
+    results = [generate_inputs(base, reused.prepare(smol_tokenizer, b, "concise"), reused) for b in batches]
+    for batch, got in zip(batches, results):
+        processor = fresh()
+        assert got == generate_inputs(base, processor.prepare(smol_tokenizer, batch, "concise"), processor)
+    rows = [render_ids(smol_tokenizer, p, Preference.parse("concise").text) for p in PROMPTS[1:]]
+    assert results[3] != generate_with(base, rows, []), "the PersRM never changed a choice: the test proves nothing"
+
+
+def test_without_padding_a_new_generate_starts_afresh(smol_tokenizer):
+    """No mask to go stale: another batch size, or other ids (even at the previous length + 1), restart the PersRM;
+    the previous ids plus one token continue it."""
+    persrm = perturbed_head(PersonalizedRewardModel(tiny_llama(1)))
+    row = render_ids(smol_tokenizer, PROMPTS[1], "humor")
+    scores = torch.randn(2, persrm.vocab_size)
+
+    def fresh(*calls):  # what a new processor returns at the last of these calls
+        processor = PADLogitsProcessor(persrm, top_k=TOP_K)
+        return [processor(torch.tensor(c), scores[:len(c)]) for c in calls][-1]
+
+    reused = PADLogitsProcessor(persrm, top_k=TOP_K)
+    step = [row + [5]] * 2
+    other = [[7] + row + [5]] * 2  # the length of a continuation of `step`, other ids
+    for history in ([[row]], [[row] * 2], [[row] * 2, step], [other]):
+        got = reused(torch.tensor(history[-1]), scores[:len(history[-1])])
+        assert torch.equal(got, fresh(*history))
+    continued = fresh([row] * 2, step, [row + [5, 5]] * 2)  # what feeding only `other`'s last token would give
+    assert not torch.equal(got, continued), "the stale state would change nothing: the test proves nothing"
+
+
+def test_a_mask_is_kept_for_the_same_prompts_and_refused_for_others(smol_tokenizer):
+    base, persrm = tiny_llama(0), perturbed_head(PersonalizedRewardModel(tiny_llama(1)))
+    processor = PADLogitsProcessor(persrm, beta=BETA, top_k=TOP_K)
+    inputs = processor.prepare(smol_tokenizer, PROMPTS, "concise")
+    first = generate_inputs(base, inputs, processor)
+    assert generate_inputs(base, inputs, processor) == first
+    other = {k: v.flip(0) for k, v in inputs.items()}  # same shape, other prompts: the old mask would be wrong
+    with pytest.raises(PersonalignError, match="prepare"):
+        generate_inputs(base, other, processor)
+    processor.reset(prompt_attention_mask=inputs["attention_mask"][:1])
+    with pytest.raises(PersonalignError, match="prompt_attention_mask has shape"):
+        generate_inputs(base, inputs, processor)
+
+
+@pytest.mark.parametrize("prompts, preference, message", [
+    (PROMPTS, "concise=0.5,friendly=0.5", "one preference"),
+    (PROMPTS[0], "concise", "list of prompts"),  # a bare string would be read as one prompt per character
+    ([], "concise", "list of prompts"),
+])
+def test_prepare_refuses_what_it_cannot_render(smol_tokenizer, prompts, preference, message):
+    processor = PADLogitsProcessor(PersonalizedRewardModel(tiny_llama(1)))
+    with pytest.raises(PersonalignError, match=message):
+        processor.prepare(smol_tokenizer, prompts, preference)
+
+
+# ---- the front door on the real embedded model -----------------------------------------------------------------
+
+def lora_layers(model) -> list[str]:
+    return [name for name, _ in model.named_modules() if name.endswith("lora_A")]
+
+
+def test_pad_logits_processor_gives_the_engines_tokens_with_the_shipped_persrm(smollm2):
+    model, tokenizer = smollm2
+    prompts, steps = ["How do vaccines work?", "Tell me a joke"], 8
+    processor = pad_logits_processor(model, beta=1.0, top_k=10)
+    assert processor.persrm.has_adapter and not lora_layers(model), "generate must stay the plain base"
+    inputs = processor.prepare(tokenizer, prompts, "concise")
+    out = model.generate(**inputs, logits_processor=[processor], do_sample=False, max_new_tokens=steps)
+    got = [until_eos(r) for r in out[:, inputs["input_ids"].shape[1]:].tolist()]
+    engine_model = copy.deepcopy(model)
+    engine = Engine(engine_model, tokenizer, api.load_persrm(None, engine_model, model.name_or_path))
+    requests = lambda method: [GenerationRequest(p, "concise", method=method, max_new_tokens=steps) for p in prompts]
+    assert got == [r.token_ids for r in engine.generate(requests("pad"))]
+    assert got != [r.token_ids for r in engine.generate(requests("prompt"))], "PAD changed nothing: proves nothing"
+    with pytest.raises(PersonalignError, match="sits on the generating model"):
+        pad_logits_processor(engine_model)  # the engine's model carries the shipped PersRM's adapter
+
+
+def test_the_readme_logits_processor_snippet_runs(smollm2, capsys):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    [snippet] = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "pad_logits_processor" in b]
+    assert "max_new_tokens=64" in snippet
+    exec(snippet.replace("max_new_tokens=64", "max_new_tokens=4"), {})
+    answers = ast.literal_eval(capsys.readouterr().out)
+    assert len(answers) == 2 and all(answers)

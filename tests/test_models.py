@@ -55,7 +55,18 @@ def test_personalign_home_follows_env(home):
 
 
 def test_resolve_existing_dir(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
     assert models.resolve_model_source(str(tmp_path)) == str(tmp_path)
+
+
+def test_a_directory_without_a_model_is_refused_before_loading(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(PersonalignError, match="is not a model directory: it has no config.json"):
+        models.resolve_model_source(str(tmp_path))
+    with pytest.raises(PersonalignError, match="persrm_config.json .a saved PersRM. or config.json"):
+        models.resolve_model_source(str(tmp_path), persrm=True)
+    (tmp_path / "persrm_config.json").write_text("{}")
+    assert models.resolve_model_source(str(tmp_path), persrm=True) == str(tmp_path)
 
 
 @pytest.mark.parametrize("name", ["./no-such-dir", "/no/such/dir", "~/no-such-dir-xyz", "a/b/c"])

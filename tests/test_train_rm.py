@@ -77,9 +77,10 @@ def test_saved_persrm_loads_in_the_engine_and_changes_its_output(trained_toy, sm
     assert answer(trained) != answer(PersonalizedRewardModel(base, "tiny"))
 
 
-def test_resume_after_a_kill_reaches_the_same_weights(tmp_path, smol_tokenizer, monkeypatch):
+def test_resume_after_a_kill_reaches_the_same_weights_and_metrics(tmp_path, smol_tokenizer, monkeypatch):
     write_toy_pairs(tmp_path / "pairs.jsonl", TOPICS[6:])
-    steps = dict(stage1_steps=5, stage2_steps=3, save_every=2, eval_every=100, log_every=1, lr_stage1=5e-3,
+    # log_every 3, save_every 2: the checkpoint at step 2 falls inside the window of steps 1-3 logged at step 3
+    steps = dict(stage1_steps=5, stage2_steps=3, save_every=2, eval_every=2, log_every=3, lr_stage1=5e-3,
                  valid_fraction=0.5)
     whole = toy_config(tmp_path, out=str(tmp_path / "whole"), **steps)
     train_persrm(whole, model=tiny_llama(0), tokenizer=smol_tokenizer, backbone_name="tiny", progress=False)
@@ -109,8 +110,13 @@ def test_resume_after_a_kill_reaches_the_same_weights(tmp_path, smol_tokenizer, 
     head = load_file(tmp_path / "whole" / "persrm" / "head.safetensors")
     assert not torch.equal(head["weight"], torch.eye(head["weight"].shape[0])), "training changed nothing"
     lines = lambda run: [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+    # every field but seconds_per_step, a wall-clock timing that no two runs share
     strip = lambda records: [{k: v for k, v in r.items() if k != "seconds_per_step"} for r in records]
-    assert strip(lines("killed")) == strip(lines("whole"))  # no step logged twice, none missing
+    whole_lines, killed_lines = strip(lines("whole")), strip(lines("killed"))
+    positions = lambda split: [(r["stage"], r["step"]) for r in whole_lines if r["split"] == split]
+    assert positions("train") == [(1, 3), (1, 5), (2, 3)]
+    assert positions("valid") == [(0, 0), (1, 2), (1, 4), (1, 5), (2, 2), (2, 3)]
+    assert killed_lines == whole_lines  # same values, no step logged twice, none missing
 
 
 def test_stage_two_trains_the_head_alone(tmp_path, smol_tokenizer):

@@ -1,12 +1,14 @@
 """personalign: align a language model's answers with each user's preferences at decoding time (PAD, MetaAlign)."""
 
-from .api import load_engine, load_persrm
+from .api import load_engine, load_persrm, pad_logits_processor
 from .decoding.engine import Engine
 from .decoding.logits_processor import PADLogitsProcessor
 from .decoding.request import GenerationRequest, GenerationResult
 from .errors import PersonalignError
+from .models import load_causal_lm
 from .preferences import Preference
 from .reward_model import PersonalizedRewardModel
 
 __all__ = ["Engine", "GenerationRequest", "GenerationResult", "PADLogitsProcessor", "PersonalignError",
-           "PersonalizedRewardModel", "Preference", "load_engine", "load_persrm"]
+           "PersonalizedRewardModel", "Preference", "load_causal_lm", "load_engine", "load_persrm",
+           "pad_logits_processor"]

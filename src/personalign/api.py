@@ -5,9 +5,11 @@
     [result] = engine.generate([GenerationRequest("Explain DNS", preference="concise", beta=1.0)])
 """
 
+import copy
 from pathlib import Path
 
 from .decoding.engine import DEFAULT_REWARD_FORM, Engine
+from .decoding.logits_processor import PADLogitsProcessor
 from .models import load_causal_lm, resolve_model_source
 from .reward_model import PersonalizedRewardModel, is_saved_persrm, load_saved, read_config
 
@@ -32,7 +34,7 @@ def load_persrm(spec: str | None, base_model, base_source: str, *, device=None, 
         spec = default_persrm(base_source)
     if spec == UNTRAINED:
         return PersonalizedRewardModel(base_model, base_source)
-    source = resolve_model_source(spec)
+    source = resolve_model_source(spec, persrm=True)
     if is_saved_persrm(source):
         backbone_name = read_config(source)["backbone"]
         if resolve_model_source(backbone_name) == base_source:
@@ -48,6 +50,30 @@ def load_engine(base: str | None = None, persrm: str | None = None, *, device=No
     """An engine over the base model `base` (None = the embedded default) guided by the PersRM `persrm`
     (and, for the `args` method, by `sequence_reward`)."""
     base_source = resolve_model_source(base)
+    if persrm not in (None, UNTRAINED):
+        resolve_model_source(persrm, persrm=True)  # a wrong directory is said before the base loads
     model, tokenizer = load_causal_lm(base_source, device=device, dtype=dtype)
     reward_model = load_persrm(persrm, model, base_source, device=device, dtype=dtype)
     return Engine(model, tokenizer, reward_model, reward_form=reward_form, sequence_reward=sequence_reward)
+
+
+def pad_logits_processor(model, persrm: str | None = None, *, beta: float = 1.0,
+                         top_k: int = 10) -> PADLogitsProcessor:
+    """PAD as a logits processor for `model.generate`, set up the supported way. `persrm` as in `load_persrm`
+    (None: the default for this model, the shipped trained PersRM for the embedded SmolLM2). A PersRM whose LoRA
+    adapter would sit on `model` is loaded on a copy of it (one more copy of the weights), so `model.generate`
+    stays the plain base. `processor.prepare(tokenizer, prompts, preference)` gives the inputs."""
+    base_source = model.name_or_path
+    spec = persrm if persrm is not None else default_persrm(base_source)
+    backbone = copy.deepcopy(model) if _adapter_over(spec, base_source) else model
+    reward_model = load_persrm(spec, backbone, base_source, device=model.device, dtype=model.dtype)
+    return PADLogitsProcessor(reward_model, beta=beta, top_k=top_k, model=model)
+
+
+def _adapter_over(spec: str, base_source: str) -> bool:
+    """Whether `load_persrm(spec, base, base_source)` would inject a LoRA adapter into `base` itself."""
+    directory = str(Path(spec).expanduser())  # a saved PersRM is always a local directory
+    if spec == UNTRAINED or not is_saved_persrm(directory):
+        return False
+    config = read_config(directory)
+    return config["adapter"] and resolve_model_source(config["backbone"]) == base_source

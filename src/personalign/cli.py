@@ -17,8 +17,10 @@ Mistakes a user can fix (bad flags, missing files, empty prompts) print one line
 import argparse
 import importlib
 import sys
+import warnings
 
 from .errors import PersonalignError
+from .validation import PersonalignWarning
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,43 +30,23 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="personalign", description="Personalized alignment at decoding time.")
+    parser.add_argument("--version", action="version", version=f"personalign {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    from .commands import generate
     gen = commands.add_parser("generate", help="answer prompts under personal preferences (PAD)",
-                              description="Answer a prompt under one or more preferences; one answer each.")
-    gen.add_argument("prompt", nargs="?", help="the prompt (or use --input)")
-    gen.add_argument("--input", metavar="FILE.jsonl",
-                     help='prompts as JSON lines: {"prompt": ..., optional "preference", "dims", "method", "beta"}')
-    gen.add_argument("-p", "--preference", action="append", default=[],
-                     help="a preference: free text, or a catalog name (concise, expert, P2A, ...); repeatable")
-    gen.add_argument("--dims", action="append", default=[],
-                     help="a weighted mix of catalog dimensions, e.g. concise=0.7,friendly=0.3; repeatable")
-    gen.add_argument("--with-base", action="store_true", help="also print the base model's answer")
-    gen.add_argument("--method", default="pad", choices=["pad", "prompt", "base", "fusion", "args"],
-                     help="pad: PersRM-guided decoding; prompt: preference in the prompt only; base: no preference; "
-                          "fusion: log p_base + beta (log p_PersRM - log p_base); args: top-k rescored by a judge")
-    gen.add_argument("--reward-judge", default="offline",
-                     help="the judge steering --method args (default offline; see personalign eval --help)")
-    gen.add_argument("--reward", choices=["decoupled", "released"], default=None,
-                     help="PAD reward form (default: released, see README)")
+                              description="Answer a prompt under one or more preferences; one answer each. With no "
+                                          "preference, the base model answers.")
+    generate.add_arguments(gen)
     _model_args(gen)
-    gen.add_argument("--persrm", default=None,
-                     help="PersRM: a saved PersRM dir, 'untrained', or a causal-LM dir or hub id (default: the "
-                          "trained PersRM shipped for the embedded model; untrained for other bases)")
-    gen.add_argument("--beta", type=float, default=1.0, help="weight of the personalized reward (default 1.0)")
-    gen.add_argument("--top-k", type=int, default=10, help="candidates re-ranked per step (default 10)")
-    gen.add_argument("--max-new-tokens", type=int, default=128)
-    gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    gen.add_argument("--top-p", type=float, default=1.0)
-    gen.add_argument("--seed", type=int, default=None, help="seed for sampling")
-    gen.add_argument("--stop", action="append", default=[], help="stop string; repeatable")
-    gen.add_argument("--batch-size", type=int, default=8, help="requests decoded together (default 8)")
-    gen.add_argument("--stream", action="store_true", help="print the answer as it is generated (one answer)")
-    gen.add_argument("--json", action="store_true", help="one JSON object per answer")
 
-    bench = commands.add_parser("bench", help="decoding speed: plain vs PAD vs the released no-cache loop")
+    bench = commands.add_parser("bench", help="decoding speed: plain vs PAD vs the released no-cache loop",
+                                description="Time plain model.generate, the PAD engine (both reward forms, a LoRA "
+                                            "PersRM) and the released no-cache loop; prints a table of tokens/s, "
+                                            "ms/step and peak memory. Run it alone on the machine.")
     _model_args(bench)
-    bench.add_argument("--max-new-tokens", type=int, default=128)
+    bench.add_argument("--max-new-tokens", type=int, default=128,
+                       help="tokens decoded per run, end-of-sequence ignored (default 128)")
     bench.add_argument("--batch-sizes", default="1,8", help="comma-separated (default 1,8)")
     bench.add_argument("--released-tokens", default="128,256",
                        help="lengths at which to time the released no-cache loop, comma-separated; '' skips it")
@@ -125,7 +107,33 @@ def _model_args(parser) -> None:
     parser.add_argument("--dtype", default=None, help="auto (default), bf16, fp16, fp32")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("personalign")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our own warnings as one line, like errors; others keep Python's format."""
+    if issubclass(category, PersonalignWarning):
+        print(f"personalign: warning: {message}", file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
+    with warnings.catch_warnings():  # restores Python's warning display when main returns
+        warnings.showwarning = _show_warning
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "generate":

@@ -20,6 +20,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from personalign.errors import PersonalignError
+from personalign.validation import check_model_dir
 
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
 
@@ -124,12 +125,14 @@ def _save_plain(model, tokenizer, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
-def resolve_model_source(name: str | None) -> str:
-    """Map a user's model name to what from_pretrained takes: a local directory or a hub id."""
+def resolve_model_source(name: str | None, persrm: bool = False) -> str:
+    """Map a user's model name to what from_pretrained takes: a local directory or a hub id. A local directory
+    must hold a model (or, with `persrm`, a saved PersRM): checked here, before anything loads."""
     if name in (None, "", "default", EMBEDDED_MODEL_NAME):
         return str(embedded_model_dir())
     path = Path(name).expanduser()
     if path.is_dir():
+        check_model_dir(path, "PersRM" if persrm else "model", persrm)
         return str(path)
     if name.startswith((".", "/", "~")) or not _HUB_ID.fullmatch(name):
         raise PersonalignError(
@@ -195,7 +198,7 @@ def load_causal_lm(name: str | None = None, *, device=None, dtype=None):
     try:
         tokenizer = load_tokenizer(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-    except OSError as error:
+    except (OSError, ValueError, ImportError) as error:  # missing files, unreadable tokenizers, unknown formats
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise PersonalignError(f"could not load model {name!r}: {first_line}") from error
     return model.to(device).eval(), tokenizer

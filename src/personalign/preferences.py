@@ -7,11 +7,15 @@ r = sum_i w_i * r_i, at the cost of one PersRM row per component.
 """
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Mapping
 
 from . import catalog
 from .errors import PersonalignError
+from .validation import check_preference_words, did_you_mean
+
+_NAME = re.compile(r"[\w-]+")  # what a catalog name (or a typo of one) looks like
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,8 @@ class Preference:
         for name, weight in pairs:
             dim = catalog.lookup(name)
             if dim is None:
-                raise PersonalignError(f"unknown preference dimension {name!r}; known: {', '.join(catalog.known_names())}"
-                                       " (or the P-SOUPS ids P1A..P3B)")
+                raise PersonalignError(f"unknown preference dimension {name!r}" + (
+                    did_you_mean(name) or f"; known: {', '.join(catalog.known_names())} (or P-SOUPS ids P1A..P3B)"))
             if dim.name in seen:
                 raise PersonalignError(f"preference dimension {dim.name!r} is given twice")
             if not (math.isfinite(weight) and weight > 0):
@@ -53,15 +57,27 @@ class Preference:
         return cls(tuple((t, w / total) for t, w in components), label)
 
     @classmethod
-    def parse(cls, value: "str | Preference | None") -> "Preference":
-        """Catalog names (`concise`, `concise=0.7,friendly=0.3`) when every item is one, else free text; None is none."""
+    def parse(cls, value: "str | Preference | None", strict: bool = True) -> "Preference":
+        """Catalog names (`concise`, `concise=0.7,friendly=0.3`), else free text; None is none.
+
+        `strict` (a user's input): a list of names with a typo in it, or one word that is neither a catalog name
+        nor an English word, is refused with a suggestion instead of becoming a free-text principle by accident.
+        Stored preferences (pair files, run records) are parsed with strict=False: they are whatever their data
+        says."""
         if value is None:
             return cls.none()
         if isinstance(value, Preference):
             return value
-        names = [item.partition("=")[0] for item in value.split(",") if item.strip()]
+        if not isinstance(value, str):
+            raise PersonalignError(f"a preference is text or a mapping of dimensions, got {type(value).__name__}")
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        names = [item.partition("=")[0].strip() for item in items]
         if names and all(catalog.lookup(n) is not None for n in names):
             return cls.from_dims(value)
+        if strict and names and all(_NAME.fullmatch(n) for n in names):
+            if any("=" in item for item in items):
+                return cls.from_dims(value)  # a weighted mix with an unknown name: from_dims names it
+            check_preference_words(names)
         return cls.from_text(value)
 
     @property

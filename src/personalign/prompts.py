@@ -28,9 +28,11 @@ def as_messages(prompt: "str | Messages") -> Messages:
         if not prompt.strip():
             raise PersonalignError("the prompt is empty")
         return [{"role": "user", "content": prompt}]
-    if not prompt or not all(isinstance(m, dict) and "role" in m and "content" in m for m in prompt):
-        raise PersonalignError("a chat prompt must be a non-empty list of {'role', 'content'} messages")
-    if prompt[-1]["role"] != "user" or not str(prompt[-1]["content"]).strip():
+    if not isinstance(prompt, list) or not prompt \
+            or not all(isinstance(m, dict) and "role" in m and isinstance(m.get("content"), str) for m in prompt):
+        raise PersonalignError("a prompt is text, or a non-empty list of {'role', 'content'} messages with text "
+                               "contents")
+    if prompt[-1]["role"] != "user" or not prompt[-1]["content"].strip():
         raise PersonalignError("a chat prompt must end with a non-empty user message")
     return [dict(m) for m in prompt]
 

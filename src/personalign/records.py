@@ -42,14 +42,18 @@ def append_records(path: Path, records: list[dict]) -> None:
 
 
 def write_records_atomic(path: Path, records: list[dict]) -> None:
-    """Replace `path` by these records as JSON lines: a reader sees the old file or the whole new one, and a
-    failure leaves no temporary file behind."""
+    """Replace `path` by these records as JSON lines (atomically, as `write_text_atomic`)."""
+    write_text_atomic(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace `path` by `text`: a reader sees the old file or the whole new one, and a failure leaves no
+    temporary file behind."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp's file is private (0600); a data file is for others to read as well

@@ -44,6 +44,7 @@ class PersonalizedRewardModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.backbone_source = backbone_source
+        self.saved_dir: str | None = None  # set by load_saved; eval's run identity fingerprints its files
         weight = self.causal_lm.get_output_embeddings().weight
         self.head = head if head is not None else identity_head(weight.shape[1], weight)
         self.dropout = nn.Dropout(dropout)
@@ -152,4 +153,5 @@ def load_saved(directory: str, backbone) -> PersonalizedRewardModel:
     model = PersonalizedRewardModel(backbone, config["backbone"])
     state = load_file(Path(directory) / HEAD_NAME, device=str(model.head.weight.device))
     model.head.load_state_dict({k: v.to(model.head.weight.dtype) for k, v in state.items()})
+    model.saved_dir = str(Path(directory).resolve())
     return model.eval()

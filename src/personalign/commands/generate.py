@@ -6,12 +6,43 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import quiet_loading
-from ..decoding.request import GenerationRequest
+from .flags import add_flags, flag_values
+from ..decoding.request import METHODS, GenerationRequest
 from ..errors import PersonalignError
 from ..preferences import Preference
+from ..prompts import as_messages
+from ..validation import read_text_lines
 
-_LINE_FIELDS = {"id", "prompt", "preference", "dims", "method", "beta", "top_k", "max_new_tokens", "temperature",
-                "top_p", "seed", "stop", "reward"}
+# the decoding settings a user sets per command (flags) or per line (--input)
+SETTINGS = ["beta", "top_k", "max_new_tokens", "temperature", "top_p", "seed", "stop", "reward", "allow_negative_beta"]
+_LINE_FIELDS = {"id", "prompt", "preference", "dims", "method", *SETTINGS}
+HINT = ("personalign: hint: no preference given, so this is the base model's answer; personalize it with -p "
+        "concise (a catalog name) or -p 'any text'")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("prompt", nargs="?", help="the prompt (or use --input)")
+    parser.add_argument("--input", metavar="FILE.jsonl",
+                        help='prompts as JSON lines: {"prompt": ..., optional "preference", "dims", "method", "beta", '
+                             '...} (any setting below, by its field name)')
+    parser.add_argument("-p", "--preference", action="append", default=[],
+                        help="a preference: free text, or a catalog name (concise, expert, P2A, ...); repeatable")
+    parser.add_argument("--dims", action="append", default=[],
+                        help="a weighted mix of catalog dimensions, e.g. concise=0.7,friendly=0.3; repeatable")
+    parser.add_argument("--with-base", action="store_true", help="also print the base model's answer")
+    parser.add_argument("--method", default=None, choices=METHODS,
+                        help="pad (default with a preference): PersRM-guided decoding; prompt: preference in the "
+                             "prompt only; base (default without one): no preference; fusion: log p_base + beta "
+                             "(log p_PersRM - log p_base); args: top-k rescored by a judge")
+    parser.add_argument("--reward-judge", default="offline",
+                        help="the judge steering --method args (default offline; see personalign eval --help)")
+    parser.add_argument("--persrm", default=None,
+                        help="PersRM: a saved PersRM dir, 'untrained', or a causal-LM dir or hub id (default: the "
+                             "trained PersRM shipped for the embedded model; untrained for other bases)")
+    add_flags(parser, GenerationRequest, SETTINGS)
+    parser.add_argument("--batch-size", type=int, default=8, help="requests decoded together (default 8)")
+    parser.add_argument("--stream", action="store_true", help="print the answer as it is generated (one answer)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per answer")
 
 
 @dataclass
@@ -34,6 +65,8 @@ def run(args) -> int:
 
     reward = _args_reward(args.reward_judge, jobs)
     engine = load_engine(args.base, args.persrm, device=args.device, dtype=args.dtype)
+    if not args.input and args.method is None and not (args.preference or args.dims):
+        print(HINT, file=sys.stderr)  # once everything is known to be valid: a hint never precedes an error
     if reward is not None:
         from ..evaluation.judge_reward import args_reward
         engine.set_sequence_reward(args_reward(reward.judge, reward, engine.persrm.vocab_size))
@@ -80,25 +113,26 @@ def _args_reward(judge_spec: str, jobs: list[Job]):
 
 
 def _settings(args) -> dict:
-    return dict(beta=args.beta, top_k=args.top_k, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                top_p=args.top_p, seed=args.seed, stop=tuple(args.stop), reward=args.reward)
+    return flag_values(args, GenerationRequest, SETTINGS)
 
 
 def _jobs_from_flags(args) -> list[Job]:
     if args.prompt is None:
         raise PersonalignError("give a PROMPT or --input FILE.jsonl")
+    as_messages(args.prompt)  # an empty prompt is the first thing to say
     settings = _settings(args)
     preferences = [Preference.parse(p) for p in args.preference] + [Preference.from_dims(d) for d in args.dims]
+    method = args.method or ("pad" if preferences else "base")
+    if method != "base" and not preferences:
+        raise PersonalignError(f"--method {method} needs --preference or --dims (or use --method base)")
     jobs = []
-    if args.with_base or args.method == "base":
+    if args.with_base or method == "base":
         jobs.append(Job("base (no preference)", args.prompt,
                         GenerationRequest(args.prompt, method="base", **settings)))
-    if args.method != "base":
-        if not preferences:
-            raise PersonalignError(f"--method {args.method} needs --preference or --dims (or use --method base)")
+    if method != "base":
         for pref in preferences:
-            request = GenerationRequest(args.prompt, pref, method=args.method, **settings)
-            how = _HOW[args.method].format(beta=args.beta)
+            request = GenerationRequest(args.prompt, pref, method=method, **settings)
+            how = _HOW[method].format(beta=args.beta)
             jobs.append(Job(f"{pref.label} ({how})", args.prompt, request))
     return jobs
 
@@ -107,12 +141,11 @@ def _jobs_from_file(args) -> list[Job]:
     if args.prompt is not None:
         raise PersonalignError("give either a PROMPT or --input, not both")
     path = Path(args.input)
-    if not path.is_file():
-        raise PersonalignError(f"input file not found: {path}")
+    lines = read_text_lines(path, "input file")
     defaults = _settings(args)
     default_pref = args.preference[0] if args.preference else None
     jobs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
@@ -137,7 +170,6 @@ def _job_from_record(record, defaults: dict, default_pref, args) -> Job:
     else:
         pref = Preference.parse(record.get("preference", default_pref))
     settings = {k: record.get(k, v) for k, v in defaults.items()}
-    settings["stop"] = tuple(settings["stop"])
-    method = record.get("method", "base" if pref.is_empty and args.method == "pad" else args.method)
+    method = record.get("method", args.method or ("base" if pref.is_empty else "pad"))
     request = GenerationRequest(record["prompt"], pref, method=method, **settings)
     return Job(pref.label, record["prompt"], request, record.get("id"))

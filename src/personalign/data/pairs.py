@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..errors import PersonalignError
 from ..records import write_records_atomic
+from ..validation import read_text_lines
 from . import read_shared_json, read_shared_jsonl
 
 PREFERENCES = ("helpfulness", "harmless")
@@ -124,12 +125,7 @@ def read_pairs_jsonl(path, fields: dict[str, str] | None = None, preference: str
         raise PersonalignError(f"unknown pair field {unknown[0]!r}; the fields are: {', '.join(FIELDS)}")
     columns = {field: field for field in FIELDS} | (fields or {})
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise PersonalignError(f"{path}: no such file") from None
-    except UnicodeDecodeError as e:
-        raise PersonalignError(f"{path}: not UTF-8 text ({e.reason})") from None
+    lines = read_text_lines(path, "pair file")
     pairs = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import PersonalignError
+from ..validation import read_text_lines
 from . import read_shared_json, read_shared_jsonl
 
 HELPSTEER_SHORT_MAX_CHARS = 100
@@ -89,10 +90,7 @@ _SOURCES = {
 def _read_user_jsonl(path: Path) -> list[PromptItem]:
     items: list[PromptItem] = []
     first_line: dict[str, int] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise PersonalignError(f"{path}: not UTF-8 text ({e.reason})") from None
+    lines = read_text_lines(path, "prompt file")
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

@@ -28,7 +28,7 @@ import json
 import random
 import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
@@ -49,20 +49,30 @@ def degenerate(text: str) -> bool:
     return echoes_template(text) or loops(text)
 
 
+def _help(text: str, **flag) -> dict:
+    return {"help": text, **flag}  # the flag's help text (commands/flags.py builds the flags from these fields)
+
+
 @dataclass
 class SynthConfig:
-    prompts: str = "helpsteer_short"
-    limit: int | None = 160
-    dimensions: tuple[str, ...] = PSOUPS_DIMENSIONS
+    prompts: str = field(default="helpsteer_short", metadata=_help("a prompt set or a JSONL file of prompts"))
+    limit: int | None = field(default=160, metadata=_help("use the first N prompts"))
+    dimensions: tuple[str, ...] = field(default=PSOUPS_DIMENSIONS, metadata=_help(
+        "catalog dimensions judged by the offline judge, comma-separated ('' for none)"))
     free_text: tuple[str, ...] = ()  # free-text preferences to draw from (e.g. the Janus sample)
-    free_per_prompt: int = 3
-    max_new_tokens: int = 48
-    temperature: float = 0.7
-    min_margin: float = 1.0  # in units of the judge's standard deviation over all rollouts
-    loop_pairs: float = 0.5  # share of pairs that get a twin rejecting a looped copy of the chosen answer
-    batch_size: int = 8
-    seed: int = 0
-    data_dir: str | None = None
+    free_per_prompt: int = field(default=3, metadata=_help("free-text preferences drawn per prompt"))
+    max_new_tokens: int = field(default=48, metadata=_help("most tokens per rollout"))
+    temperature: float = field(default=0.7, metadata=_help("sampling temperature of the rollouts"))
+    min_margin: float = field(default=1.0, metadata=_help(
+        "keep a pair when the judge's best-worst gap is at least this many of its standard deviations over all "
+        "rollouts"))
+    loop_pairs: float = field(default=0.5, metadata=_help(
+        "share of pairs that get a twin rejecting a looped copy of the chosen answer, written to loop_pairs.jsonl "
+        "for train-rm --train-only"))
+    batch_size: int = field(default=8, metadata=_help("rollouts decoded together"))
+    seed: int = field(default=0, metadata=_help("seed of the rollouts, the free-text draws and the loop twins"))
+    data_dir: str | None = field(default=None, metadata=_help("shared data directory (none: $PERSONALIGN_DATA or "
+                                                              "../shared/data)"))
 
     def validate(self) -> None:
         if self.limit is not None and self.limit < 1:

@@ -27,6 +27,7 @@ import torch
 from ..errors import PersonalignError
 from ..prompts import as_messages, render_ids
 from ..reward_model import PersonalizedRewardModel, ADAPTER_NAME
+from ..validation import check_fits_context, check_top_k
 from .request import GenerationRequest, GenerationResult
 from .rules import NEG_INF, fusion_logits, pad_reward, pad_scores, top_candidates
 from .runner import RowRunner
@@ -84,6 +85,7 @@ class Engine:
         self.rm_runner = RowRunner(self.persrm.backbone, adapter)
         self.base_runner = self.rm_runner if self.shared else RowRunner(model)
         self.eos_ids = _eos_ids(model, tokenizer)
+        self.context = min(filter(None, (_context(m) for m in (model, self.persrm.causal_lm))), default=None)
         self._ids = itertools.count()
         self._pending: list[_Active] = []
         self._active: list[_Active] = []
@@ -113,7 +115,10 @@ class Engine:
         if request.method == "args" and self.sequence_reward is None:
             raise PersonalignError("method 'args' needs a sequence-level reward: build the engine with "
                                    "sequence_reward=... (personalign eval passes its judges)")
+        check_top_k(request.top_k, self.persrm.vocab_size)
         active = self._plan(next(self._ids), request)
+        longest = max(len(ids) for ids, _ in active.base_rows + active.rm_rows + active.seq_rows)
+        check_fits_context(longest, request.max_new_tokens, self.context)
         self._pending.append(active)
         return active.request_id
 
@@ -367,3 +372,8 @@ def _eos_ids(model, tokenizer) -> set[int]:
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
     return ids
+
+
+def _context(model) -> int | None:
+    """The most positions the model reads (prompt + answer), when its config says."""
+    return getattr(model.config, "max_position_embeddings", None)

@@ -1,20 +1,32 @@
 """PAD as a transformers LogitsProcessor, for users who keep their own `model.generate(...)` call.
 
-    processor = PADLogitsProcessor(persrm, beta=1.0, top_k=10)
+    processor = pad_logits_processor(model, beta=1.0, top_k=10)  # personalign.api: PersRM loaded beside `model`
+    inputs = processor.prepare(tokenizer, ["How do vaccines work?"], "concise")
     model.generate(**inputs, logits_processor=[processor], do_sample=False)
 
 The PersRM keeps its own KV cache and is fed only the newest token at each call. Every non-candidate token gets
 -inf; candidates get z_b + beta * r, so greedy `generate` picks what the engine picks, and sampling `generate`
 (temperature T) samples softmax(score / T) over the candidates, the released "topk" mode. The engine is faster
-(it shares one forward between base and PersRM); this path trades that for drop-in use. A processor serves one
-`generate` call. A PersRM whose LoRA adapter sits on the generating model itself is not supported here (generate
-would run the base through the adapter): load it on a separate copy of the backbone.
+(it shares one forward between base and PersRM); this path trades that for drop-in use.
+
+A PersRM whose LoRA adapter sits on the generating model itself is refused: peft injects the adapter into the
+backbone's own layers, so `generate` would run the base through it. The processor cannot see the model that calls
+it, so a PersRM with an adapter needs `model=` (the generating model) at construction, which must not carry a
+PersRM's adapter (any `persrm` LoRA layer, e.g. `load_engine().model`'s); load such a PersRM on a copy of the
+backbone (`pad_logits_processor` does).
+
+One processor serves several `generate` calls: a call that does not continue the previous one (another batch size,
+or ids that are not the previous ones plus one token) starts afresh. The prompt attention mask and reference
+prompts belong to one batch: the same prompts may be generated from again, other prompts need `prepare(...)` or
+`reset(...)` first.
 """
 
 import torch
-from transformers import LogitsProcessor
+from transformers import BatchEncoding, LogitsProcessor
 
 from ..errors import PersonalignError
+from ..preferences import Preference
+from ..prompts import Messages, render_ids
 from ..reward_model import ADAPTER_NAME, PersonalizedRewardModel
 from .request import check_beta_top_k
 from .rules import NEG_INF, pad_reward, pad_scores, top_candidates
@@ -24,17 +36,49 @@ from .runner import RowRunner
 class PADLogitsProcessor(LogitsProcessor):
     def __init__(self, persrm: PersonalizedRewardModel, beta: float = 1.0, top_k: int = 10,
                  prompt_attention_mask: torch.Tensor | None = None,
-                 reference_prompt_ids: list[list[int]] | None = None):
+                 reference_prompt_ids: list[list[int]] | None = None, *, model=None):
         """prompt_attention_mask: the mask of left-padded batched prompts (None: no padding).
         reference_prompt_ids: per row, the prompt without the preference, for the decoupled reward
-        (None: the released reward, against the base model's own logits)."""
+        (None: the released reward, against the base model's own logits).
+        model: the model whose `generate` calls this processor; required when the PersRM has a LoRA adapter."""
         check_beta_top_k(beta, top_k)
+        if persrm.has_adapter and model is None:
+            raise PersonalignError("this PersRM has a LoRA adapter: pass model=<the model that calls generate>, "
+                                   "or build the processor with personalign.pad_logits_processor(model)")
+        if model is not None and _runs_through_adapter(model):
+            raise PersonalignError("a PersRM's LoRA adapter sits on the generating model, so generate would run "
+                                   "the base through it: generate with a plain model (load_causal_lm) and load the "
+                                   "PersRM on a copy of it (personalign.pad_logits_processor(model) does)")
         self.persrm = persrm.eval()
         self.beta, self.top_k = beta, top_k
+        self.reset(prompt_attention_mask, reference_prompt_ids)
+
+    def reset(self, prompt_attention_mask: torch.Tensor | None = None,
+              reference_prompt_ids: list[list[int]] | None = None) -> None:
+        """Forget the previous `generate` call; the arguments describe the next call's prompts (see __init__)."""
         self.prompt_attention_mask = prompt_attention_mask
         self.reference_prompt_ids = reference_prompt_ids
-        self.runner = RowRunner(persrm.backbone, ADAPTER_NAME if persrm.has_adapter else None)
-        self._hidden = None
+        self.runner = RowRunner(self.persrm.backbone, ADAPTER_NAME if self.persrm.has_adapter else None)
+        self._hidden = self._seen = self._prompt_ids = None
+
+    def prepare(self, tokenizer, prompts: "list[str | Messages]", preference: "str | Preference") -> BatchEncoding:
+        """`prompts` as PAD renders them (the preference inside PAD's template, in the chat template), left-padded,
+        with their attention mask, for `model.generate(**inputs, ...)`; resets the processor for this batch."""
+        if isinstance(prompts, str) or not prompts:
+            raise PersonalignError("prepare takes a non-empty list of prompts (wrap a single prompt in a list)")
+        pref = Preference.parse(preference)
+        if len(pref.components) != 1:
+            raise PersonalignError("prepare takes one preference (a catalog name or free text); "
+                                   "for a mixture use the engine (personalign.load_engine)")
+        rows = [render_ids(tokenizer, p, pref.text) for p in prompts]
+        width = max(len(r) for r in rows)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # masked out: any id will do
+        inputs = BatchEncoding({
+            "input_ids": torch.tensor([[pad] * (width - len(r)) + r for r in rows]),
+            "attention_mask": torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows]),
+        }).to(self.runner.device)
+        self.reset(prompt_attention_mask=inputs["attention_mask"])
+        return inputs
 
     @torch.inference_mode()
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -42,11 +86,14 @@ class PADLogitsProcessor(LogitsProcessor):
         if scores.shape[-1] != self.persrm.vocab_size:  # before the PersRM reads ids it may not have
             raise PersonalignError(f"the PersRM's vocabulary ({self.persrm.vocab_size}) differs from the "
                                    f"generating model's ({scores.shape[-1]})")
-        if self._hidden is None:
+        if self._seen is not None and not self._continues(input_ids):
+            self._restart(input_ids)
+        if self._seen is None:
             self._start(input_ids)
         else:
             rows = input_ids[:, -1].repeat(self.runner.num_rows // batch)
             self._hidden = self.runner.step(rows.to(self.runner.device))
+        self._seen = input_ids
         top_k = torch.full((batch,), min(self.top_k, scores.shape[-1]), device=scores.device)
         cand, base_c, live = top_candidates(scores.float(), top_k)
         rm_cand = cand.to(self.runner.device)
@@ -58,8 +105,27 @@ class PADLogitsProcessor(LogitsProcessor):
         out = torch.full_like(scores, NEG_INF)
         return out.scatter(1, cand, pad_scores(base_c, reward, torch.full((batch,), self.beta), live).to(scores.dtype))
 
+    def _continues(self, input_ids: torch.LongTensor) -> bool:
+        """Whether `input_ids` is the previous call's ids plus one token (the same generate call)."""
+        seen = self._seen
+        return input_ids.shape == (seen.shape[0], seen.shape[1] + 1) and torch.equal(input_ids[:, :-1], seen)
+
+    def _restart(self, input_ids: torch.LongTensor) -> None:
+        """A new generate call: the same prompts again keep their mask and reference prompts, others need theirs."""
+        per_batch = self.prompt_attention_mask is not None or self.reference_prompt_ids
+        if per_batch and not torch.equal(input_ids, self._prompt_ids):
+            raise PersonalignError("this processor's prompt_attention_mask/reference_prompt_ids belong to the "
+                                   "prompts of its previous generate call: call processor.prepare(...) or "
+                                   "processor.reset(prompt_attention_mask=...) before a new batch")
+        self.reset(self.prompt_attention_mask, self.reference_prompt_ids)
+
     def _start(self, input_ids: torch.LongTensor) -> None:
+        self._prompt_ids = input_ids
         mask = self.prompt_attention_mask
+        if mask is not None and mask.shape != input_ids.shape:
+            raise PersonalignError(f"prompt_attention_mask has shape {tuple(mask.shape)} but the prompts have "
+                                   f"{tuple(input_ids.shape)}: pass these prompts' mask (processor.prepare(...) or "
+                                   "processor.reset(prompt_attention_mask=...))")
         prompts = [row[m.bool()].tolist() if mask is not None else row.tolist()
                    for row, m in zip(input_ids, mask if mask is not None else input_ids)]
         if self.reference_prompt_ids:
@@ -67,3 +133,10 @@ class PADLogitsProcessor(LogitsProcessor):
                 raise PersonalignError("reference_prompt_ids needs one prompt per batch row")
             prompts += [list(p) for p in self.reference_prompt_ids]
         self._hidden = self.runner.add(prompts, [self.persrm.has_adapter] * len(prompts))
+
+
+def _runs_through_adapter(model) -> bool:
+    """Whether `model` runs through a PersRM's LoRA layers (peft injects them into the backbone's own modules)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return any(isinstance(m, BaseTunerLayer) and ADAPTER_NAME in m.active_adapters for m in model.modules())

@@ -1,23 +1,26 @@
 """What a caller asks for (GenerationRequest, validated eagerly) and what comes back (GenerationResult)."""
 
-import math
 from dataclasses import dataclass, field
 
 from ..errors import PersonalignError
 from ..preferences import Preference
 from ..prompts import Messages, as_messages
+from ..validation import check_beta, check_number, check_top_k
 
 METHODS = ("pad", "prompt", "base", "fusion", "args")
 GUIDED_METHODS = ("pad", "fusion", "args")  # methods whose beta weighs a guide against the base
 REWARD_FORMS = ("decoupled", "released")
 
 
-def check_beta_top_k(beta: float, top_k: int) -> None:
+def check_beta_top_k(beta: float, top_k: int, allow_negative_beta: bool = False) -> None:
     """PAD's two knobs, validated the same way wherever they enter."""
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta):
-        raise PersonalignError(f"beta must be a finite number, got {beta!r}")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise PersonalignError(f"top_k must be a whole number >= 1, got {top_k}")
+    check_beta(beta, allow_negative_beta)
+    check_top_k(top_k)
+
+
+def _help(text: str, **flag) -> dict:
+    """Field metadata: the help text of the command-line flag built from the field (commands/flags.py)."""
+    return {"help": text, **flag}
 
 
 @dataclass
@@ -42,20 +45,24 @@ class GenerationRequest:
     prompt: "str | Messages"
     preference: Preference = field(default_factory=Preference.none)
     method: str = "pad"
-    beta: float = 1.0
-    top_k: int = 10
-    max_new_tokens: int = 128
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-    reward: str | None = None
+    beta: float = field(default=1.0, metadata=_help("weight of the personalized reward (pad, fusion, args)"))
+    top_k: int = field(default=10, metadata=_help("candidates re-ranked per step"))
+    max_new_tokens: int = field(default=128, metadata=_help("most tokens generated per answer"))
+    temperature: float = field(default=0.0, metadata=_help("sampling temperature; 0 = greedy"))
+    top_p: float = field(default=1.0, metadata=_help("nucleus sampling: smallest set of candidates with this much "
+                                                      "probability (1 = all k)"))
+    seed: int | None = field(default=None, metadata=_help("seed for sampling (none: a fresh one per answer)"))
+    stop: tuple[str, ...] = field(default=(), metadata=_help("stop string; repeatable", action="append"))
+    reward: str | None = field(default=None, metadata=_help("PAD reward form (none: released, see README)",
+                                                            choices=REWARD_FORMS))
+    allow_negative_beta: bool = field(default=False, metadata=_help("accept beta < 0 (steer away from the "
+                                                                    "preference)"))
     ignore_eos: bool = False  # keep going past end-of-sequence (fixed-length benchmarks)
 
     def __post_init__(self):
         as_messages(self.prompt)  # raises on an empty prompt
         self.preference = Preference.parse(self.preference)
-        self.stop = tuple(self.stop)
+        self.stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
         if self.method not in METHODS:
             raise PersonalignError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.reward is not None and self.reward not in REWARD_FORMS:
@@ -63,14 +70,14 @@ class GenerationRequest:
         if self.method != "base" and self.preference.is_empty:
             raise PersonalignError(f"method {self.method!r} needs a preference (--preference or --dims); "
                                    "use --method base for none")
-        check_beta_top_k(self.beta, self.top_k)
-        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) \
-                or self.max_new_tokens < 1:
-            raise PersonalignError(f"max_new_tokens must be a whole number >= 1, got {self.max_new_tokens}")
-        if not (math.isfinite(self.temperature) and self.temperature >= 0):
-            raise PersonalignError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if not (0 < self.top_p <= 1):
-            raise PersonalignError(f"top_p must be in (0, 1], got {self.top_p}")
+        check_beta_top_k(self.beta, self.top_k, self.allow_negative_beta)
+        check_number("max_new_tokens", self.max_new_tokens, minimum=1, whole=True)
+        check_number("temperature", self.temperature, minimum=0)
+        check_number("top_p", self.top_p, above=0, maximum=1)
+        if self.seed is not None:
+            check_number("seed", self.seed, minimum=0, maximum=2**63 - 1, whole=True)
+        if not all(isinstance(s, str) and s for s in self.stop):
+            raise PersonalignError(f"stop strings must be non-empty text, got {list(self.stop)!r}")
 
     @property
     def guided(self) -> bool:

@@ -10,39 +10,56 @@
     out: eval-out
 """
 
-import math
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from ..errors import PersonalignError
+from ..validation import check_beta, check_number
 
 METHODS = ("base", "prompt", "pad", "pad-decoupled", "fusion", "best-of-n", "args", "soups")
 PSOUPS_PREFERENCES = ["elementary", "expert", "concise", "informative", "friendly", "unfriendly"]
 
 
+def _help(text: str, **flag) -> dict:
+    return {"help": text, **flag}  # the flag's help text (commands/flags.py builds the flags from these fields)
+
+
 @dataclass
 class EvalConfig:
-    methods: list[str] = field(default_factory=lambda: ["base", "prompt", "pad"])
-    preferences: list[str] = field(default_factory=lambda: list(PSOUPS_PREFERENCES))
-    judges: list[str] = field(default_factory=lambda: ["offline"])
-    prompts: str = "koala_eval_50"
-    limit: int | None = None
-    max_new_tokens: int = 64
-    beta: list[float] = field(default_factory=lambda: [1.0])
-    top_k: int = 10
-    out: str = "eval-out"
-    baseline: str = "base"  # win rates are against this method's answer to the same prompt
-    best_of_n: int = 4  # samples per answer for best-of-n
-    temperature: float = 0.7  # sampling temperature of best-of-n
-    reward_judge: str = "offline"  # ARGS's sequence reward and best-of-n's picker
-    soups: dict[str, str] = field(default_factory=dict)  # dimension -> LoRA adapter dir, for the soups method
-    batch_size: int = 8
-    seed: int = 0
-    base: str | None = None
-    persrm: str | None = None
-    device: str | None = None
-    dtype: str | None = None
-    data_dir: str | None = None
+    methods: list[str] = field(default_factory=lambda: ["base", "prompt", "pad"],
+                               metadata=_help(f"comma-separated, from: {', '.join(METHODS)}"))
+    preferences: list[str] = field(default_factory=lambda: list(PSOUPS_PREFERENCES), metadata=_help(
+        "'|'-separated (texts may contain commas): catalog names, free texts or mixes like concise=0.7,friendly=0.3",
+        sep="|"))
+    judges: list[str] = field(default_factory=lambda: ["offline"], metadata=_help(
+        "comma-separated: offline, hf:PATH[@dims], rm:DIR, llm:MODEL@URL"))
+    prompts: str = field(default="koala_eval_50", metadata=_help(
+        "a prompt set (koala_eval_50, koala, helpsteer, hh_rlhf, alpaca_eval, mt_bench) or a JSONL file of "
+        '{"prompt": ...}'))
+    limit: int | None = field(default=None, metadata=_help("use the first N prompts"))
+    max_new_tokens: int = field(default=64, metadata=_help("most tokens per answer"))
+    beta: list[float] = field(default_factory=lambda: [1.0], metadata=_help(
+        "comma-separated; several values make a beta sweep of the guided methods"))
+    top_k: int = field(default=10, metadata=_help("candidates re-ranked per step"))
+    out: str = field(default="eval-out", metadata=_help("output directory (re-running into it resumes)"))
+    baseline: str = field(default="base", metadata=_help("the method whose answer to the same prompt win rates are "
+                                                         "measured against"))
+    best_of_n: int = field(default=4, metadata=_help("samples per best-of-n answer"))
+    temperature: float = field(default=0.7, metadata=_help("best-of-n's sampling temperature"))
+    reward_judge: str = field(default="offline", metadata=_help("the judge steering args and picking best-of-n"))
+    soups: dict[str, str] = field(default_factory=dict, metadata=_help(
+        "a LoRA adapter per dimension for the soups method: concise=DIR,friendly=DIR"))
+    batch_size: int = field(default=8, metadata=_help("requests decoded together"))
+    seed: int = field(default=0, metadata=_help("seed of best-of-n's samples"))
+    base: str | None = field(default=None, metadata=_help("base model: a local dir or hub id (none: embedded "
+                                                          "SmolLM2)"))
+    persrm: str | None = field(default=None, metadata=_help(
+        "PersRM for pad/fusion: a saved PersRM dir or 'untrained' (none: the trained one shipped for the embedded "
+        "model, else untrained)"))
+    device: str | None = field(default=None, metadata=_help("auto, cpu, cuda, cuda:1"))
+    dtype: str | None = field(default=None, metadata=_help("auto, bf16, fp16, fp32"))
+    data_dir: str | None = field(default=None, metadata=_help("the shared data directory (none: $PERSONALIGN_DATA "
+                                                              "or ../shared/data)"))
 
     @classmethod
     def from_yaml(cls, path: str) -> "EvalConfig":
@@ -84,18 +101,19 @@ class EvalConfig:
             raise PersonalignError("judges: give at least one judge")
         if self.baseline not in METHODS:
             raise PersonalignError(f"baseline: unknown method {self.baseline!r}")
-        if not self.beta or not all(isinstance(b, (int, float)) and math.isfinite(b) for b in self.beta):
-            raise PersonalignError(f"beta: give finite numbers, got {self.beta}")
+        if not self.beta:
+            raise PersonalignError("beta: give at least one value")
+        for beta in self.beta:
+            check_beta(beta)
         for name in ("max_new_tokens", "top_k", "best_of_n", "batch_size"):
-            if getattr(self, name) < 1:
-                raise PersonalignError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if self.limit is not None and self.limit < 1:
-            raise PersonalignError(f"limit: must be >= 1, got {self.limit}")
+            check_number(name, getattr(self, name), minimum=1, whole=True)
+        if self.limit is not None:
+            check_number("limit", self.limit, minimum=1, whole=True)
+        check_number("seed", self.seed, minimum=0, whole=True)
         if "soups" in self.methods + [self.baseline] and not self.soups:
             raise PersonalignError("soups: the soups method needs an adapter per dimension, e.g. "
                                    "--soups concise=DIR,friendly=DIR")
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise PersonalignError(f"temperature: best-of-n samples, so it must be > 0, got {self.temperature}")
+        check_number("temperature (best-of-n samples)", self.temperature, above=0)
 
 
 def _coerce(name, value, default, where):
@@ -111,6 +129,8 @@ def _coerce(name, value, default, where):
             kind = float if name == "beta" else str
             return [kind(v) for v in items]
         if value is None:
+            if default is not None:  # only the optional fields (default None) take no value
+                raise ValueError
             return None
         if isinstance(sample, bool) or isinstance(value, bool):
             raise ValueError

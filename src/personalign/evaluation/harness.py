@@ -1,9 +1,12 @@
 """`personalign eval`: methods x prompts x preferences -> answers -> judges -> tables and plots.
 
 Three resumable stages, each appending to a JSON-lines file in the output directory and skipping what is there:
-    1. answers    generations.jsonl   one line per (method, preference, beta, prompt)
-    2. judgments  judgments.jsonl     judge scores, win/tie/loss against the baseline, perplexity
+    1. answers    generations.jsonl   one line per (method, preference, beta, prompt), with the settings that made it
+    2. judgments  judgments.jsonl     judge scores, win/tie/loss against the baseline, perplexity, each naming the
+                                      answer (and baseline answer) it judged
     3. report     results.csv, results.md, *.png (rebuilt from the two files every time)
+run.json records the latest run's settings; resuming with other settings for an existing answer is refused
+(identity.py).
 """
 
 import time
@@ -18,10 +21,11 @@ from ..preferences import Preference
 from ..prompts import render_ids
 from ..records import append_records, read_records, repair
 from .config import EvalConfig
+from .identity import answer_id, check_resume, run_identity, write_run
 from .judge_reward import JudgeReward, args_reward
 from .judges.registry import load_judge
 from .metrics import perplexities
-from .plan import NONE, baseline_key, plan_jobs, requests_for
+from .plan import NONE, baseline_key, plan_jobs, requests_for, settings_for
 
 GENERATIONS = "generations.jsonl"
 JUDGMENTS = "judgments.jsonl"
@@ -47,7 +51,6 @@ def run_eval(config: EvalConfig, engine=None, progress: bool = True) -> Path:
     if reward is not None:
         engine.set_sequence_reward(args_reward(reward_judge, reward, engine.persrm.vocab_size))
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     kitchen = None
     if "soups" in config.methods + [config.baseline]:
         from .soups import SoupKitchen
@@ -55,11 +58,17 @@ def run_eval(config: EvalConfig, engine=None, progress: bool = True) -> Path:
         for pref in preferences:
             kitchen.check(pref)
     jobs = plan_jobs(config, prompts)
-    generate_answers(engine, jobs, config, out / GENERATIONS, reward, progress, kitchen)
+    identity = run_identity(config, engine)
+    settings = {job.key: settings_for(job, config, identity) for job in jobs}
+    check_resume(out, out / GENERATIONS, settings)  # before anything in `out` is touched
+    out.mkdir(parents=True, exist_ok=True)
+    write_run(out, config, identity)
+    generate_answers(engine, jobs, config, out / GENERATIONS, reward, progress, kitchen, settings)
     answers = {r["key"]: r for r in read_records(out / GENERATIONS)}
-    judge_answers(engine, judges, [answers[j.key] for j in jobs], answers, config, out / JUDGMENTS, progress)
+    records = [answers[j.key] for j in jobs]
+    judge_answers(engine, judges, records, answers, config, out / JUDGMENTS, progress)
     from .report import write_report
-    write_report(config, [answers[j.key] for j in jobs], read_records(out / JUDGMENTS), out)
+    write_report(config, records, current_judgments(read_records(out / JUDGMENTS), records, answers, config), out)
     return out
 
 
@@ -72,7 +81,7 @@ def _check_judges(judges, preferences) -> None:
                                    f"{', '.join(judge.dimensions())}")
 
 
-def generate_answers(engine, jobs, config, path: Path, reward, progress: bool, kitchen=None) -> None:
+def generate_answers(engine, jobs, config, path: Path, reward, progress: bool, kitchen, settings) -> None:
     repair(path)
     done = {r["key"] for r in read_records(path)}
     todo = [j for j in jobs if j.key not in done]
@@ -99,7 +108,7 @@ def generate_answers(engine, jobs, config, path: Path, reward, progress: bool, k
                 records.append(dict(key=job.key, method=job.method, preference=job.preference, beta=job.beta,
                                     prompt_id=job.prompt_id, prompt=job.prompt, text=chosen.text,
                                     token_ids=chosen.token_ids, finish_reason=chosen.finish_reason,
-                                    candidates=len(candidates)))
+                                    candidates=len(candidates), settings=settings[job.key]))
             seconds = (time.perf_counter() - began) / len(batch)
             for record in records:
                 record["seconds"] = seconds
@@ -110,9 +119,16 @@ def generate_answers(engine, jobs, config, path: Path, reward, progress: bool, k
 
 def judge_answers(engine, judges, records, answers, config, path: Path, progress: bool) -> None:
     """Scores on every dimension a record's preference names (the base's answers: on all of them), win/tie/loss
-    against the baseline on the same dimensions, and perplexity under the base model."""
+    against the baseline on the same dimensions, and perplexity under the base model. A judgment is done when one
+    of the same answer (and, for a win, the same baseline answer) is on file."""
     repair(path)
-    done = {(j["key"], j["judge"], j["dimension"], j["kind"]) for j in read_records(path)}
+    done = {(j["key"], j["judge"], j["dimension"], j["kind"], j.get("answer"), j.get("baseline"))
+            for j in read_records(path)}
+
+    def pending(record, judge_name, dim, kind):
+        ids = _depends_on(record, kind, answers, config)
+        return (record["key"], judge_name, dim, kind, ids["answer"], ids.get("baseline")) not in done
+
     all_dims = list(dict.fromkeys(name for p in config.preferences for name, _ in Preference.parse(p).dimensions
                                   if name))
     tasks = defaultdict(list)  # (judge index, dimension, kind) -> records
@@ -123,12 +139,12 @@ def judge_answers(engine, judges, records, answers, config, path: Path, progress
             for dim in dims:
                 if dim not in judge.dimensions():
                     continue
-                if judge.pointwise and (record["key"], judge.name, dim, "score") not in done:
+                if judge.pointwise and pending(record, judge.name, dim, "score"):
                     tasks[(j, dim, "score")].append(record)
                 if record["method"] != config.baseline and record["preference"] != NONE \
-                        and (record["key"], judge.name, dim, "win") not in done:
+                        and pending(record, judge.name, dim, "win"):
                     tasks[(j, dim, "win")].append(record)
-    fluency = [r for r in records if (r["key"], "fluency", "", "perplexity") not in done]
+    fluency = [r for r in records if pending(r, "fluency", "", "perplexity")]
     total = sum(len(v) for v in tasks.values()) + len(fluency)
     bar = tqdm(total=total, desc="judgments", unit="judgment", disable=not progress or total == 0)
     for (j, dim, kind), items in tasks.items():
@@ -141,15 +157,31 @@ def judge_answers(engine, judges, records, answers, config, path: Path, progress
             else:
                 values = judge.compare(dim, prompts, texts, [answers[baseline_key(r, config)]["text"]
                                                              for r in chunk])
-            append_records(path, [dict(key=r["key"], judge=judge.name, dimension=dim, kind=kind, value=float(v))
-                                  for r, v in zip(chunk, values)])
+            append_records(path, [dict(key=r["key"], judge=judge.name, dimension=dim, kind=kind, value=float(v),
+                                       **_depends_on(r, kind, answers, config)) for r, v in zip(chunk, values)])
             bar.update(len(chunk))
     for start in range(0, len(fluency), JUDGE_BATCH):
         chunk = fluency[start:start + JUDGE_BATCH]
         prompt_ids = [render_ids(engine.tokenizer, r["prompt"], None) for r in chunk]
         values = perplexities(engine.model, prompt_ids, [r["token_ids"] for r in chunk],
                               engine.tokenizer.pad_token_id, config.batch_size)
-        append_records(path, [dict(key=r["key"], judge="fluency", dimension="", kind="perplexity", value=v)
-                              for r, v in zip(chunk, values)])
+        append_records(path, [dict(key=r["key"], judge="fluency", dimension="", kind="perplexity", value=v,
+                                   **_depends_on(r, "perplexity", answers, config)) for r, v in zip(chunk, values)])
         bar.update(len(chunk))
     bar.close()
+
+
+def _depends_on(record, kind, answers, config) -> dict:
+    """The answer a judgment of `record` judges and, for a win, the baseline answer it was compared with."""
+    ids = dict(answer=answer_id(record))
+    if kind == "win":
+        ids["baseline"] = answer_id(answers[baseline_key(record, config)])
+    return ids
+
+
+def current_judgments(judgments, records, answers, config) -> list[dict]:
+    """The judgments of these answers against the current baseline: a rerun with another --baseline, or a
+    judgment of an answer since replaced, leaves lines on file that the report must not count."""
+    by_key = {r["key"]: r for r in records}
+    return [j for j in judgments if j["key"] in by_key
+            and _depends_on(by_key[j["key"]], j["kind"], answers, config).items() <= j.items()]

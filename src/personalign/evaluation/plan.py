@@ -17,6 +17,7 @@ from ..decoding.request import GenerationRequest
 from ..preferences import Preference
 
 GUIDED = ("pad", "pad-decoupled", "fusion", "args")  # methods whose beta is swept
+USES_PERSRM = ("pad", "pad-decoupled", "fusion")
 NONE = "none"  # the base method's preference label: its answers serve every preference's column
 
 
@@ -65,3 +66,23 @@ def requests_for(job: Job, config) -> list[GenerationRequest]:
         reward = "decoupled" if job.method == "pad-decoupled" else "released"
         return [GenerationRequest(job.prompt, preference, method="pad", beta=job.beta, reward=reward, **common)]
     return [GenerationRequest(job.prompt, preference, method=job.method, beta=job.beta, **common)]
+
+
+def settings_for(job: Job, config, identity: dict) -> dict:
+    """Everything that decides this job's answer and only that (models and judges: `identity`, from
+    evaluation.identity.run_identity), so that an answer on file is reused exactly when it would come out the same."""
+    settings = dict(method=job.method, beta=job.beta, prompt=job.prompt, base=identity["base"],
+                    dtype=identity["dtype"], max_new_tokens=config.max_new_tokens)
+    if job.method in GUIDED + ("best-of-n",):  # greedy base, prompt and soups take the argmax whatever k is
+        settings["top_k"] = config.top_k
+    if job.method not in ("base", "soups"):  # the others put the preference in PAD's template
+        settings["template"] = identity["template"]
+    if job.method in USES_PERSRM:
+        settings["persrm"] = identity["persrm"]
+    if job.method in ("args", "best-of-n"):
+        settings["reward_judge"] = identity["reward_judge"]
+    if job.method == "best-of-n":
+        settings.update(best_of_n=config.best_of_n, temperature=config.temperature, seed=config.seed)
+    if job.method == "soups":
+        settings["soups"] = identity["soups"]
+    return settings

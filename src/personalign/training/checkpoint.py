@@ -1,5 +1,6 @@
 """Training state on disk: one file, replaced atomically, holding all a resumed run needs to reach the same weights
-as an uninterrupted one (trainable weights, optimizer and schedule, every random generator, the position)."""
+and metrics as an uninterrupted one (trainable weights, optimizer and schedule, every random generator, the position,
+the metrics not yet logged)."""
 
 import os
 import random
@@ -28,9 +29,11 @@ def trainable_state(persrm) -> dict[str, torch.Tensor]:
     return {name: p.detach().cpu().clone() for name, p in persrm.named_parameters() if trains(name, 1)}
 
 
-def save_state(out: Path, *, stage: int, step: int, persrm, optimizer, scheduler) -> None:
-    state = {"stage": stage, "step": step, "weights": trainable_state(persrm),
-             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state()}
+def save_state(out: Path, *, stage: int, step: int, persrm, optimizer, scheduler, running: list) -> None:
+    """`running`: each process's step values since the last "train" metrics line, in rank order (the next line
+    averages them)."""
+    state = {"stage": stage, "step": step, "weights": trainable_state(persrm), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "rng": _rng_state(), "running": running}
     tmp = out / f".{STATE_FILE}.tmp"
     torch.save(state, tmp)
     os.replace(tmp, out / STATE_FILE)

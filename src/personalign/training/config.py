@@ -1,46 +1,61 @@
 """Settings of a PersRM training run (`personalign train-rm`), checked once before anything is loaded."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from ..errors import PersonalignError
+from ..validation import check_number
 
 REFERENCES = ("with-preference", "without-preference")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
+def _help(text: str, **flag) -> dict:
+    return {"help": text, **flag}  # the flag's help text (commands/flags.py builds the flags from these fields)
+
+
 @dataclass
 class TrainConfig:
-    train: str  # pairs JSONL
-    out: str
-    valid: str | None = None  # pairs JSONL; None: a split of `train` by prompt
-    valid_fraction: float = 0.1
-    hold_out: tuple[str, ...] = ()  # preferences kept out of training and reported as unseen
-    train_only: str | None = None  # pairs JSONL used for training only (e.g. synth's loop_pairs.jsonl)
-    base: str | None = None  # the backbone; None: the embedded SmolLM2
-    reference: str = "with-preference"
-    beta: float = 0.1
-    stage1_steps: int = 300  # DPO on LoRA + head
-    stage2_steps: int = 100  # head only, adapter frozen
-    batch_size: int = 4  # pairs per optimizer step and process
-    grad_accum: int = 1
-    lr_stage1: float = 1e-4
-    lr_stage2: float = 1e-4
+    train: str = field(metadata=_help('training pairs: {"preference", "prompt", "chosen", "rejected"} per line',
+                                      metavar="PAIRS.jsonl"))
+    out: str = field(metadata=_help("run directory: train_config.json, checkpoint, metrics.jsonl, persrm/",
+                                    metavar="DIR"))
+    valid: str | None = field(default=None, metadata=_help("held-out pairs (none: a --valid-fraction of --train, "
+                                                           "split by prompt)", metavar="PAIRS.jsonl"))
+    valid_fraction: float = field(default=0.1, metadata=_help("share of --train's prompts held out when no --valid"))
+    hold_out: tuple[str, ...] = field(default=(), metadata=_help(
+        "keep this preference out of training and report it as unseen; repeatable or comma-separated (e.g. a whole "
+        "P-SOUPS axis: friendly,unfriendly)", action="append", sep=",", metavar="PREFERENCE"))
+    train_only: str | None = field(default=None, metadata=_help(
+        "more pairs for training only, never held out (e.g. data synth's loop_pairs.jsonl); those of --hold-out "
+        "preferences or of held-out prompts are left out", metavar="PAIRS.jsonl"))
+    base: str | None = field(default=None, metadata=_help("backbone: a local dir or hub id (none: embedded SmolLM2)"))
+    reference: str = field(default="with-preference", metadata=_help(
+        "what the frozen reference reads (see README, Training a PersRM)", choices=REFERENCES))
+    beta: float = field(default=0.1, metadata=_help("DPO beta"))
+    stage1_steps: int = field(default=300, metadata=_help("steps of DPO on LoRA + head"))
+    stage2_steps: int = field(default=100, metadata=_help("steps on the head alone, adapter frozen"))
+    batch_size: int = field(default=4, metadata=_help("pairs per optimizer step and process"))
+    grad_accum: int = field(default=1, metadata=_help("micro-batches per optimizer step"))
+    lr_stage1: float = field(default=1e-4, metadata=_help("learning rate of stage 1"))
+    lr_stage2: float = field(default=1e-4, metadata=_help("learning rate of stage 2"))
     warmup_steps: int = 10
     # dropout on the head's input: 0.1 in the released checkpoint, but on a reward summed over the response it
     # adds noise of sd ~3 to the untrained margin (README, Training a PersRM), so it is off by default
-    head_dropout: float = 0.0
-    lora_r: int = 16
+    head_dropout: float = field(default=0.0, metadata=_help("dropout on the head's input in training (the "
+                                                            "released PAD: 0.1)"))
+    lora_r: int = field(default=16, metadata=_help("LoRA rank (alpha is twice the rank)"))
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
-    max_length: int = 256
-    eval_every: int = 50
-    eval_limit: int | None = 400  # held-out pairs per evaluation (None: all)
-    save_every: int = 25
+    max_length: int = field(default=256, metadata=_help("tokens of prompt + response"))
+    eval_every: int = field(default=50, metadata=_help("steps between held-out evaluations"))
+    eval_limit: int | None = field(default=400, metadata=_help("held-out pairs per evaluation (a seeded sample)"))
+    save_every: int = field(default=25, metadata=_help("steps between checkpoints (what --resume continues from)"))
     log_every: int = 10
-    seed: int = 0
-    mixed_precision: str = "no"
-    device: str | None = None  # None: CUDA when there is one
+    seed: int = field(default=0, metadata=_help("seed of the split, the batches and the initialization"))
+    mixed_precision: str = field(default="no", metadata=_help("autocast precision (bf16 on GPUs)",
+                                                              choices=MIXED_PRECISION))
+    device: str | None = field(default=None, metadata=_help("auto (CUDA when there is one), cpu, cuda"))
     dtype: str | None = "fp32"
 
     def validate(self) -> None:
@@ -49,19 +64,20 @@ class TrainConfig:
         if self.mixed_precision not in MIXED_PRECISION:
             raise PersonalignError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}")
         for name in ("stage1_steps", "stage2_steps"):
-            if getattr(self, name) < 0:
-                raise PersonalignError(f"{name} must be >= 0, got {getattr(self, name)}")
+            check_number(name, getattr(self, name), minimum=0, whole=True)
         for name in ("batch_size", "grad_accum", "lora_r", "max_length", "eval_every", "save_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise PersonalignError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 < self.valid_fraction < 1:
-            raise PersonalignError(f"valid_fraction must be between 0 and 1, got {self.valid_fraction}")
-        if self.beta <= 0 or self.lr_stage1 <= 0 or self.lr_stage2 <= 0:
-            raise PersonalignError("beta and the learning rates must be > 0")
-        if not 0 <= self.head_dropout < 1:
-            raise PersonalignError(f"head_dropout must be in [0, 1), got {self.head_dropout}")
-        if self.eval_limit is not None and self.eval_limit < 1:
-            raise PersonalignError(f"eval_limit must be >= 1, got {self.eval_limit}")
+            check_number(name, getattr(self, name), minimum=1, whole=True)
+        check_number("valid_fraction", self.valid_fraction, above=0)
+        if self.valid_fraction >= 1:
+            raise PersonalignError(f"valid_fraction must be < 1, got {self.valid_fraction:g}")
+        for name in ("beta", "lr_stage1", "lr_stage2"):
+            check_number(name, getattr(self, name), above=0)
+        check_number("head_dropout", self.head_dropout, minimum=0)
+        if self.head_dropout >= 1:
+            raise PersonalignError(f"head_dropout must be < 1, got {self.head_dropout:g}")
+        if self.eval_limit is not None:
+            check_number("eval_limit", self.eval_limit, minimum=1, whole=True)
+        check_number("seed", self.seed, minimum=0, whole=True)
 
     def outcome_settings(self) -> dict:
         """The settings that decide the trained weights: a resumed run must have the same ones."""

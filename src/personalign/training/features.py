@@ -38,7 +38,7 @@ def encode_pairs(pairs, tokenizer, max_length: int, reference_reads_preference: 
         return prompt_cache[key]
 
     for pair in pairs:
-        principle = Preference.parse(pair.preference).text
+        principle = Preference.parse(pair.preference, strict=False).text
         policy = prompt_ids(pair.prompt, principle)
         reference = policy if reference_reads_preference else prompt_ids(pair.prompt, None)
         room = max_length - max(len(policy), len(reference))

@@ -7,8 +7,10 @@ averaged), with mixed precision where asked.
 
 Resumable: every `save_every` steps the trainable weights, optimizer, schedule, random generators and position go
 to one file, replaced atomically; the batches of a step are a pure function of (seed, stage, step), so a resumed run
-reaches the same weights as one never killed. Metrics go to metrics.jsonl as JSON lines; lines written after the
-checkpoint a run resumes from are dropped, since that run writes them again.
+reaches the same weights as one never killed. The checkpoint also holds the values of the steps since the last
+"train" metrics line, so that the next one averages the same values as in an uninterrupted run. Metrics go to
+metrics.jsonl as JSON lines; lines written after the checkpoint a run resumes from are dropped, since that run writes
+them again.
 
 Output directory: train_config.json, metrics.jsonl, checkpoint.pt, persrm/ (the trained PersRM, once done) and
 summary.json (held-out accuracy per preference, before and after training).
@@ -204,6 +206,8 @@ def _maybe(data, name, persrm, config, pad_id, device) -> dict | None:
 
 
 def _run_stage(stage, steps, state, persrm, data, config, accelerator, log, bar, pad_id, out) -> None:
+    from accelerate.utils import gather_object
+
     params = set_trainable(persrm, stage)
     scorer = SequenceScorer(persrm, train_backbone=stage == 1)
     lr = config.lr_stage1 if stage == 1 else config.lr_stage2
@@ -212,12 +216,15 @@ def _run_stage(stage, steps, state, persrm, data, config, accelerator, log, bar,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(_linear_schedule, warmup, steps))
     # the schedule is stepped here once per optimizer step, not by accelerate (which steps it once per process)
     wrapped, optimizer = accelerator.prepare(scorer, optimizer)
-    start = 0
+    start, running = 0, []
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = state["step"]
-    running = []
+        # this process's own window; none in a checkpoint older than saved windows, and another number of processes
+        # starts afresh (its batches differ anyway)
+        windows = state.get("running", [])
+        running = windows[accelerator.process_index] if len(windows) == accelerator.num_processes else []
     for step in range(start, steps):
         began = time.perf_counter()
         for micro in range(config.grad_accum):
@@ -246,8 +253,11 @@ def _run_stage(stage, steps, state, persrm, data, config, accelerator, log, bar,
         if done % config.eval_every == 0 or done == steps:
             log.evaluation(stage, done, evaluate(persrm, _group(data, "valid"), config, pad_id, accelerator.device),
                            _maybe(data, "unseen", persrm, config, pad_id, accelerator.device))
-        if (done % config.save_every == 0 or done == steps) and accelerator.is_main_process:
-            save_state(out, stage=stage, step=done, persrm=persrm, optimizer=optimizer, scheduler=scheduler)
+        if done % config.save_every == 0 or done == steps:
+            windows = gather_object([running])  # every process takes part, though only the first one saves
+            if accelerator.is_main_process:
+                save_state(out, stage=stage, step=done, persrm=persrm, optimizer=optimizer, scheduler=scheduler,
+                           running=windows)
         accelerator.wait_for_everyone()
 
 
