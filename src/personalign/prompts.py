@@ -47,3 +47,13 @@ def render_ids(tokenizer, prompt: "str | Messages", principle: str | None) -> li
     # A model without a chat template reads the turns as plain text.
     text = "\n".join(m["content"] for m in messages)
     return tokenizer(text)["input_ids"]
+
+
+def bare_prompt(tokenizer, prompt: "str | Messages", principle: str | None = None) -> list[int]:
+    """Renderer: the user's prompt as given; a preference, if any, is not shown."""
+    return render_ids(tokenizer, prompt, None)
+
+
+def pad_prompt(tokenizer, prompt: "str | Messages", principle: str | None) -> list[int]:
+    """Renderer: the preference inside PAD's principle template (the bare prompt when there is none)."""
+    return render_ids(tokenizer, prompt, principle)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from . import quiet_loading
 from .flags import add_flags, flag_values
-from ..decoding.request import METHODS, GenerationRequest
+from ..decoding import methods
+from ..decoding.request import GenerationRequest
 from ..errors import PersonalignError
 from ..preferences import Preference
 from ..prompts import as_messages
@@ -30,10 +31,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dims", action="append", default=[],
                         help="a weighted mix of catalog dimensions, e.g. concise=0.7,friendly=0.3; repeatable")
     parser.add_argument("--with-base", action="store_true", help="also print the base model's answer")
-    parser.add_argument("--method", default=None, choices=METHODS,
-                        help="pad (default with a preference): PersRM-guided decoding; prompt: preference in the "
-                             "prompt only; base (default without one): no preference; fusion: log p_base + beta "
-                             "(log p_PersRM - log p_base); args: top-k rescored by a judge")
+    parser.add_argument("--method", default=None, choices=methods.names(), help=_method_help())
     parser.add_argument("--reward-judge", default="offline",
                         help="the judge steering --method args (default offline; see personalign eval --help)")
     parser.add_argument("--persrm", default=None,
@@ -95,13 +93,14 @@ def _print(job: Job, result, as_json: bool, several: bool) -> None:
         print(result.text.strip(), flush=True)
 
 
-_HOW = {"pad": "PAD, beta={beta:g}", "prompt": "preference prompting", "fusion": "logit fusion, beta={beta:g}",
-        "args": "ARGS, beta={beta:g}"}
+def _method_help() -> str:
+    defaults = {methods.DEFAULT: " (default with a preference)", methods.UNPERSONALIZED: " (default without one)"}
+    return "; ".join(f"{m.name}{defaults.get(m.name, '')}: {m.description}" for m in methods.REGISTRY.values())
 
 
 def _args_reward(judge_spec: str, jobs: list[Job]):
     """The judge that steers `args` requests, checked against their preferences before any model loads."""
-    args_prefs = [j.request.preference for j in jobs if j.request.method == "args"]
+    args_prefs = [j.request.preference for j in jobs if methods.get(j.request.method).rule is methods.Rule.ARGS]
     if not args_prefs:
         return None
     from ..evaluation.judge_reward import JudgeReward
@@ -122,18 +121,18 @@ def _jobs_from_flags(args) -> list[Job]:
     as_messages(args.prompt)  # an empty prompt is the first thing to say
     settings = _settings(args)
     preferences = [Preference.parse(p) for p in args.preference] + [Preference.from_dims(d) for d in args.dims]
-    method = args.method or ("pad" if preferences else "base")
-    if method != "base" and not preferences:
-        raise PersonalignError(f"--method {method} needs --preference or --dims (or use --method base)")
+    method = methods.get(args.method or (methods.DEFAULT if preferences else methods.UNPERSONALIZED))
+    if method.needs_preference and not preferences:
+        raise PersonalignError(f"--method {method.name} needs --preference or --dims "
+                               f"(or use --method {methods.UNPERSONALIZED})")
     jobs = []
-    if args.with_base or method == "base":
-        jobs.append(Job("base (no preference)", args.prompt,
-                        GenerationRequest(args.prompt, method="base", **settings)))
-    if method != "base":
+    if args.with_base or not method.needs_preference:
+        plain = methods.get(methods.UNPERSONALIZED) if method.needs_preference else method
+        jobs.append(Job(plain.label, args.prompt, GenerationRequest(args.prompt, method=plain.name, **settings)))
+    if method.needs_preference:
         for pref in preferences:
-            request = GenerationRequest(args.prompt, pref, method=method, **settings)
-            how = _HOW[method].format(beta=args.beta)
-            jobs.append(Job(f"{pref.label} ({how})", args.prompt, request))
+            request = GenerationRequest(args.prompt, pref, method=method.name, **settings)
+            jobs.append(Job(f"{pref.label} ({method.label.format(beta=args.beta)})", args.prompt, request))
     return jobs
 
 
@@ -170,6 +169,6 @@ def _job_from_record(record, defaults: dict, default_pref, args) -> Job:
     else:
         pref = Preference.parse(record.get("preference", default_pref))
     settings = {k: record.get(k, v) for k, v in defaults.items()}
-    method = record.get("method", args.method or ("base" if pref.is_empty else "pad"))
+    method = record.get("method", args.method or (methods.UNPERSONALIZED if pref.is_empty else methods.DEFAULT))
     request = GenerationRequest(record["prompt"], pref, method=method, **settings)
     return Job(pref.label, record["prompt"], request, record.get("id"))

@@ -11,10 +11,11 @@ gives the PersRM's hidden state for the same ids, so released-form PAD costs a s
     4. append the token, stream text, retire finished requests (their rows leave the KV cache)
     5. one forward for every remaining row
 
-Other methods are other scoring rules in step 2-3 (rules.py): `fusion` mixes whole-vocabulary log-probabilities of
-the base and the guide rows, `args` adds a sequence-level reward of each candidate continuation. Requests can be
-submitted between steps (they are prefilled and join the batch), which is what a serving loop
-needs for continuous batching.
+Every method is one declaration in the registry (methods.py): what each of its rows reads, and its scoring rule in
+steps 2-3 (rules.py): PAD's reward, logit fusion's whole-vocabulary mix of the base and the guide rows (a new
+candidate set), ARGS's sequence-level reward of each candidate continuation, or none (prompting, the bare base).
+The engine reads those fields and never a method's name. Requests can be submitted between steps (they are
+prefilled and join the batch), which is what a serving loop needs for continuous batching.
 """
 
 import itertools
@@ -25,9 +26,11 @@ from typing import Callable, Iterator
 import torch
 
 from ..errors import PersonalignError
-from ..prompts import as_messages, render_ids
+from ..prompts import as_messages
 from ..reward_model import PersonalizedRewardModel, ADAPTER_NAME
 from ..validation import check_fits_context, check_top_k
+from . import methods
+from .methods import Method, Rule
 from .request import GenerationRequest, GenerationResult
 from .rules import NEG_INF, fusion_logits, pad_reward, pad_scores, top_candidates
 from .runner import RowRunner
@@ -56,10 +59,11 @@ class StepEvent:
 class _Active:
     request_id: int
     request: GenerationRequest
+    method: Method
     prompt_ids: list[int]
     base_rows: list[tuple]  # row keys in the base runner (one)
     rm_rows: list[tuple]  # row keys in the PersRM runner (the same runner when weights are shared)
-    seq_rows: list[tuple]  # row keys in the ARGS reward model's runner (one for args requests, if it has one)
+    seq_rows: list[tuple]  # row keys in the sequence reward model's runner (one for ARGS requests, if it has one)
     base_index: int
     policy_index: list[int]
     reference_index: int | None
@@ -112,8 +116,8 @@ class Engine:
     # ---- admission -------------------------------------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> int:
         """Queue a request; it joins the batch at the next step. Returns its id."""
-        if request.method == "args" and self.sequence_reward is None:
-            raise PersonalignError("method 'args' needs a sequence-level reward: build the engine with "
+        if methods.get(request.method).rule is Rule.ARGS and self.sequence_reward is None:
+            raise PersonalignError(f"method {request.method!r} needs a sequence-level reward: build the engine with "
                                    "sequence_reward=... (personalign eval passes its judges)")
         check_top_k(request.top_k, self.persrm.vocab_size)
         active = self._plan(next(self._ids), request)
@@ -132,11 +136,9 @@ class Engine:
         return bool(self._pending or self._active)
 
     def _plan(self, request_id: int, req: GenerationRequest) -> _Active:
-        """Which rows a request needs, with duplicates merged."""
-        pref = req.preference
-        # fusion's base reads no preference: the guide carries it (log pi_base + beta (log pi_guide - log pi_base))
-        neutral = req.method in ("base", "fusion")
-        base_ids = render_ids(self.tokenizer, req.prompt, None if neutral else pref.text)
+        """Which rows a request needs (its method's declaration), with duplicates merged."""
+        method, pref, tok = methods.get(req.method), req.preference, self.tokenizer
+        base_ids = method.base_row(tok, req.prompt, pref.text)
         adapter = self.persrm.has_adapter
         base_key = (tuple(base_ids), False)
         base_rows = [base_key]
@@ -147,21 +149,20 @@ class Engine:
                 rm_rows.append(key)
             return rm_rows.index(key)
 
-        policy, reference = [], None
-        if req.guided and req.method in ("pad", "fusion"):
+        policy, reference, seq_rows = [], None, []
+        if req.guided and method.guide_rows:
             # one component reads exactly the base's ids (the released PAD); a mix reads each text on its own
             texts = [pref.text] if len(pref.components) == 1 else pref.texts
-            policy = [row((tuple(render_ids(self.tokenizer, req.prompt, t)), adapter)) for t in texts]
-            if req.method == "pad" and (req.reward or self.reward_form) == "decoupled":
-                reference = row((tuple(render_ids(self.tokenizer, req.prompt, None)), adapter))
-        seq_rows = []
-        if req.guided and req.method == "args" and self.seq_runner:  # the reward model reads the bare conversation
-            seq_rows = [(tuple(render_ids(self.tokenizer, req.prompt, None)), False)]
+            policy = [row((tuple(method.guide_rows(tok, req.prompt, t)), adapter)) for t in texts]
+            if method.reference_row and (req.reward or self.reward_form) == "decoupled":
+                reference = row((tuple(method.reference_row(tok, req.prompt, pref.text)), adapter))
+        if req.guided and method.sequence_row and self.seq_runner:
+            seq_rows = [(tuple(method.sequence_row(tok, req.prompt, pref.text)), False)]
         generator = None
         if req.temperature > 0:
             generator = torch.Generator().manual_seed(req.seed if req.seed is not None else random.getrandbits(63))
-        return _Active(request_id, req, base_ids, base_rows, rm_rows, seq_rows, base_rows.index(base_key), policy,
-                       reference, TextTracker(self.tokenizer, req.stop), generator)
+        return _Active(request_id, req, method, base_ids, base_rows, rm_rows, seq_rows, base_rows.index(base_key),
+                       policy, reference, TextTracker(self.tokenizer, req.stop), generator)
 
     def _admit(self) -> None:
         new, self._pending = self._pending, []
@@ -221,16 +222,13 @@ class Engine:
         cand, base_c, live = top_candidates(base_logits, top_k)
         beta = torch.tensor([r.beta if r.guided else 0.0 for r in reqs], device=device)
         reward = torch.zeros_like(base_c)
-        by_method = {m: [j for j, r in enumerate(reqs) if r.guided and r.method == m] for m in ("pad", "args", "fusion")}
-        if by_method["pad"]:
-            pad = by_method["pad"]
-            reward[pad] = self._pad_rewards(pad, cand[pad], base_c[pad], live[pad])
-        if by_method["args"]:
-            args = by_method["args"]
-            reward[args] = self._args_rewards(args, cand[args], live[args])
+        by_rule = {rule: [j for j, a in enumerate(self._active) if a.request.guided and a.method.rule is rule]
+                   for rule in Rule}
+        for rule, rewards in ((Rule.PAD, self._pad_rewards), (Rule.ARGS, self._args_rewards)):
+            if rows := by_rule[rule]:  # rules that reward the base's top-k: score = z_b + beta * r
+                reward[rows] = rewards(rows, cand[rows], base_c[rows], live[rows])
         scores = pad_scores(base_c, reward, beta, live)
-        if by_method["fusion"]:  # a new candidate set: the top-k of the fused distribution
-            fusion = by_method["fusion"]
+        if fusion := by_rule[Rule.FUSION]:  # a new candidate set: the top-k of the fused distribution
             fused = fusion_logits(base_logits[fusion], self._guide_log_probs(fusion), beta[fusion])
             f_cand, f_scores, f_live = top_candidates(fused, top_k[fusion])
             width = cand.shape[1] - f_cand.shape[1]  # <= 0 never: fusion rows' k <= the batch's largest k
@@ -278,7 +276,7 @@ class Engine:
         logits = self.rm_runner.logits(self.persrm.head(hidden)).float()
         return logits.log_softmax(-1).view(len(guided), n, -1), weights
 
-    def _args_rewards(self, rows: list[int], cand, live) -> torch.Tensor:
+    def _args_rewards(self, rows: list[int], cand, base_c, live) -> torch.Tensor:
         """R(prompt, answer so far + candidate) for every live candidate; dead slots get 0."""
         if self.seq_runner:
             offsets = self._offsets(self.seq_runner)

@@ -6,9 +6,8 @@ from ..errors import PersonalignError
 from ..preferences import Preference
 from ..prompts import Messages, as_messages
 from ..validation import check_beta, check_number, check_top_k
+from . import methods
 
-METHODS = ("pad", "prompt", "base", "fusion", "args")
-GUIDED_METHODS = ("pad", "fusion", "args")  # methods whose beta weighs a guide against the base
 REWARD_FORMS = ("decoupled", "released")
 
 
@@ -27,25 +26,18 @@ def _help(text: str, **flag) -> dict:
 class GenerationRequest:
     """One prompt to answer.
 
-    method (extra forward rows per token in brackets; rows of one forward share the weights' memory traffic):
-      `base`    no preference at all [1 row]
-      `prompt`  the preference in the prompt, plain decoding [1 row]
-      `pad`     PersRM-guided: score = z_base + beta * r over the base's top-k [1 row released with a head-only
-                PersRM on the base, else +1 per preference component, +1 for the decoupled reference]
-      `fusion`  logit fusion (GenARM, DeRa, proxy-tuning): log pi_base + beta * sum_i w_i (log pi_guide_i -
-                log pi_base) over the whole vocabulary, the base reading no preference and the guide (the PersRM)
-                reading each component; a weighted mix with beta = 1 is MOD's sum_i w_i log pi_i [+1 per component]
-      `args`    ARGS: score = z_base + beta * R(prompt, answer so far + candidate) over the base's top-k, R a
-                sequence-level reward the engine was given [no extra rows; k reward calls per token]
+    method: a name from the method registry (decoding/methods.py), where each method declares its rows, prompt
+    renderer, scoring rule and cost per token.
     reward: `released` (r = log pi_theta(a|s,p) - log pi_base(a|s,p), the released code) or `decoupled`
     (r = log pi_theta(a|s,p) - log pi_theta(a|s), which personalizes even an untrained PersRM); None takes the
-    engine's default. beta is the guidance strength of pad, fusion and args. temperature 0 is greedy.
+    engine's default. beta is the guidance strength of the guided methods. temperature 0 is greedy.
     """
 
     prompt: "str | Messages"
     preference: Preference = field(default_factory=Preference.none)
-    method: str = "pad"
-    beta: float = field(default=1.0, metadata=_help("weight of the personalized reward (pad, fusion, args)"))
+    method: str = methods.DEFAULT
+    beta: float = field(default=1.0, metadata=_help(f"weight of the personalized reward "
+                                                    f"({', '.join(methods.names(guided=True))})"))
     top_k: int = field(default=10, metadata=_help("candidates re-ranked per step"))
     max_new_tokens: int = field(default=128, metadata=_help("most tokens generated per answer"))
     temperature: float = field(default=0.0, metadata=_help("sampling temperature; 0 = greedy"))
@@ -63,13 +55,12 @@ class GenerationRequest:
         as_messages(self.prompt)  # raises on an empty prompt
         self.preference = Preference.parse(self.preference)
         self.stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
-        if self.method not in METHODS:
-            raise PersonalignError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        method = methods.get(self.method)  # refuses an unknown name, listing the registry's
         if self.reward is not None and self.reward not in REWARD_FORMS:
             raise PersonalignError(f"unknown reward form {self.reward!r}; choose one of {', '.join(REWARD_FORMS)}")
-        if self.method != "base" and self.preference.is_empty:
+        if method.needs_preference and self.preference.is_empty:
             raise PersonalignError(f"method {self.method!r} needs a preference (--preference or --dims); "
-                                   "use --method base for none")
+                                   f"use --method {methods.UNPERSONALIZED} for none")
         check_beta_top_k(self.beta, self.top_k, self.allow_negative_beta)
         check_number("max_new_tokens", self.max_new_tokens, minimum=1, whole=True)
         check_number("temperature", self.temperature, minimum=0)
@@ -82,7 +73,7 @@ class GenerationRequest:
     @property
     def guided(self) -> bool:
         """Whether a guide takes part (beta = 0 reduces every guided method to the base model's top-k argmax)."""
-        return self.method in GUIDED_METHODS and self.beta != 0
+        return methods.get(self.method).guided and self.beta != 0
 
 
 @dataclass

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from ..errors import PersonalignError
 from ..validation import check_beta, check_number
-
-METHODS = ("base", "prompt", "pad", "pad-decoupled", "fusion", "best-of-n", "args", "soups")
+from .plan import METHODS, methods_of
 PSOUPS_PREFERENCES = ["elementary", "expert", "concise", "informative", "friendly", "unfriendly"]
 
 
@@ -110,8 +109,9 @@ class EvalConfig:
         if self.limit is not None:
             check_number("limit", self.limit, minimum=1, whole=True)
         check_number("seed", self.seed, minimum=0, whole=True)
-        if "soups" in self.methods + [self.baseline] and not self.soups:
-            raise PersonalignError("soups: the soups method needs an adapter per dimension, e.g. "
+        merged = [m.name for m in methods_of(self) if m.merged_weights]
+        if merged and not self.soups:
+            raise PersonalignError(f"soups: the {merged[0]} method needs an adapter per dimension, e.g. "
                                    "--soups concise=DIR,friendly=DIR")
         check_number("temperature (best-of-n samples)", self.temperature, above=0)
 

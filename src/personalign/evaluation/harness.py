@@ -25,7 +25,7 @@ from .identity import answer_id, check_resume, run_identity, write_run
 from .judge_reward import JudgeReward, args_reward
 from .judges.registry import load_judge
 from .metrics import perplexities
-from .plan import NONE, baseline_key, plan_jobs, requests_for, settings_for
+from .plan import EVAL_METHODS, NONE, baseline_key, methods_of, plan_jobs, requests_for, settings_for
 
 GENERATIONS = "generations.jsonl"
 JUDGMENTS = "judgments.jsonl"
@@ -40,7 +40,7 @@ def run_eval(config: EvalConfig, engine=None, progress: bool = True) -> Path:
     preferences = [Preference.parse(p) for p in config.preferences]
     _check_judges(judges, preferences)
     reward = None
-    if {"args", "best-of-n"} & set(config.methods + [config.baseline]):
+    if any(m.uses_reward_judge for m in methods_of(config)):
         reward_judge = load_judge(config.reward_judge)
         reward = JudgeReward(reward_judge)
         for pref in preferences:
@@ -52,7 +52,7 @@ def run_eval(config: EvalConfig, engine=None, progress: bool = True) -> Path:
         engine.set_sequence_reward(args_reward(reward_judge, reward, engine.persrm.vocab_size))
     out = Path(config.out)
     kitchen = None
-    if "soups" in config.methods + [config.baseline]:
+    if any(m.merged_weights for m in methods_of(config)):
         from .soups import SoupKitchen
         kitchen = SoupKitchen(engine.model, engine.tokenizer, config.soups)
         for pref in preferences:
@@ -88,11 +88,12 @@ def generate_answers(engine, jobs, config, path: Path, reward, progress: bool, k
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="answers", unit="answer", disable=not progress)
     groups = defaultdict(list)  # soups change weights per preference; every other method mixes them in a batch
     for job in todo:
-        groups[(job.method, job.preference if job.method == "soups" else None)].append(job)
-    for (method, preference), method_jobs in groups.items():
-        decoder = kitchen.engine_for(Preference.parse(preference)) if method == "soups" else engine
+        groups[(job.method, job.preference if EVAL_METHODS[job.method].merged_weights else None)].append(job)
+    for (name, preference), method_jobs in groups.items():
+        method = EVAL_METHODS[name]
+        decoder = kitchen.engine_for(Preference.parse(preference)) if method.merged_weights else engine
         # best-of-n decodes N answers per job: fewer jobs per batch keep the batch near batch_size rows
-        per_batch = max(1, config.batch_size // (config.best_of_n if method == "best-of-n" else 1))
+        per_batch = max(1, config.batch_size // (config.best_of_n if method.samples else 1))
         for start in range(0, len(method_jobs), per_batch):
             batch = method_jobs[start:start + per_batch]
             began = time.perf_counter()

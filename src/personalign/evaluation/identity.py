@@ -17,7 +17,7 @@ import torch
 from .. import prompts
 from ..errors import PersonalignError
 from ..records import read_records, write_text_atomic
-from .plan import USES_PERSRM
+from .plan import methods_of
 
 RUN = "run.json"
 CONTENT_LIMIT = 64 * 2**20  # bytes: files up to this size are fingerprinted by content
@@ -95,14 +95,14 @@ def judge_identity(spec: str) -> str:
 def run_identity(config, engine) -> dict:
     """What the run's answers depend on besides the config's own fields, for the methods it runs: the models and
     their dtype, the reward judge, the soups adapters, and PAD's prompt template."""
-    methods = set(config.methods + [config.baseline])
+    methods = methods_of(config)
     identity = dict(base=model_identity(engine.model), dtype=str(engine.model.dtype).removeprefix("torch."),
                     template=hashlib.sha256(prompts.PAD_PRINCIPLE_TEMPLATE.encode()).hexdigest()[:12])
-    if methods & set(USES_PERSRM):
+    if any(m.uses_persrm for m in methods):
         identity["persrm"] = persrm_identity(engine.persrm, engine.model)
-    if methods & {"args", "best-of-n"}:
+    if any(m.uses_reward_judge for m in methods):
         identity["reward_judge"] = judge_identity(config.reward_judge)
-    if "soups" in methods:
+    if any(m.merged_weights for m in methods):
         identity["soups"] = {dim: dir_identity(path) for dim, path in sorted(config.soups.items())}
     return identity
 

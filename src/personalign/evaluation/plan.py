@@ -1,24 +1,82 @@
 """The answers a run needs: one Job per (method, preference, beta, prompt), and each method's requests.
 
-Methods, and what they cost per generated token beyond one base forward row:
-    base           the base model, no preference                                   [+0]
-    prompt         preference prompting                                            [+0]
-    pad            PAD, released reward (head-only PersRM on the base: same row)   [+0; +1 per extra component]
-    pad-decoupled  PAD, reference = the PersRM without the preference              [+1 row]
-    fusion         log p_base + beta (log p_guide - log p_base), whole vocabulary  [+1 row per component]
-    args           ARGS: z + beta * R(prompt, answer + candidate), R = reward_judge [k judge calls]
-    best-of-n      N sampled prompted answers, the one reward_judge likes best     [N answers + N judge calls]
-    soups          LoRA policies per dimension, parameters averaged (soups.py)      [+0; LoRA on every layer]
+Every engine method (decoding/methods.py) is an evaluation method as itself; `EVAL_METHODS` adds the ones that are
+configurations of an engine method (pad-decoupled, best-of-n, soups), each with its cost per generated token beyond
+one base forward row. `personalign eval --help` and the README's table list them.
 """
 
 from dataclasses import dataclass
 
+from ..decoding import methods
+from ..decoding.methods import Method, Rule
 from ..decoding.request import GenerationRequest
 from ..preferences import Preference
+from ..prompts import pad_prompt
 
-GUIDED = ("pad", "pad-decoupled", "fusion", "args")  # methods whose beta is swept
-USES_PERSRM = ("pad", "pad-decoupled", "fusion")
-NONE = "none"  # the base method's preference label: its answers serve every preference's column
+NONE = "none"  # the preference label of a method that reads none: its answers serve every preference's column
+
+
+@dataclass(frozen=True)
+class EvalMethod:
+    """An evaluation method: an engine method (`engine`, from the registry) and the settings that configure it."""
+
+    name: str
+    description: str
+    cost: str  # per generated token, beyond one base forward row
+    engine: str
+    reward: str | None = None  # the PAD reward form it fixes (None: the engine method has no reference row)
+    samples: bool = False  # best-of-n: best_of_n sampled answers (T = temperature), reward_judge picks one
+    merged_weights: bool = False  # soups: the preference is in merged LoRA weights (soups.py); the prompt is bare
+
+    @property
+    def decoding(self) -> Method:
+        return methods.get(self.engine)
+
+    @property
+    def guided(self) -> bool:  # its beta is swept
+        return self.decoding.guided
+
+    @property
+    def uses_persrm(self) -> bool:
+        return self.decoding.guide_rows is not None
+
+    @property
+    def uses_reward_judge(self) -> bool:
+        return self.samples or self.decoding.rule is Rule.ARGS
+
+    @property
+    def per_preference(self) -> bool:
+        """Whether it answers each preference (else one answer, preference NONE, serves them all)."""
+        return self.decoding.needs_preference or self.merged_weights
+
+    @property
+    def reads_template(self) -> bool:
+        """Whether a row reads PAD's prompt template (the run identity's `template`)."""
+        return pad_prompt in self.decoding.renderers
+
+
+def _as_itself(m: Method) -> EvalMethod:
+    # a method with a reference row is evaluated under the released reward form; pad-decoupled is the other
+    return EvalMethod(m.name, m.description, m.cost, m.name, reward="released" if m.reference_row else None)
+
+
+EVAL_METHODS: dict[str, EvalMethod] = {e.name: e for e in [
+    *(_as_itself(m) for m in methods.REGISTRY.values()),
+    EvalMethod("pad-decoupled", "PAD with the PersRM without the preference as reference", "+1 row", "pad",
+               reward="decoupled"),
+    EvalMethod("best-of-n", "N sampled prompted answers, the one reward_judge likes best",
+               "N answers + N judge calls", "prompt", samples=True),
+    EvalMethod("soups", "Personalized Soups: LoRA policies per dimension, parameters averaged with the "
+               "preference's weights, bare prompt", "+0; LoRA on every adapted layer", "base", merged_weights=True),
+]}
+METHODS = tuple(EVAL_METHODS)
+GUIDED = tuple(n for n, e in EVAL_METHODS.items() if e.guided)  # methods whose beta is swept
+USES_PERSRM = tuple(n for n, e in EVAL_METHODS.items() if e.uses_persrm)
+
+
+def methods_of(config) -> list[EvalMethod]:
+    """The methods a run answers with: its methods and its baseline, once each, in order."""
+    return [EVAL_METHODS[m] for m in dict.fromkeys(config.methods + [config.baseline])]
 
 
 @dataclass(frozen=True)
@@ -35,54 +93,54 @@ class Job:
 
 
 def plan_jobs(config, prompts) -> list[Job]:
-    methods = list(dict.fromkeys(config.methods + [config.baseline]))
     jobs = []
-    for method in methods:
-        preferences = [NONE] if method == "base" else config.preferences
-        betas = config.beta if method in GUIDED else [0.0]
+    for method in methods_of(config):
+        preferences = config.preferences if method.per_preference else [NONE]
+        betas = config.beta if method.guided else [0.0]
         for preference in preferences:
             for beta in betas:
-                jobs += [Job(method, preference, float(beta), item.id, item.prompt) for item in prompts]
+                jobs += [Job(method.name, preference, float(beta), item.id, item.prompt) for item in prompts]
     return jobs
 
 
 def baseline_key(answer: dict, config) -> str:
     """The key of the baseline answer that `answer` (a generations.jsonl record) is compared with."""
-    beta = config.beta[0] if config.baseline in GUIDED else 0.0
-    preference = NONE if config.baseline == "base" else answer["preference"]
+    baseline = EVAL_METHODS[config.baseline]
+    beta = config.beta[0] if baseline.guided else 0.0
+    preference = answer["preference"] if baseline.per_preference else NONE
     return Job(config.baseline, preference, beta, answer["prompt_id"], answer["prompt"]).key
 
 
 def requests_for(job: Job, config) -> list[GenerationRequest]:
     """The engine requests that produce this job's answer (N of them for best-of-n)."""
     common = dict(max_new_tokens=config.max_new_tokens, top_k=config.top_k)
-    preference = Preference.none() if job.preference == NONE else Preference.parse(job.preference)
-    if job.method == "best-of-n":
-        return [GenerationRequest(job.prompt, preference, method="prompt", temperature=config.temperature,
+    method = EVAL_METHODS[job.method]
+    # the merged weights of soups carry the preference; the prompt is bare
+    bare = job.preference == NONE or method.merged_weights
+    preference = Preference.none() if bare else Preference.parse(job.preference)
+    if method.samples:
+        return [GenerationRequest(job.prompt, preference, method=method.engine, temperature=config.temperature,
                                   seed=config.seed + i, **common) for i in range(config.best_of_n)]
-    if job.method == "soups":  # the merged weights carry the preference; the prompt is bare
-        return [GenerationRequest(job.prompt, method="base", **common)]
-    if job.method.startswith("pad"):
-        reward = "decoupled" if job.method == "pad-decoupled" else "released"
-        return [GenerationRequest(job.prompt, preference, method="pad", beta=job.beta, reward=reward, **common)]
-    return [GenerationRequest(job.prompt, preference, method=job.method, beta=job.beta, **common)]
+    return [GenerationRequest(job.prompt, preference, method=method.engine, beta=job.beta, reward=method.reward,
+                              **common)]
 
 
 def settings_for(job: Job, config, identity: dict) -> dict:
     """Everything that decides this job's answer and only that (models and judges: `identity`, from
     evaluation.identity.run_identity), so that an answer on file is reused exactly when it would come out the same."""
+    method = EVAL_METHODS[job.method]
     settings = dict(method=job.method, beta=job.beta, prompt=job.prompt, base=identity["base"],
                     dtype=identity["dtype"], max_new_tokens=config.max_new_tokens)
-    if job.method in GUIDED + ("best-of-n",):  # greedy base, prompt and soups take the argmax whatever k is
+    if method.guided or method.samples:  # greedy unguided decoding takes the argmax whatever k is
         settings["top_k"] = config.top_k
-    if job.method not in ("base", "soups"):  # the others put the preference in PAD's template
+    if method.reads_template:
         settings["template"] = identity["template"]
-    if job.method in USES_PERSRM:
+    if method.uses_persrm:
         settings["persrm"] = identity["persrm"]
-    if job.method in ("args", "best-of-n"):
+    if method.uses_reward_judge:
         settings["reward_judge"] = identity["reward_judge"]
-    if job.method == "best-of-n":
+    if method.samples:
         settings.update(best_of_n=config.best_of_n, temperature=config.temperature, seed=config.seed)
-    if job.method == "soups":
+    if method.merged_weights:
         settings["soups"] = identity["soups"]
     return settings

@@ -15,7 +15,7 @@ from statistics import fmean
 from ..preferences import Preference
 from ..answer_checks import echoes_template, loops
 from .metrics import diversity
-from .plan import GUIDED, NONE
+from .plan import EVAL_METHODS, GUIDED, NONE
 
 CSV_FIELDS = ["method", "beta", "preference", "metric", "judge", "dimension", "value", "n"]
 
@@ -84,7 +84,7 @@ def _label(method, beta):
 
 def own_dimension_value(rows, metric, judge, method, beta, preference):
     """The mean of `metric` on the preference's own dimensions (weighted for a mix); the base answered 'none'."""
-    source = NONE if method == "base" else preference
+    source = preference if EVAL_METHODS[method].per_preference else NONE
     found = {(r["dimension"]): r["value"] for r in rows if r["metric"] == metric and r["judge"] == judge
              and r["method"] == method and r["beta"] == beta and r["preference"] == source}
     dims = Preference.parse(preference).dimensions
