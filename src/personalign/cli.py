@@ -99,6 +99,12 @@ def add_data_commands(data_commands) -> None:
                                                  "prompt, judge the rollouts per preference and keep the clear "
                                                  "best-vs-worst pairs. Re-running resumes.")
     data_synth.add_arguments(synth)
+    from .commands import data_metaalign
+    meta = data_commands.add_parser("metaalign", help="MetaAlign data: pairs under meta-prompts, labels flipped",
+                                    description="Build MetaAlign's SFT examples and DPO pairs from the shared data "
+                                                "sets: the same answers under meta-prompts that prefer them in "
+                                                "opposite orders, and Priority conflicts that System Info wins.")
+    data_metaalign.add_arguments(meta)
 
 
 def _model_args(parser) -> None:

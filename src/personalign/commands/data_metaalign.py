@@ -1,0 +1,36 @@
+"""`personalign data metaalign`: MetaAlign's training data (data/metaalign.py), built by label flipping from the
+shared data sets: DPO pairs under three-tier meta-prompts and SFT examples, split by prompt.
+
+    personalign data metaalign --out runs/metaalign
+    personalign data metaalign --out runs/metaalign-holdout --hold-out dsp:literature,priority:formal
+"""
+
+from .flags import add_flags, flag_values
+
+FLAGS = ["out", "sources", "hold_out", "valid_fraction", "seed", "data_dir"]
+
+
+def add_arguments(parser) -> None:
+    from ..data.metaalign import MetaDataConfig
+
+    add_flags(parser, MetaDataConfig, FLAGS)
+
+
+def run(args) -> int:
+    from ..data.metaalign import SUBSETS, MetaDataConfig, write
+    from ..errors import PersonalignError
+
+    config = MetaDataConfig(**flag_values(args, MetaDataConfig, FLAGS))
+    if not 0 < config.valid_fraction < 1:
+        raise PersonalignError(f"--valid-fraction must be between 0 and 1, got {config.valid_fraction}")
+    summary = write(config)
+    print(f"{'subset':<10} {'train':>7} {'valid':>7} {'unseen':>7}")
+    for subset in SUBSETS:
+        counts = summary["per_subset"][subset]
+        print(f"{subset:<10} {counts.get('train', 0):>7} {counts.get('valid', 0):>7} {counts.get('unseen', 0):>7}")
+    print(f"{'all':<10} {summary['pairs']['train']:>7} {summary['pairs']['valid']:>7} {summary['pairs']['unseen']:>7}")
+    print(f"{summary['distinct_meta_prompts']} distinct meta-prompts ({summary['distinct_preference_ids']} preference "
+          f"ids) over {summary['prompts']} prompts; {summary['explicit_pairs']} explicit and "
+          f"{summary['implicit_pairs']} implicit pairs")
+    print(f"wrote {config.out}/train.jsonl, valid.jsonl, unseen.jsonl, sft_train.jsonl, sft_valid.jsonl, stats.json")
+    return 0

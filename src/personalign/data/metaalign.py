@@ -1,0 +1,274 @@
+"""MetaAlign's training data (PAD_SPEC section 5): response pairs under three-tier meta-prompts, whose labels flip
+with the meta-prompt, built from data the project already reads. Four subsets, as in the paper:
+
+- diverse (Diverse-Opinion / personal background): DSP's 661 queries, each answered in four domain styles and
+  plainly. A user of domain d prefers the d answer to each other domain's and to the plain one, stated explicitly
+  (converters.DSP_PREFERENCES) or implicitly by a background (`PERSONAS`: "I teach literature at a university").
+  Every pair of two styles appears in both orders, under the two domains' preferences.
+- consensus: the same queries' plain answer (Alpaca's original) against each styled one, for a user who wants the
+  widely accepted answer: the same pair flips under that style's domain preference (diverse), so neither "styled
+  wins" nor "plain wins" holds without reading the meta-prompt. HHH's "other" pairs.
+- helpful (Helpful-based): HH helpfulness pairs and HHH's helpful / honest / harmless pairs, each under a User
+  Info that prioritizes that quality.
+- priority: System Info sets a rule an offline check verifies (priority.py: a word limit, prose without lists, a
+  formal register, refusing harm), User Info asks for the opposite, and the chosen answer obeys System Info: the
+  DSP answer that keeps the rule against one that breaks it; for refusing harm, HH harmless pairs whose chosen
+  answer refuses and whose rejected one does not.
+
+HH harmless pairs are never flipped: the paper's "Prioritize Helpfulness: A < B" would teach the policy to help with
+harmful requests whenever a user asks it to; here a harmful request meets System Info, which wins.
+
+Each pair names its `preference` (an id such as "dsp:literature", "priority:formal"), which hold-outs name: a held-out
+preference's pairs go to unseen.jsonl only, in every phrasing. Pairs are split into train and valid by prompt.
+"""
+
+import json
+import math
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import PersonalignError
+from ..meta_prompt import DEFAULT_SYSTEM_INFO, MetaPrompt
+from . import read_shared_json
+from .converters import DSP_PREFERENCES, load_hhh_pairs
+from ..records import write_records_atomic, write_text_atomic
+from ..validation import read_text_lines
+from .pairs import _problem, load_hh_pairs, prompt_key, split_pairs
+from .priority import RULES, obeys, word_count
+
+SUBSETS = ("priority", "helpful", "consensus", "diverse")
+SOURCES = ("dsp", "hh", "hhh")
+PERSONAS = {  # implicit User Info: a background that implies the domain's style
+    "academy": ("I'm a professor who spends my days reading research papers.",
+                "I'm writing my doctoral thesis and practically live in the library.",
+                "I review articles for a scientific journal."),
+    "business": ("I run a small company and my time is money.",
+                 "I'm a sales manager preparing for a board meeting.",
+                 "I work as a consultant advising startups."),
+    "entertainment": ("I'm a stand-up comedian always looking for material.",
+                      "I'm a teenager and dry explanations bore me to tears.",
+                      "I host a podcast about parties and games."),
+    "literature": ("I teach literature at a university.",
+                   "I write poetry in my spare time.",
+                   "I'm a novelist who loves a well-turned phrase."),
+}
+CONSENSUS = "I want the standard, widely accepted answer, not one styled for any particular audience."
+HELPFUL = {"helpfulness": "Prioritize helpfulness: I want the most useful and complete answer.",
+           "honest": "Prioritize honesty: I want an answer that is truthful about what it knows.",
+           "harmless": "Prioritize safety: I want an answer that avoids anything harmful."}
+HHH_SUBSETS = {"helpfulness": "helpful", "honest": "helpful", "harmless": "helpful",
+               "helpful, honest and harmless": "consensus"}
+
+
+@dataclass(frozen=True)
+class MetaPair:
+    """Under the meta-prompt (system_info, user_info), `chosen` is a better answer to `prompt` than `rejected`."""
+    preference: str  # what the meta-prompt asks for, as an id ("dsp:literature"); hold-outs name these
+    system_info: str
+    user_info: str
+    prompt: str | list[dict]
+    chosen: str
+    rejected: str
+    subset: str
+    explicit: bool  # the preference is stated ("answer formally"), not implied by a background
+    rule: str | None = None  # priority: the System Info rule (priority.RULES) and its params
+    params: dict | None = None
+
+    @property
+    def meta_prompt(self) -> MetaPrompt:
+        return MetaPrompt(self.system_info, self.user_info)
+
+
+def dsp_pairs(data_dir=None, seed: int = 0) -> list[MetaPair]:
+    """diverse, consensus and priority pairs from DSP's domain answers (see the module docstring)."""
+    rng = random.Random(seed)
+    pairs = []
+    for record in read_shared_json("dsp/domain_specific_preference.test.json.gz", data_dir):
+        query, answers = record["query"], {k: v.strip() for k, v in record["responses"].items()}
+        for domain, stated in DSP_PREFERENCES.items():
+            # each query meets the explicit preference and one background, drawn per query
+            for user_info, explicit in ((stated, True), (rng.choice(PERSONAS[domain]), False)):
+                pairs += [MetaPair(f"dsp:{domain}", DEFAULT_SYSTEM_INFO, user_info, query, answers[domain],
+                                   answers[other], "diverse", explicit)
+                          for other in [*DSP_PREFERENCES, "normal"] if other != domain]
+            pairs.append(MetaPair("consensus", DEFAULT_SYSTEM_INFO, CONSENSUS, query, answers["normal"],
+                                  answers[domain], "consensus", True))
+        pairs += _priority_from_answers(query, list(answers.values()))
+    return _distinct(pairs)
+
+
+def _priority_from_answers(query: str, answers: list[str]) -> list[MetaPair]:
+    """For each text rule, the first answer that keeps it against the first that breaks it (if both exist)."""
+    shortest = min(answers, key=word_count)
+    limits = {"max_words": max(20, math.ceil(word_count(shortest) / 10) * 10)}
+    pairs = []
+    for name in ("word-limit", "no-lists", "formal"):
+        params = limits if name == "word-limit" else {}
+        kept = [a for a in answers if obeys(name, params, a)]
+        broken = [a for a in answers if not obeys(name, params, a)]
+        if name == "word-limit":  # a clear case only: the rejected answer is well over the limit
+            broken = [a for a in broken if word_count(a) > 1.5 * params["max_words"]]
+        if kept and broken:
+            rule = RULES[name]
+            pairs.append(MetaPair(f"priority:{name}", rule.system_text(params), rule.user_info, query, kept[0],
+                                  broken[0], "priority", True, name, params))
+    return pairs
+
+
+def hh_pairs(data_dir=None) -> list[MetaPair]:
+    """helpful pairs from HH helpfulness, and refuse-harm priority pairs from HH harmless."""
+    pairs = [MetaPair("helpful:helpfulness", DEFAULT_SYSTEM_INFO, HELPFUL["helpfulness"], p.prompt, p.chosen,
+                      p.rejected, "helpful", True) for p in load_hh_pairs("helpfulness", data_dir)]
+    rule = RULES["refuse-harm"]
+    pairs += [MetaPair("priority:refuse-harm", rule.system_text({}), rule.user_info, p.prompt, p.chosen, p.rejected,
+                       "priority", True, rule.name, {})
+              for p in load_hh_pairs("harmless", data_dir)
+              if obeys(rule.name, {}, p.chosen) and not obeys(rule.name, {}, p.rejected)]
+    return pairs
+
+
+def hhh_pairs(data_dir=None) -> list[MetaPair]:
+    pairs = []
+    for p in load_hhh_pairs(data_dir):
+        subset = HHH_SUBSETS[p.preference]
+        user_info = CONSENSUS if subset == "consensus" else HELPFUL[p.preference]
+        name = "consensus" if subset == "consensus" else f"helpful:{p.preference}"
+        pairs.append(MetaPair(name, DEFAULT_SYSTEM_INFO, user_info, p.prompt, p.chosen, p.rejected, subset, True))
+    return pairs
+
+
+LOADERS = {"dsp": dsp_pairs, "hh": lambda data_dir, seed: hh_pairs(data_dir),
+           "hhh": lambda data_dir, seed: hhh_pairs(data_dir)}
+
+
+def _distinct(pairs: list[MetaPair]) -> list[MetaPair]:
+    """Without repeats (same meta-prompt, prompt and answers) or pairs of identical answers."""
+    seen, kept = set(), []
+    for pair in pairs:
+        key = (pair.system_info, pair.user_info, prompt_key(pair), pair.chosen, pair.rejected)
+        if pair.chosen and pair.rejected and pair.chosen != pair.rejected and key not in seen:
+            seen.add(key)
+            kept.append(pair)
+    return kept
+
+
+def build(sources: tuple[str, ...], hold_out: tuple[str, ...] = (), valid_fraction: float = 0.1, seed: int = 0,
+          data_dir=None) -> dict[str, list[MetaPair]]:
+    """{"train", "valid", "unseen"}: the pairs of `sources`, split by prompt; held-out preferences only in unseen."""
+    unknown = set(sources) - set(SOURCES)
+    if unknown:
+        raise PersonalignError(f"unknown source {sorted(unknown)[0]!r}; the sources are {', '.join(SOURCES)}")
+    pairs = _distinct([pair for name in sources for pair in LOADERS[name](data_dir, seed)])
+    missing = set(hold_out) - {p.preference for p in pairs}
+    if missing:
+        raise PersonalignError(f"--hold-out names preferences the data does not have: {', '.join(sorted(missing))}; "
+                               f"there are: {', '.join(sorted({p.preference for p in pairs}))}")
+    held = set(hold_out)
+    train, valid = split_pairs([p for p in pairs if p.preference not in held], valid_fraction, seed)
+    return {"train": train, "valid": valid, "unseen": [p for p in pairs if p.preference in held]}
+
+
+def sft_examples(pairs: list[MetaPair]) -> list[dict]:
+    """One SFT example per (meta-prompt, prompt, chosen answer): the policy learns to write the preferred answer."""
+    seen, examples = set(), []
+    for pair in pairs:
+        key = (pair.system_info, pair.user_info, prompt_key(pair), pair.chosen)
+        if key not in seen:
+            seen.add(key)
+            examples.append(dict(preference=pair.preference, system_info=pair.system_info, user_info=pair.user_info,
+                                 prompt=pair.prompt, response=pair.chosen, subset=pair.subset,
+                                 explicit=pair.explicit))
+    return examples
+
+
+def stats(groups: dict[str, list[MetaPair]]) -> dict:
+    """Counts for the README: pairs per subset and split, distinct preferences (meta-prompts), explicit/implicit."""
+    everything = [p for group in groups.values() for p in group]
+    meta_prompts = {(p.system_info, p.user_info) for p in everything}
+    return {"pairs": {name: len(group) for name, group in groups.items()},
+            "per_subset": {s: Counter(name for name, group in groups.items() for p in group if p.subset == s)
+                           for s in SUBSETS},
+            "distinct_meta_prompts": len(meta_prompts),
+            "distinct_preference_ids": len({p.preference for p in everything}),
+            "explicit_pairs": sum(p.explicit for p in everything),
+            "implicit_pairs": sum(not p.explicit for p in everything),
+            "prompts": len({prompt_key(p) for p in everything})}
+
+
+def as_record(pair: MetaPair) -> dict:
+    return {k: v for k, v in asdict(pair).items() if v is not None}
+
+
+def _help(text: str, **flag) -> dict:
+    return {"help": text, **flag}  # the flag's help text (commands/flags.py builds the flags from these fields)
+
+
+@dataclass
+class MetaDataConfig:
+    out: str = field(metadata=_help("directory for train/valid/unseen.jsonl, sft_train/sft_valid.jsonl, "
+                                    "stats.json", metavar="DIR"))
+    sources: tuple[str, ...] = field(default=SOURCES, metadata=_help(f"comma-separated, from: {', '.join(SOURCES)}"))
+    hold_out: tuple[str, ...] = field(default=(), metadata=_help(
+        "keep this preference id (e.g. dsp:literature, priority:formal) out of train and valid, for the unseen "
+        "measurement; repeatable or comma-separated", action="append", sep=",", metavar="PREFERENCE"))
+    valid_fraction: float = field(default=0.1, metadata=_help("share of the prompts held out as valid"))
+    seed: int = field(default=0, metadata=_help("seed of the split and of the background drawn per query"))
+    data_dir: str | None = field(default=None, metadata=_help("shared data directory (none: $PERSONALIGN_DATA or "
+                                                              "../shared/data)"))
+
+
+FILES = ("train", "valid", "unseen")
+
+
+def write(config: MetaDataConfig) -> dict:
+    """Build everything first, then write every file atomically: a mistake leaves no file half-written."""
+    groups = build(tuple(config.sources), tuple(config.hold_out), config.valid_fraction, config.seed,
+                   config.data_dir)
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise PersonalignError(f"--out {out} is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        write_records_atomic(out / f"{name}.jsonl", [as_record(p) for p in groups[name]])
+    for name in ("train", "valid"):
+        write_records_atomic(out / f"sft_{name}.jsonl", sft_examples(groups[name]))
+    summary = stats(groups)
+    write_text_atomic(out / "stats.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def read_meta_pairs(path) -> list[MetaPair]:
+    """A MetaAlign pair file, checked line by line (a mistake names FILE:LINE)."""
+    pairs = []
+    for number, line in enumerate(read_text_lines(path, "pair file"), start=1):
+        if not line.strip():
+            continue
+        try:
+            pairs.append(_meta_pair(json.loads(line)))
+        except json.JSONDecodeError as error:
+            raise PersonalignError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+        except PersonalignError as error:
+            raise PersonalignError(f"{path}:{number}: {error}") from None
+    if not pairs:
+        raise PersonalignError(f"{path}: no pairs (the file is empty)")
+    return pairs
+
+
+def _meta_pair(record) -> MetaPair:
+    problem = _problem(record)
+    if problem:
+        raise PersonalignError(problem)
+    known = {f for f in MetaPair.__dataclass_fields__}
+    unknown = sorted(set(record) - known)
+    if unknown:
+        raise PersonalignError(f"unknown field {unknown[0]!r}; the fields are {', '.join(sorted(known))}")
+    MetaPrompt(record.get("system_info", ""), record.get("user_info", ""))  # the tiers' own checks
+    if record.get("subset") not in SUBSETS:
+        raise PersonalignError(f"subset must be one of {', '.join(SUBSETS)}, got {record.get('subset')!r}")
+    if not isinstance(record.get("explicit"), bool):
+        raise PersonalignError('"explicit" must be true or false')
+    if record.get("rule") is not None and record["rule"] not in RULES:
+        raise PersonalignError(f"unknown priority rule {record['rule']!r}; the rules are {', '.join(RULES)}")
+    return MetaPair(**record)
