@@ -5,6 +5,7 @@ to do instead; values that are legal but probably a mistake give a PersonalignWa
 
 import difflib
 import functools
+import json
 import math
 import re
 import warnings
@@ -127,3 +128,26 @@ def read_text_lines(path, what: str = "file") -> list[str]:
         raise PersonalignError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     except OSError as error:
         raise PersonalignError(f"cannot read {what} {path}: {error.strerror}") from None
+
+
+def json_lines(path, what: str = "file"):
+    """(line number, parsed value) for each non-blank line of a UTF-8 JSON-lines file; bad JSON names FILE:LINE."""
+    for number, line in enumerate(read_text_lines(path, what), start=1):
+        if line.strip():
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as error:
+                raise PersonalignError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+
+
+def parse_json_lines(path, what: str, parse, empty: str) -> list:
+    """`parse(value)` of every line; its PersonalignError names FILE:LINE, and a file of no lines says `empty`."""
+    items = []
+    for number, value in json_lines(path, what):
+        try:
+            items.append(parse(value))
+        except PersonalignError as error:
+            raise PersonalignError(f"{path}:{number}: {error}") from None
+    if not items:
+        raise PersonalignError(f"{path}: {empty}")
+    return items

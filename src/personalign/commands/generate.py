@@ -12,7 +12,7 @@ from ..decoding.request import GenerationRequest
 from ..errors import PersonalignError
 from ..preferences import Preference
 from ..prompts import as_messages
-from ..validation import read_text_lines
+from ..validation import parse_json_lines
 
 # the decoding settings a user sets per command (flags) or per line (--input)
 SETTINGS = ["beta", "top_k", "max_new_tokens", "temperature", "top_p", "seed", "stop", "reward", "allow_negative_beta"]
@@ -140,22 +140,10 @@ def _jobs_from_file(args) -> list[Job]:
     if args.prompt is not None:
         raise PersonalignError("give either a PROMPT or --input, not both")
     path = Path(args.input)
-    lines = read_text_lines(path, "input file")
     defaults = _settings(args)
     default_pref = args.preference[0] if args.preference else None
-    jobs = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            jobs.append(_job_from_record(json.loads(line), defaults, default_pref, args))
-        except json.JSONDecodeError as error:
-            raise PersonalignError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-        except PersonalignError as error:
-            raise PersonalignError(f"{path}:{number}: {error}") from None
-    if not jobs:
-        raise PersonalignError(f"{path} holds no prompts")
-    return jobs
+    return parse_json_lines(path, "input file", lambda record: _job_from_record(record, defaults, default_pref, args),
+                            "holds no prompts")
 
 
 def _job_from_record(record, defaults: dict, default_pref, args) -> Job:

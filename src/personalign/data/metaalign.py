@@ -34,7 +34,7 @@ from ..meta_prompt import DEFAULT_SYSTEM_INFO, MetaPrompt
 from . import read_shared_json
 from .converters import DSP_PREFERENCES, load_hhh_pairs
 from ..records import write_records_atomic, write_text_atomic
-from ..validation import read_text_lines
+from ..validation import parse_json_lines
 from .pairs import _problem, load_hh_pairs, prompt_key, split_pairs
 from .priority import RULES, obeys, word_count
 
@@ -241,19 +241,7 @@ def write(config: MetaDataConfig) -> dict:
 
 def read_meta_pairs(path) -> list[MetaPair]:
     """A MetaAlign pair file, checked line by line (a mistake names FILE:LINE)."""
-    pairs = []
-    for number, line in enumerate(read_text_lines(path, "pair file"), start=1):
-        if not line.strip():
-            continue
-        try:
-            pairs.append(_meta_pair(json.loads(line)))
-        except json.JSONDecodeError as error:
-            raise PersonalignError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-        except PersonalignError as error:
-            raise PersonalignError(f"{path}:{number}: {error}") from None
-    if not pairs:
-        raise PersonalignError(f"{path}: no pairs (the file is empty)")
-    return pairs
+    return parse_json_lines(path, "pair file", _meta_pair, "no pairs (the file is empty)")
 
 
 def _meta_pair(record) -> MetaPair:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import PersonalignError
 from ..records import write_records_atomic
-from ..validation import read_text_lines
+from ..validation import parse_json_lines
 from . import read_shared_json, read_shared_jsonl
 
 PREFERENCES = ("helpfulness", "harmless")
@@ -125,24 +125,16 @@ def read_pairs_jsonl(path, fields: dict[str, str] | None = None, preference: str
         raise PersonalignError(f"unknown pair field {unknown[0]!r}; the fields are: {', '.join(FIELDS)}")
     columns = {field: field for field in FIELDS} | (fields or {})
     path = Path(path)
-    lines = read_text_lines(path, "pair file")
-    pairs = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise PersonalignError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+
+    def parse(record) -> Pair:
         if preference is not None and isinstance(record, dict):
             record.setdefault(columns["preference"], preference)
         problem = _problem(record, columns)
         if problem:
-            raise PersonalignError(f"{path}:{number}: {problem}")
-        pairs.append(Pair(*(record[columns[field]] for field in FIELDS)))
-    if not pairs:
-        raise PersonalignError(f"{path}: no pairs (the file is empty)")
-    return pairs
+            raise PersonalignError(problem)
+        return Pair(*(record[columns[field]] for field in FIELDS))
+
+    return parse_json_lines(path, "pair file", parse, "no pairs (the file is empty)")
 
 
 def write_pairs_jsonl(path, pairs: list[Pair]) -> None:

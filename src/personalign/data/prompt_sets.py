@@ -18,12 +18,11 @@ optional "id" (string or integer; default: the line number). Nothing is deduplic
 in a source is returned twice. `limit` keeps the first N in file order.
 """
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import PersonalignError
-from ..validation import read_text_lines
+from ..validation import json_lines
 from . import read_shared_json, read_shared_jsonl
 
 HELPSTEER_SHORT_MAX_CHARS = 100
@@ -90,15 +89,8 @@ _SOURCES = {
 def _read_user_jsonl(path: Path) -> list[PromptItem]:
     items: list[PromptItem] = []
     first_line: dict[str, int] = {}
-    lines = read_text_lines(path, "prompt file")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for number, record in json_lines(path, "prompt file"):
         where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise PersonalignError(f"{where}: not valid JSON ({e.msg})") from None
         if not isinstance(record, dict):
             raise PersonalignError(f"{where}: expected a JSON object with a \"prompt\"")
         prompt = record.get("prompt")
