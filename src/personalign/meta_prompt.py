@@ -21,6 +21,8 @@ from .preferences import Preference
 from .prompts import Messages, as_messages
 
 DEFAULT_SYSTEM_INFO = "You are an AI assistant."  # the paper's example System Info
+SYSTEM_LABEL, USER_LABEL = "System Info: ", "User Info: "
+RENDERING = (SYSTEM_LABEL, USER_LABEL, "\n", "\n\n")  # every string of our rendering (runs record its hash)
 _SENTINEL = "\x1fpersonalign-system-role\x1f"  # shows whether a chat template renders a system message
 
 
@@ -63,9 +65,9 @@ class MetaPrompt:
     @property
     def system_text(self) -> str:
         """The two labelled blocks, as one system message carries them."""
-        blocks = [f"System Info: {self.system_info}"]
+        blocks = [SYSTEM_LABEL + self.system_info]
         if self.user_info:
-            blocks.append(f"User Info: {self.user_info}")
+            blocks.append(USER_LABEL + self.user_info)
         return "\n".join(blocks)
 
     def messages(self, prompt: "str | Messages", system_role: bool = True) -> Messages:
@@ -80,6 +82,13 @@ class MetaPrompt:
         first = next(i for i, m in enumerate(turns) if m["role"] == "user")
         turns[first] = {**turns[first], "content": f"{text}\n\n{turns[first]['content']}"}
         return turns
+
+
+def meta_prompt_row(tokenizer, request, principle: str | None = None) -> list[int]:
+    """Renderer (decoding/methods.py): the request under a meta-prompt of its System Info (default
+    DEFAULT_SYSTEM_INFO) and its preference as User Info."""
+    meta = MetaPrompt.from_preference(request.preference, request.system_info or DEFAULT_SYSTEM_INFO)
+    return render_meta_ids(tokenizer, request.prompt, meta)
 
 
 def render_meta_ids(tokenizer, prompt: "str | Messages", meta: MetaPrompt) -> list[int]:

@@ -49,11 +49,11 @@ def render_ids(tokenizer, prompt: "str | Messages", principle: str | None) -> li
     return tokenizer(text)["input_ids"]
 
 
-def bare_prompt(tokenizer, prompt: "str | Messages", principle: str | None = None) -> list[int]:
-    """Renderer: the user's prompt as given; a preference, if any, is not shown."""
-    return render_ids(tokenizer, prompt, None)
+def bare_prompt(tokenizer, request, principle: str | None = None) -> list[int]:
+    """Renderer: the request's prompt as given; a preference, if any, is not shown."""
+    return render_ids(tokenizer, request.prompt, None)
 
 
-def pad_prompt(tokenizer, prompt: "str | Messages", principle: str | None) -> list[int]:
-    """Renderer: the preference inside PAD's principle template (the bare prompt when there is none)."""
-    return render_ids(tokenizer, prompt, principle)
+def pad_prompt(tokenizer, request, principle: str | None) -> list[int]:
+    """Renderer: the preference `principle` inside PAD's principle template (the bare prompt when there is none)."""
+    return render_ids(tokenizer, request.prompt, principle)

@@ -15,7 +15,8 @@ from ..prompts import as_messages
 from ..validation import parse_json_lines
 
 # the decoding settings a user sets per command (flags) or per line (--input)
-SETTINGS = ["beta", "top_k", "max_new_tokens", "temperature", "top_p", "seed", "stop", "reward", "allow_negative_beta"]
+SETTINGS = ["beta", "top_k", "max_new_tokens", "temperature", "top_p", "seed", "stop", "reward", "system_info",
+            "allow_negative_beta"]
 _LINE_FIELDS = {"id", "prompt", "preference", "dims", "method", *SETTINGS}
 HINT = ("personalign: hint: no preference given, so this is the base model's answer; personalize it with -p "
         "concise (a catalog name) or -p 'any text'")
@@ -28,6 +29,9 @@ def add_arguments(parser) -> None:
                              '...} (any setting below, by its field name)')
     parser.add_argument("-p", "--preference", action="append", default=[],
                         help="a preference: free text, or a catalog name (concise, expert, P2A, ...); repeatable")
+    parser.add_argument("--user-info", action="append", dest="preference", metavar="TEXT",
+                        help="MetaAlign's User Info (the user's background or preferences): the same as -p, named "
+                             "as the meta-prompt's tier; repeatable")
     parser.add_argument("--dims", action="append", default=[],
                         help="a weighted mix of catalog dimensions, e.g. concise=0.7,friendly=0.3; repeatable")
     parser.add_argument("--with-base", action="store_true", help="also print the base model's answer")

@@ -138,7 +138,7 @@ class Engine:
     def _plan(self, request_id: int, req: GenerationRequest) -> _Active:
         """Which rows a request needs (its method's declaration), with duplicates merged."""
         method, pref, tok = methods.get(req.method), req.preference, self.tokenizer
-        base_ids = method.base_row(tok, req.prompt, pref.text)
+        base_ids = method.base_row(tok, req, pref.text)
         adapter = self.persrm.has_adapter
         base_key = (tuple(base_ids), False)
         base_rows = [base_key]
@@ -153,11 +153,11 @@ class Engine:
         if req.guided and method.guide_rows:
             # one component reads exactly the base's ids (the released PAD); a mix reads each text on its own
             texts = [pref.text] if len(pref.components) == 1 else pref.texts
-            policy = [row((tuple(method.guide_rows(tok, req.prompt, t)), adapter)) for t in texts]
+            policy = [row((tuple(method.guide_rows(tok, req, t)), adapter)) for t in texts]
             if method.reference_row and (req.reward or self.reward_form) == "decoupled":
-                reference = row((tuple(method.reference_row(tok, req.prompt, pref.text)), adapter))
+                reference = row((tuple(method.reference_row(tok, req, pref.text)), adapter))
         if req.guided and method.sequence_row and self.seq_runner:
-            seq_rows = [(tuple(method.sequence_row(tok, req.prompt, pref.text)), False)]
+            seq_rows = [(tuple(method.sequence_row(tok, req, pref.text)), False)]
         generator = None
         if req.temperature > 0:
             generator = torch.Generator().manual_seed(req.seed if req.seed is not None else random.getrandbits(63))

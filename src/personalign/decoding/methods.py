@@ -11,9 +11,11 @@ from enum import Enum
 from typing import Callable
 
 from ..errors import PersonalignError
+from ..meta_prompt import meta_prompt_row
 from ..prompts import bare_prompt, pad_prompt
 
-# (tokenizer, prompt, principle) -> the token ids one row reads (prompts.bare_prompt, prompts.pad_prompt)
+# (tokenizer, request, principle) -> the token ids one row reads (prompts.bare_prompt, prompts.pad_prompt,
+# meta_prompt.meta_prompt_row); `principle` is the preference text the row shows (one component's, for a mix)
 Renderer = Callable[..., list[int]]
 
 
@@ -47,6 +49,11 @@ class Method:
         if self.rule in (Rule.PAD, Rule.FUSION) and self.guide_rows is None:
             raise PersonalignError(f"method {self.name!r}: the {self.rule.value} rule reads PersRM rows; declare "
                                    "guide_rows")
+
+    @property
+    def reads_system_info(self) -> bool:
+        """Whether a row reads a meta-prompt, whose System Info a request may set."""
+        return meta_prompt_row in self.renderers
 
     @property
     def renderers(self) -> set[Renderer]:
@@ -96,6 +103,9 @@ register(Method(
     "args", "ARGS: z_base + beta * R(prompt, answer so far + candidate) over the base's top-k, R a judge",
     "ARGS, beta={beta:g}", "k reward calls (a KV-cached reward model: +1 row)",
     base_row=pad_prompt, rule=Rule.ARGS, guided=True, sequence_row=bare_prompt))  # R reads the bare conversation
+register(Method(
+    "meta-prompting", "MetaAlign's meta-prompt read by the base model, no trained policy: System Info, then the "
+    "preference as User Info", "meta-prompting", "none", base_row=meta_prompt_row))
 
 DEFAULT = "pad"  # with a preference
 UNPERSONALIZED = "base"  # without one

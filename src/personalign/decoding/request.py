@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from ..errors import PersonalignError
+from ..meta_prompt import MetaPrompt
 from ..preferences import Preference
 from ..prompts import Messages, as_messages
 from ..validation import check_beta, check_number, check_top_k
@@ -47,6 +48,8 @@ class GenerationRequest:
     stop: tuple[str, ...] = field(default=(), metadata=_help("stop string; repeatable", action="append"))
     reward: str | None = field(default=None, metadata=_help("PAD reward form (none: released, see README)",
                                                             choices=REWARD_FORMS))
+    system_info: str | None = field(default=None, metadata=_help(
+        "MetaAlign's System Info, what the provider requires (meta-prompting; none: 'You are an AI assistant.')"))
     allow_negative_beta: bool = field(default=False, metadata=_help("accept beta < 0 (steer away from the "
                                                                     "preference)"))
     ignore_eos: bool = False  # keep going past end-of-sequence (fixed-length benchmarks)
@@ -61,6 +64,12 @@ class GenerationRequest:
         if method.needs_preference and self.preference.is_empty:
             raise PersonalignError(f"method {self.method!r} needs a preference (--preference or --dims); "
                                    f"use --method {methods.UNPERSONALIZED} for none")
+        if self.system_info is not None:
+            if not method.reads_system_info:
+                raise PersonalignError(f"system_info is read by meta-prompt methods only "
+                                       f"({', '.join(n for n in methods.names() if methods.get(n).reads_system_info)}),"
+                                       f" not by {self.method!r}")
+            MetaPrompt(self.system_info)  # the tier's own checks
         check_beta_top_k(self.beta, self.top_k, self.allow_negative_beta)
         check_number("max_new_tokens", self.max_new_tokens, minimum=1, whole=True)
         check_number("temperature", self.temperature, minimum=0)

@@ -46,6 +46,8 @@ class EvalConfig:
     best_of_n: int = field(default=4, metadata=_help("samples per best-of-n answer"))
     temperature: float = field(default=0.7, metadata=_help("best-of-n's sampling temperature"))
     reward_judge: str = field(default="offline", metadata=_help("the judge steering args and picking best-of-n"))
+    system_info: str | None = field(default=None, metadata=_help(
+        "MetaAlign's System Info for the meta-prompt methods (none: 'You are an AI assistant.')"))
     soups: dict[str, str] = field(default_factory=dict, metadata=_help(
         "a LoRA adapter per dimension for the soups method: concise=DIR,friendly=DIR"))
     batch_size: int = field(default=8, metadata=_help("requests decoded together"))

@@ -50,6 +50,10 @@ class EvalMethod:
         return self.decoding.needs_preference or self.merged_weights
 
     @property
+    def reads_meta_prompt(self) -> bool:
+        return self.decoding.reads_system_info
+
+    @property
     def reads_template(self) -> bool:
         """Whether a row reads PAD's prompt template (the run identity's `template`)."""
         return pad_prompt in self.decoding.renderers
@@ -113,8 +117,10 @@ def baseline_key(answer: dict, config) -> str:
 
 def requests_for(job: Job, config) -> list[GenerationRequest]:
     """The engine requests that produce this job's answer (N of them for best-of-n)."""
-    common = dict(max_new_tokens=config.max_new_tokens, top_k=config.top_k)
     method = EVAL_METHODS[job.method]
+    common = dict(max_new_tokens=config.max_new_tokens, top_k=config.top_k)
+    if method.reads_meta_prompt:
+        common["system_info"] = config.system_info
     # the merged weights of soups carry the preference; the prompt is bare
     bare = job.preference == NONE or method.merged_weights
     preference = Preference.none() if bare else Preference.parse(job.preference)
@@ -135,6 +141,8 @@ def settings_for(job: Job, config, identity: dict) -> dict:
         settings["top_k"] = config.top_k
     if method.reads_template:
         settings["template"] = identity["template"]
+    if method.reads_meta_prompt:
+        settings.update(meta_rendering=identity["meta_rendering"], system_info=config.system_info)
     if method.uses_persrm:
         settings["persrm"] = identity["persrm"]
     if method.uses_reward_judge:
