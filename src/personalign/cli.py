@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Train a personalized reward model in two stages; re-run with --resume "
                                             "after a kill. Prints held-out accuracy before and after.")
     train_rm.add_arguments(train)
+    from .commands import train_policy
+    policy = commands.add_parser("train-policy", help="train a MetaAlign policy: SFT, then DPO (TRL, LoRA)",
+                                 description="Train one policy to follow the preferences a meta-prompt states, on "
+                                             "`personalign data metaalign` data; re-run with --resume after a kill.")
+    train_policy.add_arguments(policy)
     from .commands import bench_train
     bench_rm = commands.add_parser("bench-train", help="seconds per PersRM training step (stage 1 and 2)",
                                    description="Time PersRM training steps on fixed-length pairs; prints a table.")
@@ -150,6 +155,8 @@ def _run(argv: list[str] | None) -> int:
             from .commands.train_judge import run
         elif args.command == "train-rm":
             from .commands.train_rm import run
+        elif args.command == "train-policy":
+            from .commands.train_policy import run
         elif args.command == "bench-train":
             from .commands.bench_train import run
         elif args.command == "data":

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ..errors import PersonalignError
 from ..meta_prompt import DEFAULT_SYSTEM_INFO, MetaPrompt
+from ..prompts import as_messages
 from . import read_shared_json
 from .converters import DSP_PREFERENCES, load_hhh_pairs
 from ..records import write_records_atomic, write_text_atomic
@@ -242,6 +243,30 @@ def write(config: MetaDataConfig) -> dict:
 def read_meta_pairs(path) -> list[MetaPair]:
     """A MetaAlign pair file, checked line by line (a mistake names FILE:LINE)."""
     return parse_json_lines(path, "pair file", _meta_pair, "no pairs (the file is empty)")
+
+
+SFT_FIELDS = ("preference", "system_info", "user_info", "prompt", "response", "subset", "explicit")
+
+
+def read_sft_examples(path) -> list[dict]:
+    """A MetaAlign SFT file (`sft_examples`), checked line by line (a mistake names FILE:LINE)."""
+    return parse_json_lines(path, "SFT file", _sft_example, "no examples (the file is empty)")
+
+
+def _sft_example(record) -> dict:
+    if not isinstance(record, dict):
+        raise PersonalignError(f"expected a JSON object with {', '.join(SFT_FIELDS)}")
+    missing = [f for f in SFT_FIELDS if f not in record]
+    if missing:
+        raise PersonalignError(f'missing "{missing[0]}"')
+    unknown = sorted(set(record) - set(SFT_FIELDS))
+    if unknown:
+        raise PersonalignError(f"unknown field {unknown[0]!r}; the fields are {', '.join(SFT_FIELDS)}")
+    MetaPrompt(record["system_info"], record["user_info"])  # the tiers' own checks
+    as_messages(record["prompt"])
+    if not isinstance(record["response"], str) or not record["response"].strip():
+        raise PersonalignError('"response" must be a non-empty string')
+    return record
 
 
 def _meta_pair(record) -> MetaPair:

@@ -1,0 +1,88 @@
+"""Settings of a MetaAlign policy run (`personalign train-policy`): one dataclass for the run and one per stage, each
+field with the help text its flag shows (commands/flags.py builds the flags)."""
+
+from dataclasses import asdict, dataclass, field
+
+from ..errors import PersonalignError
+from ..validation import check_number
+
+RECIPES = ("sft", "sft-dpo")
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+
+
+def _help(text: str, **flag) -> dict:
+    return {"help": text, **flag}
+
+
+@dataclass
+class PolicyConfig:
+    data: str = field(metadata=_help("a `personalign data metaalign` directory: sft_train/sft_valid.jsonl for SFT, "
+                                     "train/valid.jsonl for DPO", metavar="DIR"))
+    out: str = field(metadata=_help("run directory: policy_config.json, metrics.jsonl, sft/, dpo/, policy/",
+                                    metavar="DIR"))
+    recipe: str = field(default="sft-dpo", metadata=_help("sft: one stage of SFT; sft-dpo: SFT, then DPO from the "
+                                                          "SFT policy", choices=RECIPES))
+    base: str | None = field(default=None, metadata=_help("base model: a local dir or hub id (none: embedded "
+                                                          "SmolLM2)"))
+    lora_r: int = field(default=16, metadata=_help("LoRA rank of the policy adapter (alpha is twice the rank)"))
+    max_length: int = field(default=256, metadata=_help("tokens of meta-prompt, prompt and answer"))
+    batch_size: int = field(default=4, metadata=_help("examples (SFT) or pairs (DPO) per step and device"))
+    grad_accum: int = field(default=1, metadata=_help("micro-batches per optimizer step"))
+    eval_limit: int = field(default=200, metadata=_help("held-out examples / pairs per evaluation (a seeded "
+                                                        "sample)"))
+    save_every: int = field(default=30, metadata=_help("steps between checkpoints (what --resume continues from); a "
+                                                       "multiple of --log-every"))
+    log_every: int = field(default=10, metadata=_help("steps between metrics lines"))
+    seed: int = field(default=0, metadata=_help("seed of the sampling, the batches and the initialization"))
+    device: str | None = field(default=None, metadata=_help("auto (CUDA when there is one), cpu, cuda"))
+    mixed_precision: str = field(default="auto", metadata=_help(
+        "auto: bf16 autocast, except on a GPU without bf16 (none there); no, bf16, fp16",
+        choices=MIXED_PRECISION))
+
+    def validate(self) -> None:
+        if self.recipe not in RECIPES:
+            raise PersonalignError(f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise PersonalignError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}")
+        for name in ("lora_r", "max_length", "batch_size", "grad_accum", "eval_limit", "save_every", "log_every"):
+            check_number(name, getattr(self, name), minimum=1, whole=True)
+        check_number("seed", self.seed, minimum=0, whole=True)
+        if self.save_every % self.log_every:
+            # transformers' Trainer keeps the values of a metrics window out of its checkpoints: one taken inside a
+            # window would make a resumed run's next line average fewer steps than an uninterrupted run's
+            raise PersonalignError(f"save_every ({self.save_every}) must be a multiple of log_every "
+                                   f"({self.log_every}), so that checkpoints fall between metrics lines")
+
+
+@dataclass
+class SFTStage:
+    sft_steps: int = field(default=200, metadata=_help("SFT steps on the meta-prompted preferred answers"))
+    sft_lr: float = field(default=2e-4, metadata=_help("SFT learning rate"))
+    sft_eval_every: int = field(default=50, metadata=_help("SFT steps between held-out evaluations"))
+
+    def validate(self) -> None:
+        check_number("sft_steps", self.sft_steps, minimum=1, whole=True)
+        check_number("sft_lr", self.sft_lr, above=0)
+        check_number("sft_eval_every", self.sft_eval_every, minimum=1, whole=True)
+
+
+@dataclass
+class DPOStage:
+    dpo_steps: int = field(default=100, metadata=_help("DPO steps from the SFT policy (recipe sft-dpo)"))
+    dpo_lr: float = field(default=5e-5, metadata=_help("DPO learning rate"))
+    dpo_beta: float = field(default=0.1, metadata=_help("DPO beta"))
+    dpo_eval_every: int = field(default=25, metadata=_help("DPO steps between held-out evaluations"))
+
+    def validate(self) -> None:
+        check_number("dpo_steps", self.dpo_steps, minimum=1, whole=True)
+        check_number("dpo_lr", self.dpo_lr, above=0)
+        check_number("dpo_beta", self.dpo_beta, above=0)
+        check_number("dpo_eval_every", self.dpo_eval_every, minimum=1, whole=True)
+
+
+def outcome_settings(run: PolicyConfig, sft: SFTStage, dpo: DPOStage) -> dict:
+    """The settings that decide the trained policy: a resumed run must have the same ones."""
+    settings = {**asdict(run), **asdict(sft), **(asdict(dpo) if run.recipe == "sft-dpo" else {})}
+    for name in ("out", "device", "save_every", "log_every", "eval_limit", "sft_eval_every", "dpo_eval_every"):
+        settings.pop(name, None)
+    return settings

@@ -1,0 +1,110 @@
+"""MetaAlign's policy trainer on a toy task where the meta-prompt alone decides the answer: SFT and DPO losses fall,
+a run killed mid-stage and resumed ends where an uninterrupted one does, and bad directories are refused."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from personalign.cli import main
+from personalign.data.metaalign import MetaPair, as_record, sft_examples
+from personalign.errors import PersonalignError
+from personalign.training import policy as policy_module
+from personalign.training.policy import train_policy
+from personalign.training.policy_config import DPOStage, PolicyConfig, SFTStage
+from tiny import tiny_llama
+
+FRUIT = {"Answer with the word apple.": "apple", "Answer with the word banana.": "banana"}
+TIMINGS = ("runtime", "per_second", "per_step")  # wall-clock fields of a log: never equal between two runs
+# TRL's count of tokens seen is kept by the trainer object, not in its checkpoints: a resumed run counts from 0
+NOT_RESUMED = TIMINGS + ("num_tokens",)
+
+
+def toy_pairs(n: int) -> list[MetaPair]:
+    """The same two answers in opposite orders under the two User Infos, for n questions."""
+    pairs = []
+    for i in range(n):
+        for user_info, word in FRUIT.items():
+            other = next(w for w in FRUIT.values() if w != word)
+            pairs.append(MetaPair("toy:" + word, "You are an AI assistant.", user_info, f"Question {i}?", word, other,
+                                  "diverse", True))
+    return pairs
+
+
+@pytest.fixture
+def data(tmp_path):
+    directory = tmp_path / "data"
+    directory.mkdir()
+    for split, pairs in (("train", toy_pairs(16)), ("valid", toy_pairs(3))):
+        (directory / f"{split}.jsonl").write_text("".join(json.dumps(as_record(p)) + "\n" for p in pairs))
+        (directory / f"sft_{split}.jsonl").write_text("".join(json.dumps(e) + "\n" for e in sft_examples(pairs)))
+    return directory
+
+
+def configs(data, out, recipe="sft-dpo", **run):
+    return (PolicyConfig(data=str(data), out=str(out), recipe=recipe, batch_size=4, lora_r=4, max_length=96,
+                         save_every=2, log_every=2, device="cpu", mixed_precision="no", **run),
+            SFTStage(sft_steps=8, sft_lr=5e-3, sft_eval_every=4), DPOStage(dpo_steps=8, dpo_lr=5e-3, dpo_eval_every=4))
+
+
+def metrics(out):
+    return [{k: v for k, v in json.loads(line).items() if not k.endswith(NOT_RESUMED)}
+            for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def adapter(out):
+    return load_file(out / "policy" / "adapter" / "adapter_model.safetensors")
+
+
+def test_sft_and_dpo_learn_what_the_meta_prompt_decides(data, tmp_path, smol_tokenizer):
+    out = tmp_path / "run"
+    summary = train_policy(*configs(data, out), progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer)
+    lines = metrics(out)
+    for stage in ("sft", "dpo"):
+        losses = [line["loss"] for line in lines if line["stage"] == stage and "loss" in line]
+        assert losses[-1] < losses[0], (stage, losses)
+    evaluations = [line for line in lines if line["stage"] == "dpo" and "eval_rewards/margins" in line]
+    assert evaluations[-1]["eval_rewards/margins"] > 0
+    assert summary["dpo"]["eval_rewards/margins"] == evaluations[-1]["eval_rewards/margins"]
+    policy = json.loads((out / "policy" / "policy.json").read_text())
+    assert policy["format"] == "personalign-metaalign" and policy["recipe"] == "sft-dpo"
+    assert adapter(out)  # the policy is one adapter over the base
+
+
+def test_a_killed_run_resumes_to_the_same_policy_and_metrics(data, tmp_path, smol_tokenizer, monkeypatch):
+    whole = tmp_path / "whole"
+    train_policy(*configs(data, whole), progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer)
+    killed = tmp_path / "killed"
+    log = policy_module._MetricsLog.on_log
+
+    def kill_at_dpo_step_4(self, args, state, control, logs=None, **kwargs):
+        log(self, args, state, control, logs, **kwargs)
+        if self.stage == "dpo" and state.global_step == 6:
+            raise KeyboardInterrupt  # before the checkpoint of step 6: the run resumes from step 4's
+
+    monkeypatch.setattr(policy_module._MetricsLog, "on_log", kill_at_dpo_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        train_policy(*configs(data, killed), progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer)
+    monkeypatch.setattr(policy_module._MetricsLog, "on_log", log)
+    assert not (killed / "policy").exists()
+    with pytest.raises(PersonalignError, match="pass --resume"):
+        train_policy(*configs(data, killed), progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer)
+    with pytest.raises(PersonalignError, match="other settings .* seed"):
+        train_policy(*configs(data, killed, seed=1), resume=True, progress=False, model=tiny_llama(0),
+                     tokenizer=smol_tokenizer)
+    train_policy(*configs(data, killed), resume=True, progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer)
+    assert metrics(killed) == metrics(whole)
+    expected, got = adapter(whole), adapter(killed)
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_bad_directories_are_one_line_and_exit_2(tmp_path, capsys, data):
+    assert main(["train-policy", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert "SFT file not found" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    assert main(["train-policy", "--data", str(data), "--out", str(tmp_path / "o"), "--sft-steps", "0"]) == 2
+    assert "sft_steps must be >= 1" in capsys.readouterr().err
+    assert main(["train-policy", "--data", str(data), "--out", str(tmp_path / "o"), "--save-every", "5",
+                 "--log-every", "2"]) == 2
+    assert "must be a multiple of log_every" in capsys.readouterr().err and not (tmp_path / "o").exists()
