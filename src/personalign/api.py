@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .decoding.engine import DEFAULT_REWARD_FORM, Engine
 from .decoding.logits_processor import PADLogitsProcessor
+from .metaalign_policy import attach_policy, check_policy_dir
 from .models import load_causal_lm, resolve_model_source
 from .reward_model import PersonalizedRewardModel, is_saved_persrm, load_saved, read_config
 
@@ -45,16 +46,20 @@ def load_persrm(spec: str | None, base_model, base_source: str, *, device=None, 
     return PersonalizedRewardModel(backbone, source)
 
 
-def load_engine(base: str | None = None, persrm: str | None = None, *, device=None, dtype=None,
-                reward_form: str = DEFAULT_REWARD_FORM, sequence_reward=None) -> Engine:
-    """An engine over the base model `base` (None = the embedded default) guided by the PersRM `persrm`
-    (and, for the `args` method, by `sequence_reward`)."""
+def load_engine(base: str | None = None, persrm: str | None = None, *, policy: str | None = None, device=None,
+                dtype=None, reward_form: str = DEFAULT_REWARD_FORM, sequence_reward=None) -> Engine:
+    """An engine over the base model `base` (None = the embedded default) guided by the PersRM `persrm` (and, for
+    the `args` method, by `sequence_reward`), with the MetaAlign policy `policy` (a saved policy directory; None or
+    "untrained": none, so the metaalign methods are refused and meta-prompting is the untrained rendering)."""
     base_source = resolve_model_source(base)
     if persrm not in (None, UNTRAINED):
         resolve_model_source(persrm, persrm=True)  # a wrong directory is said before the base loads
+    policy = None if policy in (None, UNTRAINED) else str(check_policy_dir(policy))
     model, tokenizer = load_causal_lm(base_source, device=device, dtype=dtype)
     reward_model = load_persrm(persrm, model, base_source, device=device, dtype=dtype)
-    return Engine(model, tokenizer, reward_model, reward_form=reward_form, sequence_reward=sequence_reward)
+    carrier = attach_policy(model, reward_model, policy) if policy else None
+    return Engine(model, tokenizer, reward_model, reward_form=reward_form, sequence_reward=sequence_reward,
+                  policy=carrier, policy_source=policy)
 
 
 def pad_logits_processor(model, persrm: str | None = None, *, beta: float = 1.0,

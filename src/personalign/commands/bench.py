@@ -138,8 +138,9 @@ def _plain(engine, batch: int, n: int) -> None:
     tok = engine.tokenizer
     prompts = [tok.decode(render_ids(tok, PROMPTS[i % len(PROMPTS)], PREFERENCE.text)) for i in range(batch)]
     inputs = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(engine.base_runner.device)
-    engine.model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                          pad_token_id=tok.pad_token_id)
+    with engine.bare_model():  # plain decoding of the base, not through a LoRA PersRM injected into it
+        engine.model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                              pad_token_id=tok.pad_token_id)
 
 
 def _pad(engine, batch: int, n: int, form: str) -> None:

@@ -41,6 +41,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--persrm", default=None,
                         help="PersRM: a saved PersRM dir, 'untrained', or a causal-LM dir or hub id (default: the "
                              "trained PersRM shipped for the embedded model; untrained for other bases)")
+    parser.add_argument("--policy", default=None,
+                        help="MetaAlign policy for --method metaalign / metaalign-pad: a saved policy dir "
+                             "(train-policy's RUN/policy) or 'untrained' (default: none)")
     add_flags(parser, GenerationRequest, SETTINGS)
     parser.add_argument("--batch-size", type=int, default=8, help="requests decoded together (default 8)")
     parser.add_argument("--stream", action="store_true", help="print the answer as it is generated (one answer)")
@@ -66,7 +69,7 @@ def run(args) -> int:
     quiet_loading()
 
     reward = _args_reward(args.reward_judge, jobs)
-    engine = load_engine(args.base, args.persrm, device=args.device, dtype=args.dtype)
+    engine = load_engine(args.base, args.persrm, policy=args.policy, device=args.device, dtype=args.dtype)
     if not args.input and args.method is None and not (args.preference or args.dims):
         print(HINT, file=sys.stderr)  # once everything is known to be valid: a hint never precedes an error
     if reward is not None:

@@ -18,8 +18,10 @@ The engine reads those fields and never a method's name. Requests can be submitt
 prefilled and join the batch), which is what a serving loop needs for continuous batching.
 """
 
+import copy
 import itertools
 import random
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -27,6 +29,7 @@ import torch
 
 from ..errors import PersonalignError
 from ..prompts import as_messages
+from ..metaalign_policy import POLICY_ADAPTER
 from ..reward_model import PersonalizedRewardModel, ADAPTER_NAME
 from ..validation import check_fits_context, check_top_k
 from . import methods
@@ -74,8 +77,11 @@ class _Active:
 
 class Engine:
     def __init__(self, model, tokenizer, persrm: PersonalizedRewardModel | None = None,
-                 reward_form: str = DEFAULT_REWARD_FORM, sequence_reward: SequenceReward | None = None):
-        """`sequence_reward` scores answers for the `args` method (e.g. an evaluation judge)."""
+                 reward_form: str = DEFAULT_REWARD_FORM, sequence_reward: SequenceReward | None = None,
+                 policy=None, policy_source: str | None = None):
+        """`sequence_reward` scores answers for the `args` method (e.g. an evaluation judge). `policy`: the peft
+        model carrying a MetaAlign policy's adapter on `model` (metaalign_policy.attach_policy), for the methods
+        whose base row runs through it; `policy_source` names it (run identity)."""
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.persrm = (persrm or PersonalizedRewardModel(model)).eval()
@@ -84,16 +90,34 @@ class Engine:
         if self.persrm.vocab_size != base_vocab:
             raise PersonalignError(f"the PersRM's vocabulary ({self.persrm.vocab_size} tokens) differs from the "
                                    f"base model's ({base_vocab}); PAD needs a PersRM with the base's tokenizer")
-        adapter = ADAPTER_NAME if self.persrm.has_adapter else None
+        adapters = (ADAPTER_NAME,) if self.persrm.has_adapter else ()
+        policy_adapters = (POLICY_ADAPTER,) if policy is not None else ()
+        self.policy, self.policy_source = policy, policy_source
         self.shared = self.persrm.causal_lm is model
-        self.rm_runner = RowRunner(self.persrm.backbone, adapter)
-        self.base_runner = self.rm_runner if self.shared else RowRunner(model)
+        if self.shared:  # one runner: base, PersRM and policy rows in one forward, each through its own adapter
+            self.rm_runner = RowRunner(policy if policy is not None else self.persrm.backbone,
+                                       adapters + policy_adapters)
+            self.base_runner = self.rm_runner
+        else:
+            self.rm_runner = RowRunner(self.persrm.backbone, adapters)
+            self.base_runner = RowRunner(policy if policy is not None else model, policy_adapters)
+        # the peft model whose adapters peft injected into `model` itself: calling `model` runs through them
+        self._carrier = policy if policy is not None else self.persrm.backbone if self.shared and adapters else None
         self.eos_ids = _eos_ids(model, tokenizer)
         self.context = min(filter(None, (_context(m) for m in (model, self.persrm.causal_lm))), default=None)
         self._ids = itertools.count()
         self._pending: list[_Active] = []
         self._active: list[_Active] = []
         self.set_sequence_reward(sequence_reward)
+
+    def bare_model(self):
+        """A context in which calling `self.model` runs the base's own weights: a LoRA PersRM sharing them, or a
+        MetaAlign policy, has its adapter injected into the base's layers (perplexity under the base needs this)."""
+        return self._carrier.disable_adapter() if self._carrier is not None else nullcontext()
+
+    def bare_copy(self):
+        """A copy of the base model without any adapter (for methods that put their own on it: soups)."""
+        return copy.deepcopy(self._carrier).unload() if self._carrier is not None else copy.deepcopy(self.model)
 
     def set_sequence_reward(self, sequence_reward: SequenceReward | None) -> None:
         """Give the `args` method its reward (only between batches: running requests would lose their rows)."""
@@ -116,7 +140,12 @@ class Engine:
     # ---- admission -------------------------------------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> int:
         """Queue a request; it joins the batch at the next step. Returns its id."""
-        if methods.get(request.method).rule is Rule.ARGS and self.sequence_reward is None:
+        method = methods.get(request.method)
+        if method.base_adapter and self.policy is None:
+            raise PersonalignError(f"method {request.method!r} needs a trained MetaAlign policy (--policy DIR, "
+                                   "load_engine(policy=...)); the base reading the meta-prompt is --method "
+                                   "meta-prompting")
+        if method.rule is Rule.ARGS and self.sequence_reward is None:
             raise PersonalignError(f"method {request.method!r} needs a sequence-level reward: build the engine with "
                                    "sequence_reward=... (personalign eval passes its judges)")
         check_top_k(request.top_k, self.persrm.vocab_size)
@@ -139,8 +168,8 @@ class Engine:
         """Which rows a request needs (its method's declaration), with duplicates merged."""
         method, pref, tok = methods.get(req.method), req.preference, self.tokenizer
         base_ids = method.base_row(tok, req, pref.text)
-        adapter = self.persrm.has_adapter
-        base_key = (tuple(base_ids), False)
+        adapter = ADAPTER_NAME if self.persrm.has_adapter else None
+        base_key = (tuple(base_ids), method.base_adapter)
         base_rows = [base_key]
         rm_rows = base_rows if self.shared else []
 
@@ -157,7 +186,7 @@ class Engine:
             if method.reference_row and (req.reward or self.reward_form) == "decoupled":
                 reference = row((tuple(method.reference_row(tok, req, pref.text)), adapter))
         if req.guided and method.sequence_row and self.seq_runner:
-            seq_rows = [(tuple(method.sequence_row(tok, req, pref.text)), False)]
+            seq_rows = [(tuple(method.sequence_row(tok, req, pref.text)), None)]
         generator = None
         if req.temperature > 0:
             generator = torch.Generator().manual_seed(req.seed if req.seed is not None else random.getrandbits(63))

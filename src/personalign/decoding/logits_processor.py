@@ -58,7 +58,7 @@ class PADLogitsProcessor(LogitsProcessor):
         """Forget the previous `generate` call; the arguments describe the next call's prompts (see __init__)."""
         self.prompt_attention_mask = prompt_attention_mask
         self.reference_prompt_ids = reference_prompt_ids
-        self.runner = RowRunner(self.persrm.backbone, ADAPTER_NAME if self.persrm.has_adapter else None)
+        self.runner = RowRunner(self.persrm.backbone, (ADAPTER_NAME,) if self.persrm.has_adapter else ())
         self._hidden = self._seen = self._prompt_ids = None
 
     def prepare(self, tokenizer, prompts: "list[str | Messages]", preference: "str | Preference") -> BatchEncoding:
@@ -132,7 +132,8 @@ class PADLogitsProcessor(LogitsProcessor):
             if len(self.reference_prompt_ids) != len(prompts):
                 raise PersonalignError("reference_prompt_ids needs one prompt per batch row")
             prompts += [list(p) for p in self.reference_prompt_ids]
-        self._hidden = self.runner.add(prompts, [self.persrm.has_adapter] * len(prompts))
+        adapter = ADAPTER_NAME if self.persrm.has_adapter else None
+        self._hidden = self.runner.add(prompts, [adapter] * len(prompts))
 
 
 def _runs_through_adapter(model) -> bool:

@@ -12,6 +12,7 @@ from typing import Callable
 
 from ..errors import PersonalignError
 from ..meta_prompt import meta_prompt_row
+from ..metaalign_policy import POLICY_ADAPTER
 from ..prompts import bare_prompt, pad_prompt
 
 # (tokenizer, request, principle) -> the token ids one row reads (prompts.bare_prompt, prompts.pad_prompt,
@@ -40,6 +41,7 @@ class Method:
     guide_rows: Renderer | None = None  # PersRM rows, one per preference component (one for a single preference)
     reference_row: Renderer | None = None  # the PersRM's reference row under the decoupled reward form
     sequence_row: Renderer | None = None  # the row a KV-cached sequence reward model (ARGS) follows
+    base_adapter: str | None = None  # the adapter the base row runs through (the MetaAlign policy's)
     needs_preference: bool = True
 
     def __post_init__(self):
@@ -106,6 +108,16 @@ register(Method(
 register(Method(
     "meta-prompting", "MetaAlign's meta-prompt read by the base model, no trained policy: System Info, then the "
     "preference as User Info", "meta-prompting", "none", base_row=meta_prompt_row))
+register(Method(
+    "metaalign", "MetaAlign: the trained policy (the base with its adapter, --policy) reading the meta-prompt",
+    "MetaAlign", "none (the policy's LoRA delta on the base row)", base_row=meta_prompt_row,
+    base_adapter=POLICY_ADAPTER))
+register(Method(
+    "metaalign-pad", "PAD on top of the MetaAlign policy: z_policy + beta * r over the policy's top-k, the policy "
+    "reading the meta-prompt and the PersRM PAD's template", "MetaAlign + PAD, beta={beta:g}",
+    "+1 row per preference component (the PersRM reads another prompt than the policy); +1 for the decoupled "
+    "reference", base_row=meta_prompt_row, base_adapter=POLICY_ADAPTER, rule=Rule.PAD, guided=True,
+    guide_rows=pad_prompt, reference_row=bare_prompt))
 
 DEFAULT = "pad"  # with a preference
 UNPERSONALIZED = "base"  # without one

@@ -4,7 +4,8 @@ Rows are left-padded: each row's attention mask marks its real tokens and positi
 of different lengths (and rows that joined later) decode together. A row can be marked `adapter` to run through
 the PersRM's LoRA adapter while the others use the bare weights, in the same forward (peft's per-row selection).
 The runner returns final hidden states; turning them into logits (with or without the PersRM head) is the
-caller's choice, so one row can serve both the base model and a head-only PersRM.
+caller's choice, so one row can serve both the base model and a head-only PersRM. Rows name the adapter they run
+through (None: the bare weights), so one forward can carry base rows, PersRM rows and MetaAlign policy rows.
 """
 
 from contextlib import nullcontext
@@ -19,11 +20,11 @@ BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
 
 
 class RowRunner:
-    def __init__(self, model, adapter_name: str | None = None):
-        """`model`: a causal LM, or a peft model whose adapter `adapter_name` some rows use."""
+    def __init__(self, model, adapters: tuple[str, ...] = ()):
+        """`model`: a causal LM, or a peft model carrying the LoRA adapters `adapters` that some rows use."""
         self.model = model
-        self.adapter_name = adapter_name
-        inner = model.get_base_model() if adapter_name else model
+        self.adapters = tuple(adapters)
+        inner = model.get_base_model() if self.adapters else model
         if getattr(inner.config, "final_logit_softcapping", None):
             # logits here are unembedding(decoder(x)); a model that transforms them further would be scored wrongly
             raise PersonalignError(f"{inner.config.model_type} models (final logit soft-capping) are not supported yet")
@@ -32,14 +33,14 @@ class RowRunner:
         self.device = next(self.decoder.parameters()).device
         self.cache = None
         self.mask = torch.zeros(0, 0, dtype=torch.long, device=self.device)
-        self.adapter_rows: list[bool] = []
+        self.adapter_rows: list[str | None] = []
 
     @property
     def num_rows(self) -> int:
         return self.mask.shape[0]
 
     @torch.inference_mode()
-    def add(self, prompts: list[list[int]], adapter: list[bool]) -> torch.Tensor:
+    def add(self, prompts: list[list[int]], adapter: list[str | None]) -> torch.Tensor:
         """Prefill new rows (appended after the existing ones); returns their last hidden states [n, d]."""
         width = max(len(p) for p in prompts)
         ids = torch.zeros(len(prompts), width, dtype=torch.long, device=self.device)
@@ -98,20 +99,24 @@ class RowRunner:
             layer.replace(layer.keys[index, :, start:], layer.values[index, :, start:])
         self.adapter_rows = [self.adapter_rows[r] for r in rows]
 
-    def _forward(self, ids, mask, positions, cache, adapter: list[bool]):
+    def _forward(self, ids, mask, positions, cache, adapter: list[str | None]):
         with self._adapter_context(adapter):
             out = self.decoder(input_ids=ids, attention_mask=mask, position_ids=positions,
                                cache=cache, use_cache=True)
         return out.last_hidden_state[:, -1], out.cache
 
-    def _adapter_context(self, adapter: list[bool]):
-        if self.adapter_name is None:
+    def _adapter_context(self, adapter: list[str | None]):
+        unknown = set(adapter) - {None, *self.adapters}
+        if unknown:
+            raise PersonalignError(f"no adapter {sorted(unknown)[0]!r} on this model (it has: "
+                                   f"{', '.join(self.adapters) or 'none'})")
+        if not self.adapters:
             return nullcontext()
-        if all(adapter):
-            return nullcontext()  # the adapter is active by default
         if not any(adapter):
             return self.model.disable_adapter()
-        names = [self.adapter_name if a else BASE_ADAPTER for a in adapter]
+        if set(adapter) == {self.model.active_adapter}:
+            return nullcontext()  # every row runs through the adapter peft has active
+        names = [a or BASE_ADAPTER for a in adapter]
         return self.model._enable_peft_forward_hooks(adapter_names=names)
 
     def _merge(self, cache, mask, adapter: list[bool]) -> None:

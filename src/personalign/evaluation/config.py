@@ -54,6 +54,8 @@ class EvalConfig:
     seed: int = field(default=0, metadata=_help("seed of best-of-n's samples"))
     base: str | None = field(default=None, metadata=_help("base model: a local dir or hub id (none: embedded "
                                                           "SmolLM2)"))
+    policy: str | None = field(default=None, metadata=_help(
+        "MetaAlign policy for metaalign and metaalign-pad: a saved policy dir (train-policy's RUN/policy)"))
     persrm: str | None = field(default=None, metadata=_help(
         "PersRM for pad/fusion: a saved PersRM dir or 'untrained' (none: the trained one shipped for the embedded "
         "model, else untrained)"))

@@ -47,14 +47,15 @@ def run_eval(config: EvalConfig, engine=None, progress: bool = True) -> Path:
             reward.check(pref)
     if engine is None:
         from ..api import load_engine
-        engine = load_engine(config.base, config.persrm, device=config.device, dtype=config.dtype)
+        engine = load_engine(config.base, config.persrm, policy=config.policy, device=config.device,
+                             dtype=config.dtype)
     if reward is not None:
         engine.set_sequence_reward(args_reward(reward_judge, reward, engine.persrm.vocab_size))
     out = Path(config.out)
     kitchen = None
     if any(m.merged_weights for m in methods_of(config)):
         from .soups import SoupKitchen
-        kitchen = SoupKitchen(engine.model, engine.tokenizer, config.soups)
+        kitchen = SoupKitchen(engine.bare_copy(), engine.tokenizer, config.soups)
         for pref in preferences:
             kitchen.check(pref)
     jobs = plan_jobs(config, prompts)
@@ -164,8 +165,9 @@ def judge_answers(engine, judges, records, answers, config, path: Path, progress
     for start in range(0, len(fluency), JUDGE_BATCH):
         chunk = fluency[start:start + JUDGE_BATCH]
         prompt_ids = [render_ids(engine.tokenizer, r["prompt"], None) for r in chunk]
-        values = perplexities(engine.model, prompt_ids, [r["token_ids"] for r in chunk],
-                              engine.tokenizer.pad_token_id, config.batch_size)
+        with engine.bare_model():  # under the base itself, not through an adapter injected into it
+            values = perplexities(engine.model, prompt_ids, [r["token_ids"] for r in chunk],
+                                  engine.tokenizer.pad_token_id, config.batch_size)
         append_records(path, [dict(key=r["key"], judge="fluency", dimension="", kind="perplexity", value=v,
                                    **_depends_on(r, "perplexity", answers, config)) for r, v in zip(chunk, values)])
         bar.update(len(chunk))

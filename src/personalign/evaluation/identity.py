@@ -94,13 +94,16 @@ def judge_identity(spec: str) -> str:
 
 def run_identity(config, engine) -> dict:
     """What the run's answers depend on besides the config's own fields, for the methods it runs: the models and
-    their dtype, the reward judge, the soups adapters, PAD's prompt template and our meta-prompt rendering."""
+    their dtype, the MetaAlign policy, the reward judge, the soups adapters, PAD's prompt template and our
+    meta-prompt rendering."""
     methods = methods_of(config)
     identity = dict(base=model_identity(engine.model), dtype=str(engine.model.dtype).removeprefix("torch."),
                     template=hashlib.sha256(prompts.PAD_PRINCIPLE_TEMPLATE.encode()).hexdigest()[:12],
                     meta_rendering=hashlib.sha256(json.dumps(meta_prompt.RENDERING).encode()).hexdigest()[:12])
     if any(m.uses_persrm for m in methods):
         identity["persrm"] = persrm_identity(engine.persrm, engine.model)
+    if any(m.decoding.base_adapter for m in methods):
+        identity["policy"] = dir_identity(engine.policy_source) if engine.policy_source else "none"
     if any(m.uses_reward_judge for m in methods):
         identity["reward_judge"] = judge_identity(config.reward_judge)
     if any(m.merged_weights for m in methods):

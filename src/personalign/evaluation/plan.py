@@ -145,6 +145,8 @@ def settings_for(job: Job, config, identity: dict) -> dict:
         settings.update(meta_rendering=identity["meta_rendering"], system_info=config.system_info)
     if method.uses_persrm:
         settings["persrm"] = identity["persrm"]
+    if method.decoding.base_adapter:
+        settings["policy"] = identity["policy"]
     if method.uses_reward_judge:
         settings["reward_judge"] = identity["reward_judge"]
     if method.samples:

@@ -23,7 +23,8 @@ SOUP = "soup"
 
 class SoupKitchen:
     def __init__(self, base_model, tokenizer, adapters: dict[str, str]):
-        """`adapters`: catalog dimension name -> a peft LoRA adapter directory."""
+        """`base_model`: the bare base (copied); `adapters`: catalog dimension name -> a peft LoRA adapter
+        directory."""
         from peft import PeftModel
         self.paths = {name: Path(path) for name, path in adapters.items()}
         if not self.paths:

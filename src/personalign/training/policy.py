@@ -31,6 +31,7 @@ from transformers import TrainerCallback
 from ..data.metaalign import read_meta_pairs, read_sft_examples
 from ..errors import PersonalignError
 from ..meta_prompt import MetaPrompt, has_system_role
+from ..metaalign_policy import ADAPTER_DIR, POLICY_FILE, POLICY_FORMAT
 from ..models import EMBEDDED_MODEL_NAME, load_causal_lm
 from ..records import append_records, read_records, write_records_atomic
 from .policy_config import DPOStage, PolicyConfig, SFTStage, outcome_settings
@@ -38,9 +39,6 @@ from .policy_config import DPOStage, PolicyConfig, SFTStage, outcome_settings
 SETTINGS_FILE = "policy_config.json"
 METRICS_FILE = "metrics.jsonl"
 POLICY_DIR = "policy"
-POLICY_FILE = "policy.json"
-POLICY_FORMAT = "personalign-metaalign"
-ADAPTER_DIR = "adapter"
 
 
 def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool = False, progress: bool = True,

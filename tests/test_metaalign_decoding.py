@@ -1,0 +1,131 @@
+"""--method metaalign and metaalign-pad in the one loop: the base row runs through the MetaAlign policy's adapter
+(beside the PersRM's, per row, in one forward), checked against plain `generate` of the base with the adapter."""
+
+import json
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from personalign import Engine, GenerationRequest
+from personalign.errors import PersonalignError
+from personalign.meta_prompt import MetaPrompt, render_meta_ids
+from personalign.metaalign_policy import POLICY_FORMAT, attach_policy, check_policy_dir
+from personalign.reward_model import PersonalizedRewardModel
+from test_logits_processor import perturbed_head, perturbed_lora
+from tiny import tiny_llama
+
+PROMPTS = ["How do plants grow?", "Tell me about the moon, please, in a few words."]
+USER = "I teach literature at a university."
+N = 8
+
+
+def saved_policy(directory, scale=0.5, seed=3):
+    """A policy directory as train-policy writes it, over tiny_llama(0); scale 0 is an untrained adapter."""
+    peft = get_peft_model(tiny_llama(0), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj",
+                                                                                        "v_proj", "o_proj"]))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in peft.named_parameters():
+            if "lora_B" in name:
+                param.add_(scale * torch.randn(param.shape, generator=generator))
+    peft.save_pretrained(directory / "adapter")
+    (directory / "policy.json").write_text(json.dumps({"format": POLICY_FORMAT, "version": 1, "recipe": "sft"}))
+    return directory
+
+
+def engine_with(tokenizer, policy_dir=None, persrm="lora"):
+    model = tiny_llama(0)
+    reward = PersonalizedRewardModel(model)
+    if persrm == "lora":
+        reward = perturbed_lora(perturbed_head(reward))
+    carrier = attach_policy(model, reward, policy_dir) if policy_dir else None
+    return Engine(model, tokenizer, reward, policy=carrier, policy_source=str(policy_dir) if policy_dir else None)
+
+
+def request(prompt, method, **kwargs):
+    return GenerationRequest(prompt, USER, method=method, max_new_tokens=N, **kwargs)
+
+
+@pytest.mark.parametrize("persrm", ["lora", "head"])
+def test_metaalign_is_plain_generate_of_the_base_with_the_policy_adapter(tmp_path, smol_tokenizer, persrm):
+    policy = saved_policy(tmp_path)
+    results = engine_with(smol_tokenizer, policy, persrm).generate([request(p, "metaalign") for p in PROMPTS])
+    oracle = PeftModel.from_pretrained(tiny_llama(0), str(policy / "adapter")).eval()
+    for prompt, result in zip(PROMPTS, results):
+        ids = render_meta_ids(smol_tokenizer, prompt, MetaPrompt(user_info=USER))
+        out = oracle.generate(input_ids=torch.tensor([ids]), do_sample=False, max_new_tokens=N, pad_token_id=2)
+        assert result.prompt_token_ids == ids
+        assert result.token_ids == out[0, len(ids):].tolist()[:len(result.token_ids)]
+
+
+def test_an_untrained_policy_is_meta_prompting(tmp_path, smol_tokenizer):
+    engine = engine_with(smol_tokenizer, saved_policy(tmp_path, scale=0.0))
+    aligned = engine.generate([request(p, "metaalign") for p in PROMPTS])
+    prompted = engine.generate([request(p, "meta-prompting") for p in PROMPTS])
+    assert [r.token_ids for r in aligned] == [r.token_ids for r in prompted]
+
+
+def test_a_mixed_batch_equals_each_request_alone(tmp_path, smol_tokenizer):
+    engine = engine_with(smol_tokenizer, saved_policy(tmp_path))
+    mixed = [request(PROMPTS[0], "metaalign"), request(PROMPTS[1], "pad", beta=1.5), request(PROMPTS[0], "prompt"),
+             request(PROMPTS[1], "metaalign-pad", beta=1.0), request(PROMPTS[1], "meta-prompting")]
+    together = engine.generate(mixed)
+    alone = [engine.generate([r])[0] for r in mixed]
+    assert [r.token_ids for r in together] == [r.token_ids for r in alone]
+    assert together[0].token_ids != engine.generate([request(PROMPTS[0], "meta-prompting")])[0].token_ids, \
+        "the policy's adapter changed nothing: the test proves nothing"
+
+
+def test_metaalign_pad_at_beta_zero_is_metaalign(tmp_path, smol_tokenizer):
+    engine = engine_with(smol_tokenizer, saved_policy(tmp_path))
+    guided = engine.generate([request(p, "metaalign-pad", beta=0.0) for p in PROMPTS])
+    assert [r.token_ids for r in guided] == [r.token_ids for r in engine.generate([request(p, "metaalign")
+                                                                                     for p in PROMPTS])]
+
+
+def test_without_a_policy_metaalign_is_refused_and_bad_directories_are_named(tmp_path, smol_tokenizer):
+    with pytest.raises(PersonalignError, match="needs a trained MetaAlign policy .* --method meta-prompting"):
+        engine_with(smol_tokenizer).submit(request(PROMPTS[0], "metaalign"))
+    run = tmp_path / "run"
+    saved_policy((run / "policy").mkdir(parents=True) or run / "policy")
+    with pytest.raises(PersonalignError, match="has no policy.json: did you mean .*run/policy"):
+        check_policy_dir(run)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "policy.json").write_text('{"format": "something-else"}')
+    with pytest.raises(PersonalignError, match="is not a personalign MetaAlign policy"):
+        check_policy_dir(tmp_path / "other")
+    with pytest.raises(PersonalignError, match="directory not found"):
+        check_policy_dir(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("policy", [False, True])
+def test_the_base_itself_is_reachable_under_injected_adapters(tmp_path, smol_tokenizer, policy):
+    """A LoRA PersRM sharing the base (and a policy) inject their adapters into the base's own layers: perplexity
+    under the base and soups need the base alone (bare_model, bare_copy)."""
+    engine = engine_with(smol_tokenizer, saved_policy(tmp_path) if policy else None)
+    ids = torch.tensor([render_meta_ids(smol_tokenizer, PROMPTS[0], MetaPrompt(user_info=USER))])
+    clean = tiny_llama(0)(input_ids=ids).logits
+    assert not torch.allclose(engine.model(input_ids=ids).logits, clean)  # the adapters are really in the way
+    with engine.bare_model():
+        assert torch.allclose(engine.model(input_ids=ids).logits, clean)
+    copy = engine.bare_copy()
+    assert not any("lora" in name for name, _ in copy.named_modules())
+    assert torch.allclose(copy(input_ids=ids).logits, clean)
+    assert not torch.allclose(engine.model(input_ids=ids).logits, clean)  # the engine's own adapters stay
+
+
+def test_the_command_line_loads_a_policy_or_says_why_not(tmp_path, capsys, tiny_model_dir):
+    from personalign.cli import main
+
+    common = ["generate", "Hi", "--method", "metaalign", "--user-info", USER, "--base", tiny_model_dir,
+              "--persrm", "untrained", "--max-new-tokens", "3", "--json"]
+    assert main(common) == 2
+    assert "needs a trained MetaAlign policy" in capsys.readouterr().err
+    assert main([*common, "--policy", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a MetaAlign policy: it has no policy.json" in err
+    (tmp_path / "p").mkdir()
+    assert main([*common, "--policy", str(saved_policy(tmp_path / "p", seed=5))]) == 0
+    [record] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert record["method"] == "metaalign" and record["token_ids"]
