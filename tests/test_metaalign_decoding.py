@@ -129,3 +129,18 @@ def test_the_command_line_loads_a_policy_or_says_why_not(tmp_path, capsys, tiny_
     assert main([*common, "--policy", str(saved_policy(tmp_path / "p", seed=5))]) == 0
     [record] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert record["method"] == "metaalign" and record["token_ids"]
+
+
+def test_eval_refuses_metaalign_without_a_policy_before_writing(tmp_path, smol_tokenizer, capsys):
+    from personalign.cli import main
+    from personalign.evaluation.config import EvalConfig
+    from personalign.evaluation.harness import run_eval
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"id": "q0", "prompt": PROMPTS[0]}) + "\n")
+    config = EvalConfig.from_dict(dict(methods=["metaalign"], baseline="prompt", preferences=["concise"],
+                                       prompts=str(prompts), max_new_tokens=2, out=str(tmp_path / "run")))
+    with pytest.raises(PersonalignError, match="metaalign needs a trained MetaAlign policy"):
+        run_eval(config, engine_with(smol_tokenizer), progress=False)
+    assert main(["eval", "--methods", "metaalign-pad", "--prompts", str(prompts), "--out", str(tmp_path / "run")]) == 2
+    assert "needs a trained MetaAlign policy" in capsys.readouterr().err and not (tmp_path / "run").exists()

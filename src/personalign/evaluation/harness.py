@@ -45,6 +45,7 @@ def run_eval(config: EvalConfig, engine=None, progress: bool = True) -> Path:
         reward = JudgeReward(reward_judge)
         for pref in preferences:
             reward.check(pref)
+    _check_policy(config, engine)
     if engine is None:
         from ..api import load_engine
         engine = load_engine(config.base, config.persrm, policy=config.policy, device=config.device,
@@ -71,6 +72,16 @@ def run_eval(config: EvalConfig, engine=None, progress: bool = True) -> Path:
     from .report import write_report
     write_report(config, records, current_judgments(read_records(out / JUDGMENTS), records, answers, config), out)
     return out
+
+
+def _check_policy(config, engine) -> None:
+    """The metaalign methods need a trained policy: said before any model loads or anything is written."""
+    from ..api import UNTRAINED
+    aligned = [m.name for m in methods_of(config) if m.decoding.base_adapter]
+    missing = engine.policy is None if engine is not None else config.policy in (None, UNTRAINED)
+    if aligned and missing:
+        raise PersonalignError(f"methods: {aligned[0]} needs a trained MetaAlign policy (--policy DIR); the base "
+                               "reading the meta-prompt is the meta-prompting method")
 
 
 def _check_judges(judges, preferences) -> None:
