@@ -6,8 +6,10 @@ anything is appended), so the next run redoes that one record.
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 
 def read_records(path: Path) -> list[dict]:
@@ -61,3 +63,31 @@ def write_text_atomic(path: Path, text: str) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def write_directory_atomic(target, fill: Callable[[Path], None]) -> None:
+    """Make `target` a directory that `fill(tmp)` wrote: it is filled beside `target` and swapped in, the old one
+    moved aside first and deleted only once the new one is in, so a crash never leaves a half-written directory."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        fill(tmp)
+        _swap_in(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old.exists():
+            os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

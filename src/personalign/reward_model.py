@@ -12,8 +12,6 @@ over the embedded model is a few MB.
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -21,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import PersonalignError
+from .records import write_directory_atomic
 
 CONFIG_NAME = "persrm_config.json"
 HEAD_NAME = "head.safetensors"
@@ -92,36 +91,15 @@ class PersonalizedRewardModel(nn.Module):
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write the PersRM atomically: a crash never leaves a half-written directory behind."""
-        target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            config = {"format": FORMAT, "version": 1, "backbone": self.backbone_source,
-                      "adapter": self.has_adapter, "hidden_size": self.head.in_features,
-                      "vocab_size": self.vocab_size}
-            (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-            save_file({k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}, tmp / HEAD_NAME)
-            if self.has_adapter:
-                self.backbone.save_pretrained(tmp / ADAPTER_DIR, selected_adapters=[ADAPTER_NAME])
-            _swap_in(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        write_directory_atomic(directory, self._save_into)
 
-
-def _swap_in(new: Path, target: Path) -> None:
-    """Replace `target` by `new`; the old save is moved aside first and only deleted once the new one is in."""
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        if old.exists():
-            os.replace(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    def _save_into(self, directory: Path) -> None:
+        config = {"format": FORMAT, "version": 1, "backbone": self.backbone_source, "adapter": self.has_adapter,
+                  "hidden_size": self.head.in_features, "vocab_size": self.vocab_size}
+        (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}, directory / HEAD_NAME)
+        if self.has_adapter:
+            self.backbone.save_pretrained(directory / ADAPTER_DIR, selected_adapters=[ADAPTER_NAME])
 
 
 def is_saved_persrm(source: str) -> bool:

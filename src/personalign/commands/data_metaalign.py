@@ -18,12 +18,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ..data.metaalign import SUBSETS, MetaDataConfig, write
-    from ..errors import PersonalignError
 
-    config = MetaDataConfig(**flag_values(args, MetaDataConfig, FLAGS))
-    if not 0 < config.valid_fraction < 1:
-        raise PersonalignError(f"--valid-fraction must be between 0 and 1, got {config.valid_fraction}")
-    summary = write(config)
+    summary = write(MetaDataConfig(**flag_values(args, MetaDataConfig, FLAGS)))  # split_pairs checks the fraction
     print(f"{'subset':<10} {'train':>7} {'valid':>7} {'unseen':>7}")
     for subset in SUBSETS:
         counts = summary["per_subset"][subset]
@@ -32,5 +28,5 @@ def run(args) -> int:
     print(f"{summary['distinct_meta_prompts']} distinct meta-prompts ({summary['distinct_preference_ids']} preference "
           f"ids) over {summary['prompts']} prompts; {summary['explicit_pairs']} explicit and "
           f"{summary['implicit_pairs']} implicit pairs")
-    print(f"wrote {config.out}/train.jsonl, valid.jsonl, unseen.jsonl, sft_train.jsonl, sft_valid.jsonl, stats.json")
+    print(f"wrote {args.out}/train.jsonl, valid.jsonl, unseen.jsonl, sft_train.jsonl, sft_valid.jsonl, stats.json")
     return 0

@@ -1,7 +1,7 @@
 """Command-line flags built from config dataclasses (TRL's way): a field's metadata carries its help text, so a
 setting is declared once, next to its default, and every command exposing it gets the same flag, type and help.
 
-    beta: float = field(default=1.0, metadata={"help": "weight of the personalized reward"})
+    beta: float = field(default=1.0, metadata=flag_help("weight of the personalized reward"))  # flag_help.py
     add_flags(parser, GenerationRequest, ["beta"])          # --beta BETA  weight of ... (default 1.0)
     GenerationRequest(prompt, **flag_values(args, GenerationRequest, ["beta"]))
 
@@ -17,9 +17,9 @@ from dataclasses import MISSING, fields
 _ARGPARSE_KEYS = ("choices", "metavar", "action")
 
 
-def add_flags(parser, cls, names: list[str], *, unset_default: bool = False, defaults: dict | None = None) -> None:
+def add_flags(parser, cls, names: list[str], *, unset_default: bool = False) -> None:
     """One --flag per named field of `cls`. `unset_default`: flags left out parse as None (so that another source,
-    e.g. a YAML file, can supply the value); `defaults` overrides the dataclass defaults shown and used."""
+    e.g. a YAML file, can supply the value)."""
     by_name = {f.name: f for f in fields(cls)}
     for name in names:
         f = by_name[name]
@@ -27,7 +27,7 @@ def add_flags(parser, cls, names: list[str], *, unset_default: bool = False, def
         if "help" not in meta:
             raise TypeError(f"{cls.__name__}.{name} has no help text")
         required = f.default is MISSING and f.default_factory is MISSING
-        default = (defaults or {}).get(name, None if required else _default(f))
+        default = None if required else _default(f)
         kwargs = {k: meta[k] for k in _ARGPARSE_KEYS if k in meta}
         kind, item = _kind(f.type)
         if kind is bool:

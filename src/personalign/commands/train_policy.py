@@ -27,9 +27,7 @@ def run(args) -> int:
     from ..training.policy import POLICY_DIR, train_policy
 
     configs = [cls(**flag_values(args, cls, [f.name for f in fields(cls)])) for cls in STAGES]
-    for config in configs:
-        config.validate()
-    quiet_loading()
+    quiet_loading()  # train_policy checks every setting before anything loads
     summary = train_policy(*configs, resume=args.resume)
     print(f"{'stage':<6} {'held-out loss':>14} {'accuracy':>9} {'margin':>8}")
     for stage, metrics in summary.items():

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import PersonalignError
+from ..flag_help import flag_help
 from ..meta_prompt import DEFAULT_SYSTEM_INFO, MetaPrompt
 from ..prompts import as_messages
 from . import read_shared_json
@@ -202,21 +203,18 @@ def as_record(pair: MetaPair) -> dict:
     return {k: v for k, v in asdict(pair).items() if v is not None}
 
 
-def _help(text: str, **flag) -> dict:
-    return {"help": text, **flag}  # the flag's help text (commands/flags.py builds the flags from these fields)
-
-
 @dataclass
 class MetaDataConfig:
-    out: str = field(metadata=_help("directory for train/valid/unseen.jsonl, sft_train/sft_valid.jsonl, "
+    out: str = field(metadata=flag_help("directory for train/valid/unseen.jsonl, sft_train/sft_valid.jsonl, "
                                     "stats.json", metavar="DIR"))
-    sources: tuple[str, ...] = field(default=SOURCES, metadata=_help(f"comma-separated, from: {', '.join(SOURCES)}"))
-    hold_out: tuple[str, ...] = field(default=(), metadata=_help(
+    sources: tuple[str, ...] = field(default=SOURCES,
+                                     metadata=flag_help(f"comma-separated, from: {', '.join(SOURCES)}"))
+    hold_out: tuple[str, ...] = field(default=(), metadata=flag_help(
         "keep this preference id (e.g. dsp:literature, priority:formal) out of train and valid, for the unseen "
         "measurement; repeatable or comma-separated", action="append", sep=",", metavar="PREFERENCE"))
-    valid_fraction: float = field(default=0.1, metadata=_help("share of the prompts held out as valid"))
-    seed: int = field(default=0, metadata=_help("seed of the split and of the background drawn per query"))
-    data_dir: str | None = field(default=None, metadata=_help("shared data directory (none: $PERSONALIGN_DATA or "
+    valid_fraction: float = field(default=0.1, metadata=flag_help("share of the prompts held out as valid"))
+    seed: int = field(default=0, metadata=flag_help("seed of the split and of the background drawn per query"))
+    data_dir: str | None = field(default=None, metadata=flag_help("shared data directory (none: $PERSONALIGN_DATA or "
                                                               "../shared/data)"))
 
 

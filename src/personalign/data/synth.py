@@ -33,8 +33,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import PersonalignError
 from ..answer_checks import echoes_template, loops
+from ..errors import PersonalignError
+from ..flag_help import flag_help
 from ..records import append_records, read_records, repair, write_records_atomic
 
 PSOUPS_DIMENSIONS = ("elementary", "expert", "concise", "informative", "friendly", "unfriendly")
@@ -49,29 +50,25 @@ def degenerate(text: str) -> bool:
     return echoes_template(text) or loops(text)
 
 
-def _help(text: str, **flag) -> dict:
-    return {"help": text, **flag}  # the flag's help text (commands/flags.py builds the flags from these fields)
-
-
 @dataclass
 class SynthConfig:
-    prompts: str = field(default="helpsteer_short", metadata=_help("a prompt set or a JSONL file of prompts"))
-    limit: int | None = field(default=160, metadata=_help("use the first N prompts"))
-    dimensions: tuple[str, ...] = field(default=PSOUPS_DIMENSIONS, metadata=_help(
+    prompts: str = field(default="helpsteer_short", metadata=flag_help("a prompt set or a JSONL file of prompts"))
+    limit: int | None = field(default=160, metadata=flag_help("use the first N prompts"))
+    dimensions: tuple[str, ...] = field(default=PSOUPS_DIMENSIONS, metadata=flag_help(
         "catalog dimensions judged by the offline judge, comma-separated ('' for none)"))
     free_text: tuple[str, ...] = ()  # free-text preferences to draw from (e.g. the Janus sample)
-    free_per_prompt: int = field(default=3, metadata=_help("free-text preferences drawn per prompt"))
-    max_new_tokens: int = field(default=48, metadata=_help("most tokens per rollout"))
-    temperature: float = field(default=0.7, metadata=_help("sampling temperature of the rollouts"))
-    min_margin: float = field(default=1.0, metadata=_help(
+    free_per_prompt: int = field(default=3, metadata=flag_help("free-text preferences drawn per prompt"))
+    max_new_tokens: int = field(default=48, metadata=flag_help("most tokens per rollout"))
+    temperature: float = field(default=0.7, metadata=flag_help("sampling temperature of the rollouts"))
+    min_margin: float = field(default=1.0, metadata=flag_help(
         "keep a pair when the judge's best-worst gap is at least this many of its standard deviations over all "
         "rollouts"))
-    loop_pairs: float = field(default=0.5, metadata=_help(
+    loop_pairs: float = field(default=0.5, metadata=flag_help(
         "share of pairs that get a twin rejecting a looped copy of the chosen answer, written to loop_pairs.jsonl "
         "for train-rm --train-only"))
-    batch_size: int = field(default=8, metadata=_help("rollouts decoded together"))
-    seed: int = field(default=0, metadata=_help("seed of the rollouts, the free-text draws and the loop twins"))
-    data_dir: str | None = field(default=None, metadata=_help("shared data directory (none: $PERSONALIGN_DATA or "
+    batch_size: int = field(default=8, metadata=flag_help("rollouts decoded together"))
+    seed: int = field(default=0, metadata=flag_help("seed of the rollouts, the free-text draws and the loop twins"))
+    data_dir: str | None = field(default=None, metadata=flag_help("shared data directory (none: $PERSONALIGN_DATA or "
                                                               "../shared/data)"))
 
     def validate(self) -> None:

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from ..errors import PersonalignError
+from ..flag_help import flag_help
 from ..meta_prompt import MetaPrompt
 from ..preferences import Preference
 from ..prompts import Messages, as_messages
@@ -16,11 +17,6 @@ def check_beta_top_k(beta: float, top_k: int, allow_negative_beta: bool = False)
     """PAD's two knobs, validated the same way wherever they enter."""
     check_beta(beta, allow_negative_beta)
     check_top_k(top_k)
-
-
-def _help(text: str, **flag) -> dict:
-    """Field metadata: the help text of the command-line flag built from the field (commands/flags.py)."""
-    return {"help": text, **flag}
 
 
 @dataclass
@@ -37,20 +33,20 @@ class GenerationRequest:
     prompt: "str | Messages"
     preference: Preference = field(default_factory=Preference.none)
     method: str = methods.DEFAULT
-    beta: float = field(default=1.0, metadata=_help(f"weight of the personalized reward "
+    beta: float = field(default=1.0, metadata=flag_help(f"weight of the personalized reward "
                                                     f"({', '.join(methods.names(guided=True))})"))
-    top_k: int = field(default=10, metadata=_help("candidates re-ranked per step"))
-    max_new_tokens: int = field(default=128, metadata=_help("most tokens generated per answer"))
-    temperature: float = field(default=0.0, metadata=_help("sampling temperature; 0 = greedy"))
-    top_p: float = field(default=1.0, metadata=_help("nucleus sampling: smallest set of candidates with this much "
+    top_k: int = field(default=10, metadata=flag_help("candidates re-ranked per step"))
+    max_new_tokens: int = field(default=128, metadata=flag_help("most tokens generated per answer"))
+    temperature: float = field(default=0.0, metadata=flag_help("sampling temperature; 0 = greedy"))
+    top_p: float = field(default=1.0, metadata=flag_help("nucleus sampling: smallest set of candidates with this much "
                                                       "probability (1 = all k)"))
-    seed: int | None = field(default=None, metadata=_help("seed for sampling (none: a fresh one per answer)"))
-    stop: tuple[str, ...] = field(default=(), metadata=_help("stop string; repeatable", action="append"))
-    reward: str | None = field(default=None, metadata=_help("PAD reward form (none: released, see README)",
+    seed: int | None = field(default=None, metadata=flag_help("seed for sampling (none: a fresh one per answer)"))
+    stop: tuple[str, ...] = field(default=(), metadata=flag_help("stop string; repeatable", action="append"))
+    reward: str | None = field(default=None, metadata=flag_help("PAD reward form (none: released, see README)",
                                                             choices=REWARD_FORMS))
-    system_info: str | None = field(default=None, metadata=_help(
+    system_info: str | None = field(default=None, metadata=flag_help(
         "MetaAlign's System Info, what the provider requires (meta-prompting; none: 'You are an AI assistant.')"))
-    allow_negative_beta: bool = field(default=False, metadata=_help("accept beta < 0 (steer away from the "
+    allow_negative_beta: bool = field(default=False, metadata=flag_help("accept beta < 0 (steer away from the "
                                                                     "preference)"))
     ignore_eos: bool = False  # keep going past end-of-sequence (fixed-length benchmarks)
 

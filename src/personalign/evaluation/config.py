@@ -14,54 +14,51 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from ..errors import PersonalignError
+from ..flag_help import flag_help
 from ..validation import check_beta, check_number
 from .plan import METHODS, methods_of
 PSOUPS_PREFERENCES = ["elementary", "expert", "concise", "informative", "friendly", "unfriendly"]
 
 
-def _help(text: str, **flag) -> dict:
-    return {"help": text, **flag}  # the flag's help text (commands/flags.py builds the flags from these fields)
-
-
 @dataclass
 class EvalConfig:
     methods: list[str] = field(default_factory=lambda: ["base", "prompt", "pad"],
-                               metadata=_help(f"comma-separated, from: {', '.join(METHODS)}"))
-    preferences: list[str] = field(default_factory=lambda: list(PSOUPS_PREFERENCES), metadata=_help(
+                               metadata=flag_help(f"comma-separated, from: {', '.join(METHODS)}"))
+    preferences: list[str] = field(default_factory=lambda: list(PSOUPS_PREFERENCES), metadata=flag_help(
         "'|'-separated (texts may contain commas): catalog names, free texts or mixes like concise=0.7,friendly=0.3",
         sep="|"))
-    judges: list[str] = field(default_factory=lambda: ["offline"], metadata=_help(
+    judges: list[str] = field(default_factory=lambda: ["offline"], metadata=flag_help(
         "comma-separated: offline, hf:PATH[@dims], rm:DIR, llm:MODEL@URL"))
-    prompts: str = field(default="koala_eval_50", metadata=_help(
+    prompts: str = field(default="koala_eval_50", metadata=flag_help(
         "a prompt set (koala_eval_50, koala, helpsteer, hh_rlhf, alpaca_eval, mt_bench) or a JSONL file of "
         '{"prompt": ...}'))
-    limit: int | None = field(default=None, metadata=_help("use the first N prompts"))
-    max_new_tokens: int = field(default=64, metadata=_help("most tokens per answer"))
-    beta: list[float] = field(default_factory=lambda: [1.0], metadata=_help(
+    limit: int | None = field(default=None, metadata=flag_help("use the first N prompts"))
+    max_new_tokens: int = field(default=64, metadata=flag_help("most tokens per answer"))
+    beta: list[float] = field(default_factory=lambda: [1.0], metadata=flag_help(
         "comma-separated; several values make a beta sweep of the guided methods"))
-    top_k: int = field(default=10, metadata=_help("candidates re-ranked per step"))
-    out: str = field(default="eval-out", metadata=_help("output directory (re-running into it resumes)"))
-    baseline: str = field(default="base", metadata=_help("the method whose answer to the same prompt win rates are "
+    top_k: int = field(default=10, metadata=flag_help("candidates re-ranked per step"))
+    out: str = field(default="eval-out", metadata=flag_help("output directory (re-running into it resumes)"))
+    baseline: str = field(default="base", metadata=flag_help("the method whose answer to the same prompt win rates are "
                                                          "measured against"))
-    best_of_n: int = field(default=4, metadata=_help("samples per best-of-n answer"))
-    temperature: float = field(default=0.7, metadata=_help("best-of-n's sampling temperature"))
-    reward_judge: str = field(default="offline", metadata=_help("the judge steering args and picking best-of-n"))
-    system_info: str | None = field(default=None, metadata=_help(
+    best_of_n: int = field(default=4, metadata=flag_help("samples per best-of-n answer"))
+    temperature: float = field(default=0.7, metadata=flag_help("best-of-n's sampling temperature"))
+    reward_judge: str = field(default="offline", metadata=flag_help("the judge steering args and picking best-of-n"))
+    system_info: str | None = field(default=None, metadata=flag_help(
         "MetaAlign's System Info for the meta-prompt methods (none: 'You are an AI assistant.')"))
-    soups: dict[str, str] = field(default_factory=dict, metadata=_help(
+    soups: dict[str, str] = field(default_factory=dict, metadata=flag_help(
         "a LoRA adapter per dimension for the soups method: concise=DIR,friendly=DIR"))
-    batch_size: int = field(default=8, metadata=_help("requests decoded together"))
-    seed: int = field(default=0, metadata=_help("seed of best-of-n's samples"))
-    base: str | None = field(default=None, metadata=_help("base model: a local dir or hub id (none: embedded "
+    batch_size: int = field(default=8, metadata=flag_help("requests decoded together"))
+    seed: int = field(default=0, metadata=flag_help("seed of best-of-n's samples"))
+    base: str | None = field(default=None, metadata=flag_help("base model: a local dir or hub id (none: embedded "
                                                           "SmolLM2)"))
-    policy: str | None = field(default=None, metadata=_help(
+    policy: str | None = field(default=None, metadata=flag_help(
         "MetaAlign policy for metaalign and metaalign-pad: a saved policy dir (train-policy's RUN/policy)"))
-    persrm: str | None = field(default=None, metadata=_help(
+    persrm: str | None = field(default=None, metadata=flag_help(
         "PersRM for pad/fusion: a saved PersRM dir or 'untrained' (none: the trained one shipped for the embedded "
         "model, else untrained)"))
-    device: str | None = field(default=None, metadata=_help("auto, cpu, cuda, cuda:1"))
-    dtype: str | None = field(default=None, metadata=_help("auto, bf16, fp16, fp32"))
-    data_dir: str | None = field(default=None, metadata=_help("the shared data directory (none: $PERSONALIGN_DATA "
+    device: str | None = field(default=None, metadata=flag_help("auto, cpu, cuda, cuda:1"))
+    dtype: str | None = field(default=None, metadata=flag_help("auto, bf16, fp16, fp32"))
+    data_dir: str | None = field(default=None, metadata=flag_help("the shared data directory (none: $PERSONALIGN_DATA "
                                                               "or ../shared/data)"))
 
     @classmethod

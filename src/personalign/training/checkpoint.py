@@ -2,6 +2,7 @@
 and metrics as an uninterrupted one (trainable weights, optimizer and schedule, every random generator, the position,
 the metrics not yet logged)."""
 
+import json
 import os
 import random
 from pathlib import Path
@@ -9,7 +10,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import PersonalignError
+
 STATE_FILE = "checkpoint.pt"
+
+
+def continues_run(out: Path, settings_file: str, settings: dict, resume: bool, what: str) -> bool:
+    """Whether `out` holds a run that `--resume` continues. A fresh start over an existing run, and a resume with
+    other settings than the run's (`settings_file`: the settings that decide its outcome), are refused."""
+    path = out / settings_file
+    if not path.exists():
+        return False
+    if not resume:
+        raise PersonalignError(f"{out} already holds a {what}: pass --resume to continue it, or another --out")
+    before = json.loads(path.read_text())
+    changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+    if changed:
+        raise PersonalignError(f"--resume with other settings than {out} was trained with: {', '.join(changed)}")
+    return True
 
 
 def trains(name: str, stage: int) -> bool:

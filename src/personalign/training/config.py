@@ -3,59 +3,58 @@
 from dataclasses import asdict, dataclass, field
 
 from ..errors import PersonalignError
+from ..flag_help import flag_help
 from ..validation import check_number
 
 REFERENCES = ("with-preference", "without-preference")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
-def _help(text: str, **flag) -> dict:
-    return {"help": text, **flag}  # the flag's help text (commands/flags.py builds the flags from these fields)
-
-
 @dataclass
 class TrainConfig:
-    train: str = field(metadata=_help('training pairs: {"preference", "prompt", "chosen", "rejected"} per line',
+    train: str = field(metadata=flag_help('training pairs: {"preference", "prompt", "chosen", "rejected"} per line',
                                       metavar="PAIRS.jsonl"))
-    out: str = field(metadata=_help("run directory: train_config.json, checkpoint, metrics.jsonl, persrm/",
+    out: str = field(metadata=flag_help("run directory: train_config.json, checkpoint, metrics.jsonl, persrm/",
                                     metavar="DIR"))
-    valid: str | None = field(default=None, metadata=_help("held-out pairs (none: a --valid-fraction of --train, "
+    valid: str | None = field(default=None, metadata=flag_help("held-out pairs (none: a --valid-fraction of --train, "
                                                            "split by prompt)", metavar="PAIRS.jsonl"))
-    valid_fraction: float = field(default=0.1, metadata=_help("share of --train's prompts held out when no --valid"))
-    hold_out: tuple[str, ...] = field(default=(), metadata=_help(
+    valid_fraction: float = field(default=0.1,
+                                  metadata=flag_help("share of --train's prompts held out when no --valid"))
+    hold_out: tuple[str, ...] = field(default=(), metadata=flag_help(
         "keep this preference out of training and report it as unseen; repeatable or comma-separated (e.g. a whole "
         "P-SOUPS axis: friendly,unfriendly)", action="append", sep=",", metavar="PREFERENCE"))
-    train_only: str | None = field(default=None, metadata=_help(
+    train_only: str | None = field(default=None, metadata=flag_help(
         "more pairs for training only, never held out (e.g. data synth's loop_pairs.jsonl); those of --hold-out "
         "preferences or of held-out prompts are left out", metavar="PAIRS.jsonl"))
-    base: str | None = field(default=None, metadata=_help("backbone: a local dir or hub id (none: embedded SmolLM2)"))
-    reference: str = field(default="with-preference", metadata=_help(
+    base: str | None = field(default=None,
+                             metadata=flag_help("backbone: a local dir or hub id (none: embedded SmolLM2)"))
+    reference: str = field(default="with-preference", metadata=flag_help(
         "what the frozen reference reads (see README, Training a PersRM)", choices=REFERENCES))
-    beta: float = field(default=0.1, metadata=_help("DPO beta"))
-    stage1_steps: int = field(default=300, metadata=_help("steps of DPO on LoRA + head"))
-    stage2_steps: int = field(default=100, metadata=_help("steps on the head alone, adapter frozen"))
-    batch_size: int = field(default=4, metadata=_help("pairs per optimizer step and process"))
-    grad_accum: int = field(default=1, metadata=_help("micro-batches per optimizer step"))
-    lr_stage1: float = field(default=1e-4, metadata=_help("learning rate of stage 1"))
-    lr_stage2: float = field(default=1e-4, metadata=_help("learning rate of stage 2"))
+    beta: float = field(default=0.1, metadata=flag_help("DPO beta"))
+    stage1_steps: int = field(default=300, metadata=flag_help("steps of DPO on LoRA + head"))
+    stage2_steps: int = field(default=100, metadata=flag_help("steps on the head alone, adapter frozen"))
+    batch_size: int = field(default=4, metadata=flag_help("pairs per optimizer step and process"))
+    grad_accum: int = field(default=1, metadata=flag_help("micro-batches per optimizer step"))
+    lr_stage1: float = field(default=1e-4, metadata=flag_help("learning rate of stage 1"))
+    lr_stage2: float = field(default=1e-4, metadata=flag_help("learning rate of stage 2"))
     warmup_steps: int = 10
     # dropout on the head's input: 0.1 in the released checkpoint, but on a reward summed over the response it
     # adds noise of sd ~3 to the untrained margin (README, Training a PersRM), so it is off by default
-    head_dropout: float = field(default=0.0, metadata=_help("dropout on the head's input in training (the "
+    head_dropout: float = field(default=0.0, metadata=flag_help("dropout on the head's input in training (the "
                                                             "released PAD: 0.1)"))
-    lora_r: int = field(default=16, metadata=_help("LoRA rank (alpha is twice the rank)"))
+    lora_r: int = field(default=16, metadata=flag_help("LoRA rank (alpha is twice the rank)"))
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
-    max_length: int = field(default=256, metadata=_help("tokens of prompt + response"))
-    eval_every: int = field(default=50, metadata=_help("steps between held-out evaluations"))
-    eval_limit: int | None = field(default=400, metadata=_help("held-out pairs per evaluation (a seeded sample)"))
-    save_every: int = field(default=25, metadata=_help("steps between checkpoints (what --resume continues from)"))
+    max_length: int = field(default=256, metadata=flag_help("tokens of prompt + response"))
+    eval_every: int = field(default=50, metadata=flag_help("steps between held-out evaluations"))
+    eval_limit: int | None = field(default=400, metadata=flag_help("held-out pairs per evaluation (a seeded sample)"))
+    save_every: int = field(default=25, metadata=flag_help("steps between checkpoints (what --resume continues from)"))
     log_every: int = 10
-    seed: int = field(default=0, metadata=_help("seed of the split, the batches and the initialization"))
-    mixed_precision: str = field(default="no", metadata=_help("autocast precision (bf16 on GPUs)",
+    seed: int = field(default=0, metadata=flag_help("seed of the split, the batches and the initialization"))
+    mixed_precision: str = field(default="no", metadata=flag_help("autocast precision (bf16 on GPUs)",
                                                               choices=MIXED_PRECISION))
-    device: str | None = field(default=None, metadata=_help("auto (CUDA when there is one), cpu, cuda"))
+    device: str | None = field(default=None, metadata=flag_help("auto (CUDA when there is one), cpu, cuda"))
     dtype: str | None = "fp32"
 
     def validate(self) -> None:

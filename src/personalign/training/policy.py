@@ -18,10 +18,8 @@ MetaAlign policy: the last stage's adapter and policy.json).
 
 import copy
 import json
-import os
 import random
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +31,8 @@ from ..errors import PersonalignError
 from ..meta_prompt import MetaPrompt, has_system_role
 from ..metaalign_policy import ADAPTER_DIR, POLICY_FILE, POLICY_FORMAT
 from ..models import EMBEDDED_MODEL_NAME, load_causal_lm
-from ..records import append_records, read_records, write_records_atomic
+from ..records import append_records, read_records, write_directory_atomic, write_records_atomic
+from .checkpoint import continues_run
 from .policy_config import DPOStage, PolicyConfig, SFTStage, outcome_settings
 
 SETTINGS_FILE = "policy_config.json"
@@ -47,8 +46,8 @@ def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool =
     skip loading `run.base` (tests pass tiny models)."""
     for config in (run, sft, dpo):
         config.validate()
-    out = Path(run.out)
-    _check_out(out, outcome_settings(run, sft, dpo), resume)
+    out, settings = Path(run.out), outcome_settings(run, sft, dpo)
+    _check_out(out, settings, resume)
     data = Path(run.data)
     sft_train, sft_valid = (read_sft_examples(data / f"sft_{split}.jsonl") for split in ("train", "valid"))
     pairs = {split: read_meta_pairs(data / f"{split}.jsonl") for split in ("train", "valid")} \
@@ -56,7 +55,7 @@ def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool =
     if model is None:
         model, tokenizer = load_causal_lm(run.base, device="cpu", dtype="fp32")  # the Trainer places it
     out.mkdir(parents=True, exist_ok=True)
-    (out / SETTINGS_FILE).write_text(json.dumps(outcome_settings(run, sft, dpo), indent=2) + "\n")
+    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
     system_role = has_system_role(tokenizer)
     summary = {"sft": _stage(
         "sft", out, run, resume, progress, tokenizer, model,
@@ -97,7 +96,7 @@ def _stage(name, out: Path, run: PolicyConfig, resume: bool, progress: bool, tok
             trainer = _dpo_trainer(base, tokenizer, out, common, beta, Dataset.from_list(train),
                                    Dataset.from_list(valid), callbacks)
         trainer.train(resume_from_checkpoint=checkpoint)
-        _save_atomically(trainer.model, directory / ADAPTER_DIR)
+        write_directory_atomic(directory / ADAPTER_DIR, trainer.model.save_pretrained)
     evaluations = [r for r in read_records(out / METRICS_FILE) if r["stage"] == name and "eval_loss" in r]
     return evaluations[-1] if evaluations else {}
 
@@ -187,35 +186,19 @@ def _trim_metrics(path: Path, stage: str, step: int) -> None:
 
 
 def _check_out(out: Path, settings: dict, resume: bool) -> None:
-    path = out / SETTINGS_FILE
-    if not path.exists():
-        if resume and out.is_dir() and any(out.iterdir()):
-            raise PersonalignError(f"--resume: {out} holds no policy run ({SETTINGS_FILE} is missing)")
+    if continues_run(out, SETTINGS_FILE, settings, resume, "policy run"):
         return
-    if not resume:
-        raise PersonalignError(f"{out} already holds a policy run: pass --resume to continue it, or another --out")
-    before = json.loads(path.read_text())
-    changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
-    if changed:
-        raise PersonalignError(f"--resume with other settings than {out} was trained with: {', '.join(changed)}")
-
-
-def _save_atomically(model, target: Path) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        model.save_pretrained(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    if resume and out.is_dir() and any(out.iterdir()):
+        raise PersonalignError(f"--resume: {out} holds no policy run ({SETTINGS_FILE} is missing)")
 
 
 def _save_policy(out: Path, run: PolicyConfig) -> None:
     """policy/: the last stage's adapter and what it is (read by --policy)."""
     last = out / ("dpo" if run.recipe == "sft-dpo" else "sft") / ADAPTER_DIR
-    tmp = Path(tempfile.mkdtemp(prefix=f".{POLICY_DIR}.", dir=out))
-    shutil.copytree(last, tmp / ADAPTER_DIR)
-    (tmp / POLICY_FILE).write_text(json.dumps({"format": POLICY_FORMAT, "version": 1, "recipe": run.recipe,
-                                               "base": run.base or EMBEDDED_MODEL_NAME}, indent=2) + "\n")
-    shutil.rmtree(out / POLICY_DIR, ignore_errors=True)
-    os.replace(tmp, out / POLICY_DIR)
+
+    def fill(directory: Path) -> None:
+        shutil.copytree(last, directory / ADAPTER_DIR)
+        (directory / POLICY_FILE).write_text(json.dumps({"format": POLICY_FORMAT, "version": 1, "recipe": run.recipe,
+                                                         "base": run.base or EMBEDDED_MODEL_NAME}, indent=2) + "\n")
+
+    write_directory_atomic(out / POLICY_DIR, fill)

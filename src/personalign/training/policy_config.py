@@ -4,38 +4,35 @@ field with the help text its flag shows (commands/flags.py builds the flags)."""
 from dataclasses import asdict, dataclass, field
 
 from ..errors import PersonalignError
+from ..flag_help import flag_help
 from ..validation import check_number
 
 RECIPES = ("sft", "sft-dpo")
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 
 
-def _help(text: str, **flag) -> dict:
-    return {"help": text, **flag}
-
-
 @dataclass
 class PolicyConfig:
-    data: str = field(metadata=_help("a `personalign data metaalign` directory: sft_train/sft_valid.jsonl for SFT, "
+    data: str = field(metadata=flag_help("a `personalign data metaalign` directory: sft_train/sft_valid.jsonl for SFT, "
                                      "train/valid.jsonl for DPO", metavar="DIR"))
-    out: str = field(metadata=_help("run directory: policy_config.json, metrics.jsonl, sft/, dpo/, policy/",
+    out: str = field(metadata=flag_help("run directory: policy_config.json, metrics.jsonl, sft/, dpo/, policy/",
                                     metavar="DIR"))
-    recipe: str = field(default="sft-dpo", metadata=_help("sft: one stage of SFT; sft-dpo: SFT, then DPO from the "
+    recipe: str = field(default="sft-dpo", metadata=flag_help("sft: one stage of SFT; sft-dpo: SFT, then DPO from the "
                                                           "SFT policy", choices=RECIPES))
-    base: str | None = field(default=None, metadata=_help("base model: a local dir or hub id (none: embedded "
+    base: str | None = field(default=None, metadata=flag_help("base model: a local dir or hub id (none: embedded "
                                                           "SmolLM2)"))
-    lora_r: int = field(default=16, metadata=_help("LoRA rank of the policy adapter (alpha is twice the rank)"))
-    max_length: int = field(default=256, metadata=_help("tokens of meta-prompt, prompt and answer"))
-    batch_size: int = field(default=4, metadata=_help("examples (SFT) or pairs (DPO) per step and device"))
-    grad_accum: int = field(default=1, metadata=_help("micro-batches per optimizer step"))
-    eval_limit: int = field(default=200, metadata=_help("held-out examples / pairs per evaluation (a seeded "
+    lora_r: int = field(default=16, metadata=flag_help("LoRA rank of the policy adapter (alpha is twice the rank)"))
+    max_length: int = field(default=256, metadata=flag_help("tokens of meta-prompt, prompt and answer"))
+    batch_size: int = field(default=4, metadata=flag_help("examples (SFT) or pairs (DPO) per step and device"))
+    grad_accum: int = field(default=1, metadata=flag_help("micro-batches per optimizer step"))
+    eval_limit: int = field(default=200, metadata=flag_help("held-out examples / pairs per evaluation (a seeded "
                                                         "sample)"))
-    save_every: int = field(default=30, metadata=_help("steps between checkpoints (what --resume continues from); a "
-                                                       "multiple of --log-every"))
-    log_every: int = field(default=10, metadata=_help("steps between metrics lines"))
-    seed: int = field(default=0, metadata=_help("seed of the sampling, the batches and the initialization"))
-    device: str | None = field(default=None, metadata=_help("auto (CUDA when there is one), cpu, cuda"))
-    mixed_precision: str = field(default="auto", metadata=_help(
+    save_every: int = field(default=30, metadata=flag_help(
+        "steps between checkpoints (what --resume continues from); a multiple of --log-every"))
+    log_every: int = field(default=10, metadata=flag_help("steps between metrics lines"))
+    seed: int = field(default=0, metadata=flag_help("seed of the sampling, the batches and the initialization"))
+    device: str | None = field(default=None, metadata=flag_help("auto (CUDA when there is one), cpu, cuda"))
+    mixed_precision: str = field(default="auto", metadata=flag_help(
         "auto: bf16 autocast, except on a GPU without bf16 (none there); no, bf16, fp16",
         choices=MIXED_PRECISION))
 
@@ -56,9 +53,9 @@ class PolicyConfig:
 
 @dataclass
 class SFTStage:
-    sft_steps: int = field(default=200, metadata=_help("SFT steps on the meta-prompted preferred answers"))
-    sft_lr: float = field(default=2e-4, metadata=_help("SFT learning rate"))
-    sft_eval_every: int = field(default=50, metadata=_help("SFT steps between held-out evaluations"))
+    sft_steps: int = field(default=200, metadata=flag_help("SFT steps on the meta-prompted preferred answers"))
+    sft_lr: float = field(default=2e-4, metadata=flag_help("SFT learning rate"))
+    sft_eval_every: int = field(default=50, metadata=flag_help("SFT steps between held-out evaluations"))
 
     def validate(self) -> None:
         check_number("sft_steps", self.sft_steps, minimum=1, whole=True)
@@ -68,10 +65,10 @@ class SFTStage:
 
 @dataclass
 class DPOStage:
-    dpo_steps: int = field(default=100, metadata=_help("DPO steps from the SFT policy (recipe sft-dpo)"))
-    dpo_lr: float = field(default=5e-5, metadata=_help("DPO learning rate"))
-    dpo_beta: float = field(default=0.1, metadata=_help("DPO beta"))
-    dpo_eval_every: int = field(default=25, metadata=_help("DPO steps between held-out evaluations"))
+    dpo_steps: int = field(default=100, metadata=flag_help("DPO steps from the SFT policy (recipe sft-dpo)"))
+    dpo_lr: float = field(default=5e-5, metadata=flag_help("DPO learning rate"))
+    dpo_beta: float = field(default=0.1, metadata=flag_help("DPO beta"))
+    dpo_eval_every: int = field(default=25, metadata=flag_help("DPO steps between held-out evaluations"))
 
     def validate(self) -> None:
         check_number("dpo_steps", self.dpo_steps, minimum=1, whole=True)

@@ -32,7 +32,7 @@ from ..errors import PersonalignError
 from ..records import append_records, read_records, write_records_atomic
 from ..models import EMBEDDED_MODEL_NAME, load_causal_lm
 from ..reward_model import PersonalizedRewardModel
-from .checkpoint import load_state, restore_rng, restore_weights, save_state, set_trainable
+from .checkpoint import continues_run, load_state, restore_rng, restore_weights, save_state, set_trainable
 from .config import TrainConfig
 from .dpo import SequenceScorer, dpo_terms
 from .features import PairIds, encode_pairs, pair_rows
@@ -309,16 +309,8 @@ class _MetricsLog:
 
 def _check_out(out: Path, config: TrainConfig, resume: bool) -> dict | None:
     """The checkpoint to resume from (None: a fresh run), once the directory agrees with the request."""
-    settings_path = out / SETTINGS_FILE
-    if not settings_path.exists():
+    if not continues_run(out, SETTINGS_FILE, config.outcome_settings(), resume, "training run"):
         return None
-    if not resume:
-        raise PersonalignError(f"{out} already holds a training run: pass --resume to continue it, or another --out")
-    before = json.loads(settings_path.read_text())
-    now = config.outcome_settings()
-    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-    if changed:
-        raise PersonalignError(f"--resume with other settings than {out} was trained with: {', '.join(changed)}")
     return load_state(out)
 
 
