@@ -2,9 +2,12 @@
 how often does the answer obey System Info, by the rule's own offline check (data/priority.py)?
 
     .venv/bin/python benchmarks/priority.py --data runs/metaalign --limit 124 --max-new-tokens 96
+    .venv/bin/python benchmarks/priority.py --data runs/metaalign --policy runs/policy/policy \
+        --methods metaalign,meta-prompting,base
 
 Reads the priority pairs of DATA/valid.jsonl (prompts never trained on), answers each with every method asked
-(meta-prompting: the base model reading the meta-prompt; base: the bare prompt, for reference) and prints one row
+(meta-prompting: the base model reading the meta-prompt; metaalign: the trained policy reading it, --policy; base:
+the bare prompt, for reference) and prints one row
 per method and rule: conflicts, answers obeying System Info, and the rate. The pairs' chosen answers obey and their
 rejected ones break the rule by construction, so they are the check's own sanity rows.
 """
@@ -24,9 +27,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="the first N priority pairs")
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--policy", default=None, help="a MetaAlign policy directory (for --methods metaalign)")
     args = parser.parse_args()
     pairs = [p for p in read_meta_pairs(f"{args.data}/valid.jsonl") if p.rule][:args.limit]
-    engine = load_engine(persrm="untrained")
+    engine = load_engine(persrm="untrained", policy=args.policy)
     rows = defaultdict(lambda: [0, 0])  # (method, rule) -> [conflicts, obeyed]
     for pair in pairs:
         rows[("chosen (data)", pair.rule)][0] += 1
@@ -36,7 +40,7 @@ def main() -> None:
     for method in args.methods.split(","):
         for start in range(0, len(pairs), args.batch_size):
             batch = pairs[start:start + args.batch_size]
-            meta = method == "meta-prompting"
+            meta = method in ("meta-prompting", "metaalign")
             requests = [GenerationRequest(p.prompt, p.user_info if meta else None, method=method,
                                           system_info=p.system_info if meta else None,
                                           max_new_tokens=args.max_new_tokens) for p in batch]

@@ -108,7 +108,7 @@ def test_pair_file_mistakes_name_file_and_line(tmp_path, line, message):
 def test_on_the_shared_data_every_subset_has_pairs():
     if not (default_data_dir() / "dsp" / "domain_specific_preference.test.json.gz").is_file():
         pytest.skip("the shared data is not here (../shared/data or $PERSONALIGN_DATA)")
-    groups = build(metaalign.SOURCES)
+    groups = build(metaalign.SHARED_SOURCES)
     assert {p.subset for p in groups["train"]} == set(metaalign.SUBSETS)
     priority_valid = [p for p in groups["valid"] if p.subset == "priority"]
     assert len(priority_valid) >= 100  # the held-out conflicts the Priority measurement needs

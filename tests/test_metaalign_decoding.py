@@ -7,12 +7,12 @@ import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from personalign import Engine, GenerationRequest
+from personalign import Engine, GenerationRequest, load_policy, meta_prompt_inputs, pad_logits_processor
 from personalign.errors import PersonalignError
 from personalign.meta_prompt import MetaPrompt, render_meta_ids
 from personalign.metaalign_policy import POLICY_FORMAT, attach_policy, check_policy_dir
 from personalign.reward_model import PersonalizedRewardModel
-from test_logits_processor import perturbed_head, perturbed_lora
+from test_logits_processor import perturbed_head, perturbed_lora, until_eos
 from tiny import tiny_llama
 
 PROMPTS = ["How do plants grow?", "Tell me about the moon, please, in a few words."]
@@ -20,8 +20,9 @@ USER = "I teach literature at a university."
 N = 8
 
 
-def saved_policy(directory, scale=0.5, seed=3):
-    """A policy directory as train-policy writes it, over tiny_llama(0); scale 0 is an untrained adapter."""
+def saved_policy(directory, scale=0.5, seed=3, base="tiny"):
+    """A policy directory as train-policy writes it, over tiny_llama(0) (saved as `base`); scale 0 is an untrained
+    adapter."""
     peft = get_peft_model(tiny_llama(0), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj",
                                                                                         "v_proj", "o_proj"]))
     generator = torch.Generator().manual_seed(seed)
@@ -30,7 +31,8 @@ def saved_policy(directory, scale=0.5, seed=3):
             if "lora_B" in name:
                 param.add_(scale * torch.randn(param.shape, generator=generator))
     peft.save_pretrained(directory / "adapter")
-    (directory / "policy.json").write_text(json.dumps({"format": POLICY_FORMAT, "version": 1, "recipe": "sft"}))
+    (directory / "policy.json").write_text(json.dumps({"format": POLICY_FORMAT, "version": 1, "recipe": "sft",
+                                                         "base": base}))
     return directory
 
 
@@ -144,3 +146,28 @@ def test_eval_refuses_metaalign_without_a_policy_before_writing(tmp_path, smol_t
         run_eval(config, engine_with(smol_tokenizer), progress=False)
     assert main(["eval", "--methods", "metaalign-pad", "--prompts", str(prompts), "--out", str(tmp_path / "run")]) == 2
     assert "needs a trained MetaAlign policy" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_the_logits_processor_path_gives_the_engines_metaalign_and_metaalign_pad(tmp_path, smol_tokenizer,
+                                                                                  tiny_model_dir):
+    """load_policy + meta_prompt_inputs is --method metaalign in your own generate; with pad_logits_processor and
+    prepare(method="metaalign-pad") the PersRM reads PAD's template on the bare base while the policy generates."""
+    policy = saved_policy(tmp_path, base=tiny_model_dir)
+    model, tokenizer = load_policy(str(policy), dtype=torch.float32)
+    engine = engine_with(smol_tokenizer, policy, persrm="head")  # the untrained PersRM over the bare base
+
+    def ours(inputs, processors=()):
+        out = model.generate(**inputs, logits_processor=list(processors), do_sample=False, max_new_tokens=N,
+                             pad_token_id=2)
+        return [until_eos(row) for row in out[:, inputs["input_ids"].shape[1]:].tolist()]
+
+    engines = lambda method: [r.token_ids for r in engine.generate(
+        [request(p, method, reward="released") for p in PROMPTS])]
+    assert ours(meta_prompt_inputs(tokenizer, PROMPTS, USER)) == engines("metaalign")
+    processor = pad_logits_processor(model, "untrained")
+    assert not any("lora" in name for name, _ in processor.persrm.backbone.named_modules())
+    guided = ours(processor.prepare(tokenizer, PROMPTS, USER, method="metaalign-pad"), [processor])
+    assert guided == engines("metaalign-pad")
+    assert guided != engines("metaalign"), "the PersRM changed nothing: the test proves nothing"
+    with pytest.raises(PersonalignError, match="renders the pad and metaalign-pad methods"):
+        processor.prepare(tokenizer, PROMPTS, USER, method="metaalign")

@@ -108,3 +108,42 @@ def test_bad_directories_are_one_line_and_exit_2(tmp_path, capsys, data):
     assert main(["train-policy", "--data", str(data), "--out", str(tmp_path / "o"), "--save-every", "5",
                  "--log-every", "2"]) == 2
     assert "must be a multiple of log_every" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def longer_is_better(pair, answers):
+    return [float(len(answer)) for answer in answers]
+
+
+def test_sampled_dpo_pairs_are_the_sft_policys_judged_answers_and_survive_a_kill(data, tmp_path, smol_tokenizer,
+                                                                               monkeypatch):
+    from personalign.training import sampled_pairs as sampling
+
+    out = tmp_path / "run"
+    run, sft, dpo = configs(data, out)
+    dpo = DPOStage(**{**dpo.__dict__, "dpo_pairs": "sampled", "dpo_contexts": 6, "dpo_samples": 3,
+                      "dpo_sample_tokens": 6, "dpo_temperature": 1.5})
+    with pytest.raises(PersonalignError, match="need a judge"):
+        train_policy(run, sft, dpo, progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer)
+    log = policy_module._MetricsLog.on_log
+
+    def kill_in_dpo(self, args, state, control, logs=None, **kwargs):
+        log(self, args, state, control, logs, **kwargs)
+        if self.stage == "dpo" and state.global_step == 6:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(policy_module._MetricsLog, "on_log", kill_in_dpo)
+    with pytest.raises(KeyboardInterrupt):
+        train_policy(run, sft, dpo, progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer,
+                     pair_judge=longer_is_better)
+    monkeypatch.setattr(policy_module._MetricsLog, "on_log", log)
+    sampled = (out / sampling.SAMPLED_FILE).read_text()
+    pairs = [json.loads(line) for line in sampled.splitlines()]
+    assert 0 < len(pairs) <= 6
+    questions = {f"Question {i}?" for i in range(16)}
+    for pair in pairs:
+        assert len(pair["chosen"]) > len(pair["rejected"]) and pair["prompt"] in questions
+        assert pair["user_info"] in FRUIT  # the context's own meta-prompt
+    monkeypatch.setattr(sampling, "_sample", lambda *a, **k: pytest.fail("a resumed run sampled again"))
+    train_policy(run, sft, dpo, resume=True, progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer,
+                 pair_judge=longer_is_better)
+    assert (out / sampling.SAMPLED_FILE).read_text() == sampled and (out / "policy" / "policy.json").is_file()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .decoding.engine import DEFAULT_REWARD_FORM, Engine
 from .decoding.logits_processor import PADLogitsProcessor
-from .metaalign_policy import attach_policy, check_policy_dir
+from .metaalign_policy import attach_policy, check_policy_dir, policy_base
 from .models import load_causal_lm, resolve_model_source
 from .reward_model import PersonalizedRewardModel, is_saved_persrm, load_saved, read_config
 
@@ -67,12 +67,29 @@ def pad_logits_processor(model, persrm: str | None = None, *, beta: float = 1.0,
     """PAD as a logits processor for `model.generate`, set up the supported way. `persrm` as in `load_persrm`
     (None: the default for this model, the shipped trained PersRM for the embedded SmolLM2). A PersRM whose LoRA
     adapter would sit on `model` is loaded on a copy of it (one more copy of the weights), so `model.generate`
-    stays the plain base. `processor.prepare(tokenizer, prompts, preference)` gives the inputs."""
+    stays the plain base; a MetaAlign policy's `model` (load_policy) gets its PersRM on a copy of the bare base.
+    `processor.prepare(tokenizer, prompts, preference)` gives the inputs (method="metaalign-pad" for a policy)."""
+    from peft import PeftModel
+
     base_source = model.name_or_path
     spec = persrm if persrm is not None else default_persrm(base_source)
-    backbone = copy.deepcopy(model) if _adapter_over(spec, base_source) else model
+    if isinstance(model, PeftModel):  # a MetaAlign policy (load_policy): the PersRM reads the base's own weights
+        backbone = copy.deepcopy(model).unload()
+    else:
+        backbone = copy.deepcopy(model) if _adapter_over(spec, base_source) else model
     reward_model = load_persrm(spec, backbone, base_source, device=model.device, dtype=model.dtype)
     return PADLogitsProcessor(reward_model, beta=beta, top_k=top_k, model=model)
+
+
+def load_policy(policy: str, base: str | None = None, *, device=None, dtype=None):
+    """(model, tokenizer): the base (None: the one the policy was trained on) carrying the MetaAlign policy's
+    adapter, for your own `model.generate`: with `meta_prompt_inputs(tokenizer, prompts, preference)` that is method
+    metaalign; with `pad_logits_processor(model)` and `processor.prepare(..., method="metaalign-pad")`,
+    metaalign-pad."""
+    directory = check_policy_dir(policy)
+    model, tokenizer = load_causal_lm(resolve_model_source(base or policy_base(directory)), device=device,
+                                      dtype=dtype)
+    return attach_policy(model, None, directory), tokenizer
 
 
 def _adapter_over(spec: str, base_source: str) -> bool:

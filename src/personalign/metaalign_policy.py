@@ -36,13 +36,18 @@ def check_policy_dir(directory) -> Path:
     return path
 
 
+def policy_base(directory) -> str:
+    """The base model the policy was trained on, as policy.json names it."""
+    return json.loads((check_policy_dir(directory) / POLICY_FILE).read_text())["base"]
+
+
 def attach_policy(model, persrm, directory):
     """Put the policy's adapter on `model` (the base) and return the peft model that carries it: the PersRM's own
-    peft model when it shares the base's weights with an adapter, else a new one over `model`."""
+    peft model when it shares the base's weights with an adapter, else (or with no PersRM) a new one over `model`."""
     from peft import PeftModel
 
     adapter = check_policy_dir(directory) / ADAPTER_DIR
-    if persrm.has_adapter and persrm.causal_lm is model:
+    if persrm is not None and persrm.has_adapter and persrm.causal_lm is model:
         persrm.backbone.load_adapter(str(adapter), adapter_name=POLICY_ADAPTER)
         return persrm.backbone.eval()
     return PeftModel.from_pretrained(model, str(adapter), adapter_name=POLICY_ADAPTER).eval()

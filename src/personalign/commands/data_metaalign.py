@@ -3,11 +3,13 @@ shared data sets: DPO pairs under three-tier meta-prompts and SFT examples, spli
 
     personalign data metaalign --out runs/metaalign
     personalign data metaalign --out runs/metaalign-holdout --hold-out dsp:literature,priority:formal
+    personalign data metaalign --out runs/metaalign --synth runs/synth --max-per-preference 1500
 """
 
 from .flags import add_flags, flag_values
 
-FLAGS = ["out", "sources", "hold_out", "valid_fraction", "seed", "data_dir"]
+FLAGS = ["out", "sources", "synth", "hold_out", "hold_out_free_text", "max_per_preference", "valid_fraction", "seed",
+         "data_dir"]
 
 
 def add_arguments(parser) -> None:
@@ -19,7 +21,12 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..data.metaalign import SUBSETS, MetaDataConfig, write
 
-    summary = write(MetaDataConfig(**flag_values(args, MetaDataConfig, FLAGS)))  # split_pairs checks the fraction
+    config = MetaDataConfig(**flag_values(args, MetaDataConfig, FLAGS))
+    judge = None
+    if "synth" in config.source_names:
+        from ..evaluation.judges.offline import OfflineJudge
+        judge = OfflineJudge()
+    summary = write(config, judge)  # split_pairs checks the fraction
     print(f"{'subset':<10} {'train':>7} {'valid':>7} {'unseen':>7}")
     for subset in SUBSETS:
         counts = summary["per_subset"][subset]
@@ -27,6 +34,6 @@ def run(args) -> int:
     print(f"{'all':<10} {summary['pairs']['train']:>7} {summary['pairs']['valid']:>7} {summary['pairs']['unseen']:>7}")
     print(f"{summary['distinct_meta_prompts']} distinct meta-prompts ({summary['distinct_preference_ids']} preference "
           f"ids) over {summary['prompts']} prompts; {summary['explicit_pairs']} explicit and "
-          f"{summary['implicit_pairs']} implicit pairs")
+          f"{summary['implicit_pairs']} implicit pairs; free-text preferences {summary['free_text_preferences']}")
     print(f"wrote {args.out}/train.jsonl, valid.jsonl, unseen.jsonl, sft_train.jsonl, sft_valid.jsonl, stats.json")
     return 0

@@ -2,6 +2,7 @@
 
     personalign data metaalign --out runs/metaalign
     personalign train-policy --data runs/metaalign --out runs/policy --recipe sft-dpo    # -> runs/policy/policy
+    personalign train-policy --data runs/metaalign --out runs/policy --dpo-pairs sampled  # DPO on judged samples
 
 A killed run continues with the same command and --resume.
 """
@@ -28,7 +29,11 @@ def run(args) -> int:
 
     configs = [cls(**flag_values(args, cls, [f.name for f in fields(cls)])) for cls in STAGES]
     quiet_loading()  # train_policy checks every setting before anything loads
-    summary = train_policy(*configs, resume=args.resume)
+    judge = None
+    if configs[0].recipe == "sft-dpo" and configs[2].dpo_pairs == "sampled":
+        from ..evaluation.meta_pair_judge import meta_pair_judge
+        judge = meta_pair_judge()
+    summary = train_policy(*configs, resume=args.resume, pair_judge=judge)
     print(f"{'stage':<6} {'held-out loss':>14} {'accuracy':>9} {'margin':>8}")
     for stage, metrics in summary.items():
         print(f"{stage:<6} {metrics.get('eval_loss', float('nan')):>14.4f} "

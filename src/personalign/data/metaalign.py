@@ -10,6 +10,9 @@ with the meta-prompt, built from data the project already reads. Four subsets, a
   wins" nor "plain wins" holds without reading the meta-prompt. HHH's "other" pairs.
 - helpful (Helpful-based): HH helpfulness pairs and HHH's helpful / honest / harmless pairs, each under a User
   Info that prioritizes that quality.
+- diverse also takes a `personalign data synth` run (`--synth DIR`, metaalign_synth.py): the six P-SOUPS
+  dimensions, each pair flipped under its axis' opposite, explicit and implied by a background, and the Janus
+  free-text preferences.
 - priority: System Info sets a rule an offline check verifies (priority.py: a word limit, prose without lists, a
   formal register, refusing harm), User Info asks for the opposite, and the chosen answer obeys System Info: the
   DSP answer that keeps the rule against one that breaks it; for refusing harm, HH harmless pairs whose chosen
@@ -19,9 +22,13 @@ HH harmless pairs are never flipped: the paper's "Prioritize Helpfulness: A < B"
 harmful requests whenever a user asks it to; here a harmful request meets System Info, which wins.
 
 Each pair names its `preference` (an id such as "dsp:literature", "priority:formal"), which hold-outs name: a held-out
-preference's pairs go to unseen.jsonl only, in every phrasing. Pairs are split into train and valid by prompt.
+preference's pairs go to unseen.jsonl only, in every phrasing; so do a seeded share of the free-text preferences
+(`hold_out_free_text`). `max_per_preference` caps the pairs of each preference id (DSP's domains alone would be
+most of the data), keeping the same seeded prompts for every id so that flipped pairs stay together. Pairs are
+split into train and valid by prompt.
 """
 
+import hashlib
 import json
 import math
 import random
@@ -37,11 +44,13 @@ from . import read_shared_json
 from .converters import DSP_PREFERENCES, load_hhh_pairs
 from ..records import write_records_atomic, write_text_atomic
 from ..validation import parse_json_lines
+from .metaalign_synth import synth_pairs
 from .pairs import _problem, load_hh_pairs, prompt_key, split_pairs
 from .priority import RULES, obeys, word_count
 
 SUBSETS = ("priority", "helpful", "consensus", "diverse")
-SOURCES = ("dsp", "hh", "hhh")
+SHARED_SOURCES = ("dsp", "hh", "hhh")  # read from the shared data directory
+SOURCES = (*SHARED_SOURCES, "synth")  # synth: a `personalign data synth` run (--synth DIR)
 PERSONAS = {  # implicit User Info: a background that implies the domain's style
     "academy": ("I'm a professor who spends my days reading research papers.",
                 "I'm writing my doctoral thesis and practically live in the library.",
@@ -157,19 +166,47 @@ def _distinct(pairs: list[MetaPair]) -> list[MetaPair]:
 
 
 def build(sources: tuple[str, ...], hold_out: tuple[str, ...] = (), valid_fraction: float = 0.1, seed: int = 0,
-          data_dir=None) -> dict[str, list[MetaPair]]:
-    """{"train", "valid", "unseen"}: the pairs of `sources`, split by prompt; held-out preferences only in unseen."""
+          data_dir=None, synth=None, judge=None, hold_out_free_text: float = 0.0,
+          max_per_preference: int | None = None) -> dict[str, list[MetaPair]]:
+    """{"train", "valid", "unseen"}: the pairs of `sources`, split by prompt; held-out preferences only in unseen.
+    The synth source reads the run `synth` with `judge` scoring the P-SOUPS dimensions (metaalign_synth.py)."""
     unknown = set(sources) - set(SOURCES)
     if unknown:
         raise PersonalignError(f"unknown source {sorted(unknown)[0]!r}; the sources are {', '.join(SOURCES)}")
-    pairs = _distinct([pair for name in sources for pair in LOADERS[name](data_dir, seed)])
+    if ("synth" in sources) != (synth is not None):
+        raise PersonalignError("the synth source and --synth DIR go together: give both or neither")
+    if not 0 <= hold_out_free_text < 1:
+        raise PersonalignError(f"hold_out_free_text must be in [0, 1), got {hold_out_free_text}")
+    loaders = {**LOADERS, "synth": lambda data_dir, seed: synth_pairs(synth, judge, seed)}
+    pairs = _distinct([pair for name in sources for pair in loaders[name](data_dir, seed)])
     missing = set(hold_out) - {p.preference for p in pairs}
     if missing:
         raise PersonalignError(f"--hold-out names preferences the data does not have: {', '.join(sorted(missing))}; "
                                f"there are: {', '.join(sorted({p.preference for p in pairs}))}")
-    held = set(hold_out)
-    train, valid = split_pairs([p for p in pairs if p.preference not in held], valid_fraction, seed)
+    held = set(hold_out) | _free_text_share(pairs, hold_out_free_text, seed)
+    kept = _capped([p for p in pairs if p.preference not in held], max_per_preference, seed)
+    train, valid = split_pairs(kept, valid_fraction, seed)
     return {"train": train, "valid": valid, "unseen": [p for p in pairs if p.preference in held]}
+
+
+def _free_text_share(pairs: list[MetaPair], share: float, seed: int) -> set[str]:
+    """A seeded `share` of the free-text preference ids (at least one when there is a share to take)."""
+    ids = sorted({p.preference for p in pairs if p.preference.startswith("free:")})
+    count = math.ceil(share * len(ids)) if share else 0
+    return set(random.Random(seed).sample(ids, count))
+
+
+def _capped(pairs: list[MetaPair], cap: int | None, seed: int) -> list[MetaPair]:
+    """At most `cap` pairs per preference id: those of its prompts first in one seeded order shared by every id, so
+    that a prompt kept for one side of a flipped pair is kept for the other."""
+    if cap is None:
+        return pairs
+    rank = lambda pair: hashlib.sha256(f"{seed}\0cap\0{prompt_key(pair)}".encode()).digest()
+    chosen = set()
+    for preference in {p.preference for p in pairs}:
+        own = sorted((i for i, p in enumerate(pairs) if p.preference == preference), key=lambda i: rank(pairs[i]))
+        chosen.update(own[:cap])
+    return [p for i, p in enumerate(pairs) if i in chosen]
 
 
 def sft_examples(pairs: list[MetaPair]) -> list[dict]:
@@ -194,6 +231,8 @@ def stats(groups: dict[str, list[MetaPair]]) -> dict:
                            for s in SUBSETS},
             "distinct_meta_prompts": len(meta_prompts),
             "distinct_preference_ids": len({p.preference for p in everything}),
+            "free_text_preferences": {name: len({p.preference for p in group if p.preference.startswith("free:")})
+                                      for name, group in groups.items()},
             "explicit_pairs": sum(p.explicit for p in everything),
             "implicit_pairs": sum(not p.explicit for p in everything),
             "prompts": len({prompt_key(p) for p in everything})}
@@ -207,24 +246,40 @@ def as_record(pair: MetaPair) -> dict:
 class MetaDataConfig:
     out: str = field(metadata=flag_help("directory for train/valid/unseen.jsonl, sft_train/sft_valid.jsonl, "
                                     "stats.json", metavar="DIR"))
-    sources: tuple[str, ...] = field(default=SOURCES,
-                                     metadata=flag_help(f"comma-separated, from: {', '.join(SOURCES)}"))
+    sources: tuple[str, ...] | None = field(default=None, metadata=flag_help(
+        f"comma-separated, from: {', '.join(SOURCES)} (none: {', '.join(SHARED_SOURCES)}, and synth with --synth)"))
+    synth: str | None = field(default=None, metadata=flag_help(
+        "a `personalign data synth` directory: its P-SOUPS pairs, flipped under each axis' opposite, and its "
+        "free-text pairs", metavar="DIR"))
     hold_out: tuple[str, ...] = field(default=(), metadata=flag_help(
         "keep this preference id (e.g. dsp:literature, priority:formal) out of train and valid, for the unseen "
         "measurement; repeatable or comma-separated", action="append", sep=",", metavar="PREFERENCE"))
+    hold_out_free_text: float = field(default=0.0, metadata=flag_help(
+        "share of the free-text preferences (from --synth) kept out of train and valid, for the unseen measurement"))
+    max_per_preference: int | None = field(default=None, metadata=flag_help(
+        "at most N pairs per preference id (seeded prompts, the same for every id)", metavar="N"))
     valid_fraction: float = field(default=0.1, metadata=flag_help("share of the prompts held out as valid"))
     seed: int = field(default=0, metadata=flag_help("seed of the split and of the background drawn per query"))
     data_dir: str | None = field(default=None, metadata=flag_help("shared data directory (none: $PERSONALIGN_DATA or "
                                                               "../shared/data)"))
 
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        if self.sources is not None:
+            return tuple(self.sources)
+        return (*SHARED_SOURCES, *(("synth",) if self.synth else ()))
+
 
 FILES = ("train", "valid", "unseen")
 
 
-def write(config: MetaDataConfig) -> dict:
-    """Build everything first, then write every file atomically: a mistake leaves no file half-written."""
-    groups = build(tuple(config.sources), tuple(config.hold_out), config.valid_fraction, config.seed,
-                   config.data_dir)
+def write(config: MetaDataConfig, judge=None) -> dict:
+    """Build everything first, then write every file atomically: a mistake leaves no file half-written. `judge`
+    scores the P-SOUPS dimensions for the synth source."""
+    if config.max_per_preference is not None and config.max_per_preference < 1:
+        raise PersonalignError(f"max_per_preference must be >= 1, got {config.max_per_preference}")
+    groups = build(config.source_names, tuple(config.hold_out), config.valid_fraction, config.seed,
+                   config.data_dir, config.synth, judge, config.hold_out_free_text, config.max_per_preference)
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise PersonalignError(f"--out {out} is not a directory")

@@ -15,6 +15,11 @@ it, so a PersRM with an adapter needs `model=` (the generating model) at constru
 PersRM's adapter (any `persrm` LoRA layer, e.g. `load_engine().model`'s); load such a PersRM on a copy of the
 backbone (`pad_logits_processor` does).
 
+MetaAlign's policy on this path (`personalign.load_policy`: the base with the policy's adapter) is a model like any
+other for `generate`: `prepare(..., method="metaalign-pad")` renders its prompts as that method declares
+(decoding/methods.py: the policy reads the meta-prompt, the PersRM PAD's template), passing the PersRM's own prompts
+as `persrm_prompt_ids`; `meta_prompt_inputs` gives the inputs of the policy alone (method metaalign).
+
 One processor serves several `generate` calls: a call that does not continue the previous one (another batch size,
 or ids that are not the previous ones plus one token) starts afresh. The prompt attention mask and reference
 prompts belong to one batch: the same prompts may be generated from again, other prompts need `prepare(...)` or
@@ -26,9 +31,10 @@ from transformers import BatchEncoding, LogitsProcessor
 
 from ..errors import PersonalignError
 from ..preferences import Preference
-from ..prompts import Messages, render_ids
+from ..prompts import Messages
 from ..reward_model import ADAPTER_NAME, PersonalizedRewardModel
-from .request import check_beta_top_k
+from .methods import REGISTRY
+from .request import GenerationRequest, check_beta_top_k
 from .rules import NEG_INF, pad_reward, pad_scores, top_candidates
 from .runner import RowRunner
 
@@ -36,10 +42,13 @@ from .runner import RowRunner
 class PADLogitsProcessor(LogitsProcessor):
     def __init__(self, persrm: PersonalizedRewardModel, beta: float = 1.0, top_k: int = 10,
                  prompt_attention_mask: torch.Tensor | None = None,
-                 reference_prompt_ids: list[list[int]] | None = None, *, model=None):
+                 reference_prompt_ids: list[list[int]] | None = None, *, model=None,
+                 persrm_prompt_ids: list[list[int]] | None = None):
         """prompt_attention_mask: the mask of left-padded batched prompts (None: no padding).
         reference_prompt_ids: per row, the prompt without the preference, for the decoupled reward
         (None: the released reward, against the base model's own logits).
+        persrm_prompt_ids: per row, the prompt the PersRM reads when it is not the generating model's
+        (metaalign-pad: PAD's template while the policy reads the meta-prompt; None: the generating model's).
         model: the model whose `generate` calls this processor; required when the PersRM has a LoRA adapter."""
         check_beta_top_k(beta, top_k)
         if persrm.has_adapter and model is None:
@@ -51,33 +60,33 @@ class PADLogitsProcessor(LogitsProcessor):
                                    "PersRM on a copy of it (personalign.pad_logits_processor(model) does)")
         self.persrm = persrm.eval()
         self.beta, self.top_k = beta, top_k
-        self.reset(prompt_attention_mask, reference_prompt_ids)
+        self.reset(prompt_attention_mask, reference_prompt_ids, persrm_prompt_ids)
 
     def reset(self, prompt_attention_mask: torch.Tensor | None = None,
-              reference_prompt_ids: list[list[int]] | None = None) -> None:
+              reference_prompt_ids: list[list[int]] | None = None,
+              persrm_prompt_ids: list[list[int]] | None = None) -> None:
         """Forget the previous `generate` call; the arguments describe the next call's prompts (see __init__)."""
         self.prompt_attention_mask = prompt_attention_mask
         self.reference_prompt_ids = reference_prompt_ids
+        self.persrm_prompt_ids = persrm_prompt_ids
         self.runner = RowRunner(self.persrm.backbone, (ADAPTER_NAME,) if self.persrm.has_adapter else ())
         self._hidden = self._seen = self._prompt_ids = None
 
-    def prepare(self, tokenizer, prompts: "list[str | Messages]", preference: "str | Preference") -> BatchEncoding:
-        """`prompts` as PAD renders them (the preference inside PAD's template, in the chat template), left-padded,
-        with their attention mask, for `model.generate(**inputs, ...)`; resets the processor for this batch."""
-        if isinstance(prompts, str) or not prompts:
-            raise PersonalignError("prepare takes a non-empty list of prompts (wrap a single prompt in a list)")
-        pref = Preference.parse(preference)
-        if len(pref.components) != 1:
-            raise PersonalignError("prepare takes one preference (a catalog name or free text); "
-                                   "for a mixture use the engine (personalign.load_engine)")
-        rows = [render_ids(tokenizer, p, pref.text) for p in prompts]
-        width = max(len(r) for r in rows)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # masked out: any id will do
-        inputs = BatchEncoding({
-            "input_ids": torch.tensor([[pad] * (width - len(r)) + r for r in rows]),
-            "attention_mask": torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows]),
-        }).to(self.runner.device)
-        self.reset(prompt_attention_mask=inputs["attention_mask"])
+    def prepare(self, tokenizer, prompts: "list[str | Messages]", preference: "str | Preference", *,
+                method: str = "pad", system_info: str | None = None) -> BatchEncoding:
+        """`prompts` rendered as `method` declares (pad: the preference inside PAD's template, for model and PersRM;
+        metaalign-pad: the meta-prompt, with System Info `system_info`, for the policy and PAD's template for the
+        PersRM), left-padded, with their attention mask, for `model.generate(**inputs, ...)`; resets the processor
+        for this batch."""
+        if method not in ("pad", "metaalign-pad"):
+            raise PersonalignError(f"prepare renders the pad and metaalign-pad methods, not {method!r}")
+        requests = _requests(prompts, preference, method, system_info)
+        declared = REGISTRY[method]
+        text = requests[0].preference.text
+        inputs = _left_padded(tokenizer, [declared.base_row(tokenizer, r, text) for r in requests],
+                              self.runner.device)
+        own = [declared.guide_rows(tokenizer, r, text) for r in requests] if declared.guide_rows else None
+        self.reset(prompt_attention_mask=inputs["attention_mask"], persrm_prompt_ids=own)
         return inputs
 
     @torch.inference_mode()
@@ -112,12 +121,12 @@ class PADLogitsProcessor(LogitsProcessor):
 
     def _restart(self, input_ids: torch.LongTensor) -> None:
         """A new generate call: the same prompts again keep their mask and reference prompts, others need theirs."""
-        per_batch = self.prompt_attention_mask is not None or self.reference_prompt_ids
+        per_batch = self.prompt_attention_mask is not None or self.reference_prompt_ids or self.persrm_prompt_ids
         if per_batch and not torch.equal(input_ids, self._prompt_ids):
-            raise PersonalignError("this processor's prompt_attention_mask/reference_prompt_ids belong to the "
+            raise PersonalignError("this processor's prompt_attention_mask/reference/PersRM prompt ids belong to the "
                                    "prompts of its previous generate call: call processor.prepare(...) or "
                                    "processor.reset(prompt_attention_mask=...) before a new batch")
-        self.reset(self.prompt_attention_mask, self.reference_prompt_ids)
+        self.reset(self.prompt_attention_mask, self.reference_prompt_ids, self.persrm_prompt_ids)
 
     def _start(self, input_ids: torch.LongTensor) -> None:
         self._prompt_ids = input_ids
@@ -128,12 +137,48 @@ class PADLogitsProcessor(LogitsProcessor):
                                    "processor.reset(prompt_attention_mask=...))")
         prompts = [row[m.bool()].tolist() if mask is not None else row.tolist()
                    for row, m in zip(input_ids, mask if mask is not None else input_ids)]
+        if self.persrm_prompt_ids is not None:
+            if len(self.persrm_prompt_ids) != len(prompts):
+                raise PersonalignError("persrm_prompt_ids needs one prompt per batch row")
+            prompts = [list(p) for p in self.persrm_prompt_ids]
         if self.reference_prompt_ids:
             if len(self.reference_prompt_ids) != len(prompts):
                 raise PersonalignError("reference_prompt_ids needs one prompt per batch row")
             prompts += [list(p) for p in self.reference_prompt_ids]
         adapter = ADAPTER_NAME if self.persrm.has_adapter else None
         self._hidden = self.runner.add(prompts, [adapter] * len(prompts))
+
+
+def meta_prompt_inputs(tokenizer, prompts: "list[str | Messages]", preference: "str | Preference | None" = None, *,
+                       system_info: str | None = None, device=None) -> BatchEncoding:
+    """`prompts` under the meta-prompt (System Info `system_info`, the preference as User Info), left-padded with
+    their attention mask, on `device` (None: the CPU): the inputs of a MetaAlign policy's own `generate` (method
+    metaalign)."""
+    requests = _requests(prompts, preference, "metaalign", system_info)
+    declared = REGISTRY["metaalign"]
+    rows = [declared.base_row(tokenizer, r, r.preference.text) for r in requests]
+    return _left_padded(tokenizer, rows, device)
+
+
+def _requests(prompts, preference, method: str, system_info: str | None) -> list[GenerationRequest]:
+    """One checked request per prompt (the checks and defaults of the engine's requests); one preference only."""
+    if isinstance(prompts, str) or not prompts:
+        raise PersonalignError("prepare takes a non-empty list of prompts (wrap a single prompt in a list)")
+    requests = [GenerationRequest(p, preference, method=method, system_info=system_info) for p in prompts]
+    if len(requests[0].preference.components) > 1:
+        raise PersonalignError("prepare takes one preference (a catalog name or free text); "
+                               "for a mixture use the engine (personalign.load_engine)")
+    return requests
+
+
+def _left_padded(tokenizer, rows: list[list[int]], device) -> BatchEncoding:
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # masked out: any id will do
+    inputs = BatchEncoding({
+        "input_ids": torch.tensor([[pad] * (width - len(r)) + r for r in rows]),
+        "attention_mask": torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows]),
+    })
+    return inputs.to(device) if device is not None else inputs
 
 
 def _runs_through_adapter(model) -> bool:

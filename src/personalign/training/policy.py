@@ -12,8 +12,11 @@ skips a finished one (its adapter/ is there). Metrics go to metrics.jsonl as JSO
 (stage, step, loss; held-out loss, and for DPO held-out accuracy and margin); lines past the checkpoint a run
 resumes from are dropped, since it writes them again.
 
-Output directory: policy_config.json, metrics.jsonl, sft/ and dpo/ (checkpoints, then adapter/), policy/ (the
-MetaAlign policy: the last stage's adapter and policy.json).
+DPO's pairs are the data's (train.jsonl) or, with `dpo_pairs` sampled, answers the SFT policy samples, ranked by a
+judge (training/sampled_pairs.py).
+
+Output directory: policy_config.json, metrics.jsonl, sft/ and dpo/ (checkpoints, then adapter/), sampled_pairs.jsonl
+(dpo_pairs sampled), policy/ (the MetaAlign policy: the last stage's adapter and policy.json).
 """
 
 import copy
@@ -34,6 +37,7 @@ from ..models import EMBEDDED_MODEL_NAME, load_causal_lm
 from ..records import append_records, read_records, write_directory_atomic, write_records_atomic
 from .checkpoint import continues_run
 from .policy_config import DPOStage, PolicyConfig, SFTStage, outcome_settings
+from .sampled_pairs import PairJudge, sampled_pairs
 
 SETTINGS_FILE = "policy_config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -41,11 +45,14 @@ POLICY_DIR = "policy"
 
 
 def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool = False, progress: bool = True,
-                 model=None, tokenizer=None) -> dict:
+                 model=None, tokenizer=None, pair_judge: PairJudge | None = None) -> dict:
     """Train (or resume) a MetaAlign policy; returns the last held-out metrics of each stage. `model`/`tokenizer`
-    skip loading `run.base` (tests pass tiny models)."""
+    skip loading `run.base` (tests pass tiny models). `pair_judge` ranks sampled answers (`dpo_pairs` sampled;
+    training/sampled_pairs.py)."""
     for config in (run, sft, dpo):
         config.validate()
+    if run.recipe == "sft-dpo" and dpo.dpo_pairs == "sampled" and pair_judge is None:
+        raise PersonalignError("sampled DPO pairs need a judge (pair_judge; the command line wires the evaluation's)")
     out, settings = Path(run.out), outcome_settings(run, sft, dpo)
     _check_out(out, settings, resume)
     data = Path(run.data)
@@ -63,9 +70,18 @@ def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool =
         valid=_sample([_sft_row(e, system_role) for e in sft_valid], run), steps=sft.sft_steps, lr=sft.sft_lr,
         eval_every=sft.sft_eval_every)}
     if run.recipe == "sft-dpo":
+        train_pairs = pairs["train"]
+        if dpo.dpo_pairs == "sampled":
+            from peft import PeftModel
+            sft_policy = PeftModel.from_pretrained(copy.deepcopy(model), out / "sft" / ADAPTER_DIR).eval()
+            train_pairs = sampled_pairs(out, sft_policy, tokenizer, train_pairs, pair_judge,
+                                        contexts=dpo.dpo_contexts, samples=dpo.dpo_samples,
+                                        max_new_tokens=dpo.dpo_sample_tokens, temperature=dpo.dpo_temperature,
+                                        batch_size=run.batch_size, seed=run.seed, progress=progress)
+            del sft_policy
         summary["dpo"] = _stage(
             "dpo", out, run, resume, progress, tokenizer, model,
-            train=[_dpo_row(p, system_role) for p in pairs["train"]],
+            train=[_dpo_row(p, system_role) for p in train_pairs],
             valid=_sample([_dpo_row(p, system_role) for p in pairs["valid"]], run), steps=dpo.dpo_steps,
             lr=dpo.dpo_lr, eval_every=dpo.dpo_eval_every, beta=dpo.dpo_beta)
     _save_policy(out, run)

@@ -8,6 +8,7 @@ from ..flag_help import flag_help
 from ..validation import check_number
 
 RECIPES = ("sft", "sft-dpo")
+DPO_PAIRS = ("data", "sampled")
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 
 
@@ -69,8 +70,22 @@ class DPOStage:
     dpo_lr: float = field(default=5e-5, metadata=flag_help("DPO learning rate"))
     dpo_beta: float = field(default=0.1, metadata=flag_help("DPO beta"))
     dpo_eval_every: int = field(default=25, metadata=flag_help("DPO steps between held-out evaluations"))
+    dpo_pairs: str = field(default="data", metadata=flag_help(
+        "data: DPO on the data's pairs; sampled: on pairs the SFT policy samples and the evaluation judges rank "
+        "(written to RUN/sampled_pairs.jsonl)", choices=DPO_PAIRS))
+    dpo_contexts: int = field(default=256, metadata=flag_help(
+        "sampled pairs: how many training (meta-prompt, prompt) contexts to sample answers for"))
+    dpo_samples: int = field(default=4, metadata=flag_help("sampled pairs: answers sampled per context"))
+    dpo_sample_tokens: int = field(default=96, metadata=flag_help("sampled pairs: most tokens per sampled answer"))
+    dpo_temperature: float = field(default=0.8, metadata=flag_help("sampled pairs: sampling temperature"))
 
     def validate(self) -> None:
+        if self.dpo_pairs not in DPO_PAIRS:
+            raise PersonalignError(f"dpo_pairs must be one of {', '.join(DPO_PAIRS)}, got {self.dpo_pairs!r}")
+        for name in ("dpo_contexts", "dpo_sample_tokens"):
+            check_number(name, getattr(self, name), minimum=1, whole=True)
+        check_number("dpo_samples", self.dpo_samples, minimum=2, whole=True)
+        check_number("dpo_temperature", self.dpo_temperature, above=0)
         check_number("dpo_steps", self.dpo_steps, minimum=1, whole=True)
         check_number("dpo_lr", self.dpo_lr, above=0)
         check_number("dpo_beta", self.dpo_beta, above=0)
@@ -80,6 +95,9 @@ class DPOStage:
 def outcome_settings(run: PolicyConfig, sft: SFTStage, dpo: DPOStage) -> dict:
     """The settings that decide the trained policy: a resumed run must have the same ones."""
     settings = {**asdict(run), **asdict(sft), **(asdict(dpo) if run.recipe == "sft-dpo" else {})}
+    if settings.get("dpo_pairs") == "data":  # the sampling settings then decide nothing
+        for name in ("dpo_contexts", "dpo_samples", "dpo_sample_tokens", "dpo_temperature"):
+            settings.pop(name)
     for name in ("out", "device", "save_every", "log_every", "eval_limit", "sft_eval_every", "dpo_eval_every"):
         settings.pop(name, None)
     return settings

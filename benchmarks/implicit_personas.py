@@ -1,0 +1,65 @@
+"""MetaAlign's implicit-preference measurement: for a background that implies a P-SOUPS dimension ("I'm eight years
+old" implies elementary), does the judged dimension move the way the background implies?
+
+    .venv/bin/python benchmarks/implicit_personas.py --policy runs/policy/policy --methods metaalign,meta-prompting
+
+For each prompt (koala_eval_50) and persona, the answer with the persona as User Info is compared, by the offline
+judge's measure of the implied dimension, with the same method's answer under a neutral User Info (`NEUTRAL`): it
+moved the right way when it scores higher (ties count as not moved). One row per method and persona: prompts,
+moved, rate. These personas are none of the backgrounds the policy trains on (data/metaalign_synth.PSOUPS_PERSONAS).
+"""
+
+import argparse
+
+from personalign import GenerationRequest, load_engine
+from personalign.data.metaalign_synth import PSOUPS_PERSONAS
+from personalign.data.prompt_sets import load_prompts
+from personalign.evaluation.judges.offline import OfflineJudge
+
+PERSONAS = {"elementary": "I'm eight years old.", "expert": "I'm a physics professor.",
+            "concise": "I'm in a hurry.", "informative": "I'm a curious student who wants the full picture.",
+            "friendly": "I've had a rough week and need cheering up.",
+            "unfriendly": "I find friendliness from machines irritating."}
+NEUTRAL = "I have no particular preferences about the answer."
+assert not set(PERSONAS.values()) & {p for ps in PSOUPS_PERSONAS.values() for p in ps}
+
+
+def answers(engine, method: str, prompts, user_info: str, max_new_tokens: int, batch_size: int) -> list[str]:
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        requests = [GenerationRequest(p.prompt, user_info, method=method, max_new_tokens=max_new_tokens)
+                    for p in prompts[start:start + batch_size]]
+        out += [r.text for r in engine.generate(requests)]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", default="meta-prompting", help="comma-separated: meta-prompting, metaalign")
+    parser.add_argument("--policy", default=None, help="a MetaAlign policy directory (for metaalign)")
+    parser.add_argument("--prompts", default="koala_eval_50")
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--batch-size", type=int, default=10)
+    args = parser.parse_args()
+    prompts = load_prompts(args.prompts, args.limit)
+    engine, judge = load_engine(persrm="untrained", policy=args.policy), OfflineJudge()
+    rows = []
+    for method in args.methods.split(","):
+        neutral = answers(engine, method, prompts, NEUTRAL, args.max_new_tokens, args.batch_size)
+        for dim, persona in PERSONAS.items():
+            texts = answers(engine, method, prompts, persona, args.max_new_tokens, args.batch_size)
+            moved = sum(a > b for a, b in zip(judge.score(dim, [""] * len(texts), texts),
+                                              judge.score(dim, [""] * len(neutral), neutral)))
+            rows.append((method, dim, persona, len(texts), moved))
+            print(f"[{method}] {dim}: {moved}/{len(texts)}", flush=True)
+    print(f"{'method':<15} {'implies':<12} {'persona':<52} {'prompts':>7} {'moved':>5} {'rate':>5}")
+    for method, dim, persona, n, moved in rows:
+        print(f"{method:<15} {dim:<12} {persona:<52} {n:>7} {moved:>5} {moved / n:>5.2f}")
+    for method in dict.fromkeys(r[0] for r in rows):
+        n, moved = (sum(r[i] for r in rows if r[0] == method) for i in (3, 4))
+        print(f"{method:<15} {'(all)':<12} {'':<52} {n:>7} {moved:>5} {moved / n:>5.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""MetaAlign pairs from a `personalign data synth` run (its pairs.jsonl): the P-SOUPS axes by label flipping, and
+free-text preferences (the Janus sample) as Diverse-Opinion pairs.
+
+A synth pair under dimension d (say concise) holds the rollout its judge liked best for d against the one it liked
+least. Under d's opposite on the same axis (informative) the same two answers usually rank the other way round: the
+flipped pair is kept when the judge scores the rejected answer higher under the opposite dimension and that answer
+is not degenerate (synth lets a looping or template-echoing rollout be rejected, never chosen). So one pair of
+answers carries opposite labels under the axis' two preferences, and only the meta-prompt tells them apart.
+
+Each P-SOUPS pair appears twice: under the dimension's P-SOUPS text (explicit) and under a background that implies
+it (implicit, `PSOUPS_PERSONAS`, one drawn per prompt). The backgrounds that measure implicit preferences
+(benchmarks/implicit_personas.py) are other ones, so that measurement never sees a trained phrasing.
+
+Free-text pairs keep the text as User Info, under the id "free:" + a short hash of it, which hold-outs name.
+"""
+
+import hashlib
+import random
+from pathlib import Path
+
+from .. import catalog
+from ..errors import PersonalignError
+from ..meta_prompt import DEFAULT_SYSTEM_INFO
+from ..records import read_records
+from .synth import PAIRS, PSOUPS_DIMENSIONS, degenerate
+
+OPPOSITE = {"elementary": "expert", "expert": "elementary", "concise": "informative", "informative": "concise",
+            "friendly": "unfriendly", "unfriendly": "friendly"}
+PSOUPS_PERSONAS = {  # implicit User Info for training; the measurement's backgrounds differ (see the docstring)
+    "elementary": ("I'm a fourth-grader doing my homework.", "I'm nine years old.",
+                   "I'm a kid who just started reading chapter books."),
+    "expert": ("I have a PhD in this field and publish in it.",
+               "I'm a senior researcher who reads the primary literature every day.",
+               "I'm a specialist who teaches graduate seminars on this."),
+    "concise": ("I'm busy and only have a minute.", "I read your answers on my phone between meetings.",
+                "I'm a bottom-line person."),
+    "informative": ("I'm writing a thorough report and need all the background.",
+                    "I'm new to this and want to understand it fully.",
+                    "I love learning every detail about a topic."),
+    "friendly": ("I'm feeling a bit down today and could use a laugh.", "I love chatting the way old friends do.",
+                 "I'm a cheerful person who enjoys a good joke."),
+    "unfriendly": ("I can't stand chit-chat or niceness.", "I'm a grumpy old man who hates being coddled.",
+                   "Politeness gets on my nerves."),
+}
+
+
+def free_text_id(text: str) -> str:
+    return "free:" + hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def synth_pairs(synth_dir, judge, seed: int = 0) -> list:
+    """MetaPairs from `synth_dir`/pairs.jsonl (see the module docstring). `judge` scores the P-SOUPS dimensions
+    (the evaluation's offline judge, which the command wires: the data layer does not import evaluation)."""
+    from .metaalign import MetaPair
+
+    path = Path(synth_dir) / PAIRS
+    if not path.is_file():
+        raise PersonalignError(f"--synth {synth_dir}: no {PAIRS} (run `personalign data synth --out {synth_dir}`)")
+    records = read_records(path)
+    dims = [r for r in records if r.get("preference") in PSOUPS_DIMENSIONS]
+    flipped = _flips(dims, judge)
+    pairs = []
+    for record, flip in zip(dims, flipped):
+        rng = random.Random(f"{seed}\0{record['prompt_id']}")
+        for dim, chosen, rejected in ((record["preference"], record["chosen"], record["rejected"]),
+                                      *([flip] if flip else [])):
+            for user_info, explicit in ((catalog.lookup(dim).text, True), (rng.choice(PSOUPS_PERSONAS[dim]), False)):
+                pairs.append(MetaPair(f"psoups:{dim}", DEFAULT_SYSTEM_INFO, user_info, record["prompt"], chosen,
+                                      rejected, "diverse", explicit))
+    pairs += [MetaPair(free_text_id(r["preference"]), DEFAULT_SYSTEM_INFO, r["preference"], r["prompt"], r["chosen"],
+                       r["rejected"], "diverse", True)
+              for r in records if r.get("judge") == "relevance"]
+    return pairs
+
+
+def _flips(records: list[dict], judge) -> list[tuple | None]:
+    """For each pair under d: (opposite of d, rejected, chosen) where the judge agrees and the rejected answer may be
+    chosen, else None. One scoring call per dimension."""
+    flips: list[tuple | None] = [None] * len(records)
+    for dim in PSOUPS_DIMENSIONS:
+        at = [i for i, r in enumerate(records) if OPPOSITE[r["preference"]] == dim]
+        texts = [t for i in at for t in (records[i]["chosen"], records[i]["rejected"])]
+        prompts = [records[i]["prompt"] for i in at for _ in (0, 1)]
+        scores = judge.score(dim, prompts, texts) if at else []
+        for k, i in enumerate(at):
+            chosen, rejected = records[i]["chosen"], records[i]["rejected"]
+            if scores[2 * k + 1] > scores[2 * k] and not degenerate(rejected):
+                flips[i] = (dim, rejected, chosen)
+    return flips

@@ -1,0 +1,92 @@
+"""DPO pairs sampled from the SFT policy and judged (MetaAlign's second recipe: SFT, then DPO on pairs sampled from
+the SFT model, the paper's "sample from 7b/13b" files), for `train-policy --dpo-pairs sampled`.
+
+For a seeded sample of the training pairs' distinct (meta-prompt, prompt) contexts, the SFT policy writes `samples`
+answers each by temperature sampling; a judge scores them under that meta-prompt's preference, and the best and the
+worst answer make a pair when the judge tells them apart. An answer that loops or copies a prompt template back may
+be rejected, never chosen (data/synth.py: proxy judges like both). The judge is a callable the command wires from
+the evaluation's judges (this layer does not import evaluation): (pair, answers) -> one score per answer, higher is
+better, or None where it knows no measure for that preference (the context is then skipped).
+
+The pairs are written once, atomically, to RUN/sampled_pairs.jsonl; a resumed run reads them back rather than
+sampling again, so DPO resumes on the very pairs it started with.
+"""
+
+import random
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from ..data.metaalign import MetaPair, as_record, read_meta_pairs
+from ..data.pairs import prompt_key
+from ..data.synth import degenerate
+from ..errors import PersonalignError
+from ..meta_prompt import render_meta_ids
+from ..records import write_records_atomic
+
+SAMPLED_FILE = "sampled_pairs.jsonl"
+PairJudge = Callable[[MetaPair, list[str]], "list[float] | None"]
+
+
+def sampled_pairs(out: Path, policy, tokenizer, pairs: list[MetaPair], judge: PairJudge, *, contexts: int,
+                  samples: int, max_new_tokens: int, temperature: float, batch_size: int, seed: int,
+                  progress: bool = True) -> list[MetaPair]:
+    """The sampled pairs of this run: read back from `out`/sampled_pairs.jsonl, or sampled, judged and written."""
+    path = out / SAMPLED_FILE
+    if path.is_file():
+        return read_meta_pairs(path)
+    firsts = {}
+    for pair in pairs:  # one pair stands for its context (meta-prompt and prompt)
+        firsts.setdefault((pair.system_info, pair.user_info, prompt_key(pair)), pair)
+    chosen = list(firsts.values())
+    chosen = random.Random(seed).sample(chosen, min(contexts, len(chosen)))
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    made = []
+    bar = tqdm(total=len(chosen), desc="sampling DPO pairs", unit="prompt", disable=not progress)
+    for start in range(0, len(chosen), batch_size):
+        batch = chosen[start:start + batch_size]
+        answers = _sample(policy, tokenizer, batch, samples, max_new_tokens, temperature, generator)
+        for context, texts in zip(batch, answers):
+            pair = _best_and_worst(context, texts, judge)
+            if pair is not None:
+                made.append(pair)
+        bar.update(len(batch))
+    bar.close()
+    if not made:
+        raise PersonalignError("sampling gave no DPO pairs: the judge told no two answers apart (more --dpo-samples "
+                               "or a higher --dpo-temperature may help)")
+    write_records_atomic(path, [as_record(p) for p in made])
+    return made
+
+
+@torch.inference_mode()
+def _sample(policy, tokenizer, batch: list[MetaPair], samples: int, max_new_tokens: int, temperature: float,
+            generator: torch.Generator) -> list[list[str]]:
+    rows = [render_meta_ids(tokenizer, pair.prompt, pair.meta_prompt) for pair in batch]
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=policy.device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=policy.device)
+    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))  # generate samples from torch's
+    out = policy.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature, top_k=0,
+                          top_p=1.0, max_new_tokens=max_new_tokens, num_return_sequences=samples, pad_token_id=pad)
+    texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+    return [[t.strip() for t in texts[i * samples:(i + 1) * samples]] for i in range(len(batch))]
+
+
+def _best_and_worst(context: MetaPair, answers: list[str], judge: PairJudge) -> MetaPair | None:
+    usable = [a for a in answers if a]
+    scores = judge(context, usable) if len(usable) > 1 else None
+    if scores is None:
+        return None
+    eligible = [i for i, a in enumerate(usable) if not degenerate(a)]
+    if not eligible:
+        return None
+    best = max(eligible, key=scores.__getitem__)
+    worst = min(range(len(usable)), key=scores.__getitem__)
+    if scores[best] <= scores[worst] or usable[best] == usable[worst]:
+        return None
+    return replace(context, chosen=usable[best], rejected=usable[worst])

@@ -1,0 +1,94 @@
+"""MetaAlign pairs from a synthesis run: each P-SOUPS pair flips under its axis' opposite where the judge agrees, a
+degenerate answer is never chosen, a share of the free-text preferences is held out, and the per-preference cap
+keeps both sides of a flip."""
+
+import json
+
+import pytest
+
+from personalign.cli import main
+from personalign.data.metaalign import build, read_meta_pairs
+from personalign.data.metaalign_synth import OPPOSITE, PSOUPS_PERSONAS, free_text_id
+from personalign.data.pairs import prompt_key
+from personalign.evaluation.judges.offline import OfflineJudge
+
+SHORT = "Water boils at 100 degrees."
+LONG = ("Water boils at 100 degrees Celsius at sea level, because its vapour pressure then equals the pressure of "
+        "the atmosphere above it; higher up, the air is thinner and it boils at a lower temperature.")
+LOOP = "Water boils boils boils. " + "boils boils boils boils " * 12
+FREE = [f"I want answers that mention {topic}." for topic in ("history", "cooking", "sports", "music", "travel")]
+
+
+def pair(prompt_id, preference, chosen, rejected, judge="offline"):
+    return dict(preference=preference, prompt=f"Question {prompt_id}?", chosen=chosen, rejected=rejected,
+                source="synth", judge=judge, margin=2.0, prompt_id=str(prompt_id), chosen_under="none",
+                rejected_under="none")
+
+
+@pytest.fixture
+def synth_dir(tmp_path):
+    records = []
+    for i in range(10):
+        records += [pair(i, "concise", f"{SHORT} ({i})", f"{LONG} ({i})"),
+                    pair(i, "expert", f"{LONG} ({i})", f"{SHORT} ({i})"),
+                    pair(i, "friendly", f"What a lovely question, friend! {SHORT}", f"{LOOP} ({i})"),
+                    pair(i, "informative", f"{LONG} ({i})", "Yes."),
+                    *[pair(i, text, f"{LONG} {text} ({i})", f"{SHORT} ({i})", judge="relevance") for text in FREE]]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return tmp_path
+
+
+def everything(groups):
+    return [p for group in groups.values() for p in group]
+
+
+def test_pairs_flip_under_the_axis_opposite_only_where_the_judge_agrees(synth_dir):
+    pairs = everything(build(("synth",), synth=synth_dir, judge=OfflineJudge()))
+    under = {}
+    for p in pairs:
+        under.setdefault((prompt_key(p), p.chosen, p.rejected), set()).add(p.preference)
+    concise = next(p for p in pairs if p.preference == "psoups:concise")
+    assert under[(prompt_key(concise), concise.rejected, concise.chosen)] >= {"psoups:informative"}
+    expert = next(p for p in pairs if p.preference == "psoups:expert")
+    assert "psoups:elementary" in under[(prompt_key(expert), expert.rejected, expert.chosen)]
+    # the looping answer is never chosen: friendly's pair does not flip to unfriendly
+    assert not any("boils boils boils" in p.chosen for p in pairs)
+    assert "psoups:unfriendly" not in {p.preference for p in pairs}
+    for p in pairs:
+        if p.preference.startswith("psoups:"):
+            dim = p.preference.split(":")[1]
+            assert p.explicit or p.user_info in PSOUPS_PERSONAS[dim]
+            assert OPPOSITE[OPPOSITE[dim]] == dim
+
+
+def test_a_share_of_free_text_is_held_out_in_every_prompt(synth_dir):
+    groups = build(("synth",), synth=synth_dir, judge=OfflineJudge(), hold_out_free_text=0.2)
+    held = {p.preference for p in groups["unseen"]}
+    assert len(held) == 1 and held < {free_text_id(t) for t in FREE}
+    assert not held & {p.preference for p in groups["train"] + groups["valid"]}
+    assert len(groups["unseen"]) == 10  # all ten prompts of the held-out text
+
+
+def test_the_cap_keeps_the_same_prompts_for_every_preference(synth_dir):
+    groups = build(("synth",), synth=synth_dir, judge=OfflineJudge(), max_per_preference=6, valid_fraction=0.5)
+    pairs = everything(groups)
+    counts = {}
+    for p in pairs:
+        counts[p.preference] = counts.get(p.preference, 0) + 1
+    assert max(counts.values()) <= 6
+    prompts = lambda name: {prompt_key(p) for p in pairs if p.preference == name}
+    assert prompts("psoups:concise") == prompts("psoups:informative")
+
+
+def test_the_command_reads_a_synth_run_and_refuses_a_missing_one(synth_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["data", "metaalign", "--out", str(out), "--sources", "synth", "--synth", str(synth_dir)]) == 0
+    assert "free-text preferences" in capsys.readouterr().out
+    assert {p.preference for p in read_meta_pairs(out / "train.jsonl")} >= {"psoups:concise", "psoups:informative"}
+    for argv, message in ((["--synth", str(tmp_path / "nothing")], "no pairs.jsonl"),
+                          (["--sources", "synth"], "go together"),
+                          (["--sources", "synth", "--synth", str(synth_dir), "--max-per-preference", "0"],
+                           "max_per_preference must be >= 1")):
+        fresh = tmp_path / "fresh"
+        assert main(["data", "metaalign", "--out", str(fresh), *argv]) == 2
+        assert message in capsys.readouterr().err and not fresh.exists()
