@@ -144,7 +144,8 @@ def test_eval_refuses_metaalign_without_a_policy_before_writing(tmp_path, smol_t
                                        prompts=str(prompts), max_new_tokens=2, out=str(tmp_path / "run")))
     with pytest.raises(PersonalignError, match="metaalign needs a trained MetaAlign policy"):
         run_eval(config, engine_with(smol_tokenizer), progress=False)
-    assert main(["eval", "--methods", "metaalign-pad", "--prompts", str(prompts), "--out", str(tmp_path / "run")]) == 2
+    assert main(["eval", "--methods", "metaalign-pad", "--prompts", str(prompts), "--out", str(tmp_path / "run"),
+                 "--policy", "untrained"]) == 2
     assert "needs a trained MetaAlign policy" in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 
@@ -171,3 +172,37 @@ def test_the_logits_processor_path_gives_the_engines_metaalign_and_metaalign_pad
     assert guided != engines("metaalign"), "the PersRM changed nothing: the test proves nothing"
     with pytest.raises(PersonalignError, match="renders the pad and metaalign-pad methods"):
         processor.prepare(tokenizer, PROMPTS, USER, method="metaalign")
+
+
+# ---- the policy shipped for the embedded model ------------------------------------------------------------------
+
+def test_the_shipped_policy_is_the_default_for_the_embedded_model_only():
+    from personalign.api import DEFAULT_POLICY, default_policy
+    from personalign.models import resolve_model_source
+
+    assert check_policy_dir(DEFAULT_POLICY) == DEFAULT_POLICY
+    size = sum(f.stat().st_size for f in DEFAULT_POLICY.rglob("*") if f.is_file())
+    assert size < 20 * 2**20
+    assert default_policy(resolve_model_source(None)) == str(DEFAULT_POLICY)
+    assert default_policy("/somewhere/else") is None
+
+
+def test_metaalign_on_the_embedded_model_needs_no_policy_flag(capsys):
+    from personalign.cli import main
+
+    assert main(["generate", "How do vaccines work?", "--method", "metaalign", "-p", "concise", "--max-new-tokens",
+                 "4", "--json"]) == 0
+    [record] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert record["method"] == "metaalign" and record["token_ids"]
+
+
+def test_the_readme_metaalign_snippet_runs(capsys):
+    import ast
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    [snippet] = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "meta_prompt_inputs" in b]
+    exec(snippet.replace("max_new_tokens=64", "max_new_tokens=4"), {})
+    [answer] = ast.literal_eval(capsys.readouterr().out)
+    assert answer

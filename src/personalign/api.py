@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .decoding.engine import DEFAULT_REWARD_FORM, Engine
 from .decoding.logits_processor import PADLogitsProcessor
+from .errors import PersonalignError
 from .metaalign_policy import attach_policy, check_policy_dir, policy_base
 from .models import load_causal_lm, resolve_model_source
 from .reward_model import PersonalizedRewardModel, is_saved_persrm, load_saved, read_config
@@ -17,6 +18,8 @@ from .reward_model import PersonalizedRewardModel, is_saved_persrm, load_saved, 
 UNTRAINED = "untrained"  # an identity-head PersRM on the base model itself
 # The PersRM trained for the embedded SmolLM2 (`personalign train-rm`; README "Training a PersRM"): LoRA + head.
 DEFAULT_PERSRM = Path(__file__).parent / "default_persrm" / "smollm2-135m-instruct"
+# The MetaAlign policy trained for the embedded SmolLM2 (`personalign train-policy`; README "MetaAlign").
+DEFAULT_POLICY = Path(__file__).parent / "default_policy" / "smollm2-135m-instruct"
 
 
 def default_persrm(base_source: str) -> str:
@@ -24,6 +27,13 @@ def default_persrm(base_source: str) -> str:
     if DEFAULT_PERSRM.is_dir() and base_source == resolve_model_source(None):
         return str(DEFAULT_PERSRM)
     return UNTRAINED
+
+
+def default_policy(base_source: str) -> str | None:
+    """The MetaAlign policy used when none is named: the shipped one over the embedded model, else none."""
+    if DEFAULT_POLICY.is_dir() and base_source == resolve_model_source(None):
+        return str(DEFAULT_POLICY)
+    return None
 
 
 def load_persrm(spec: str | None, base_model, base_source: str, *, device=None, dtype=None):
@@ -49,11 +59,13 @@ def load_persrm(spec: str | None, base_model, base_source: str, *, device=None, 
 def load_engine(base: str | None = None, persrm: str | None = None, *, policy: str | None = None, device=None,
                 dtype=None, reward_form: str = DEFAULT_REWARD_FORM, sequence_reward=None) -> Engine:
     """An engine over the base model `base` (None = the embedded default) guided by the PersRM `persrm` (and, for
-    the `args` method, by `sequence_reward`), with the MetaAlign policy `policy` (a saved policy directory; None or
-    "untrained": none, so the metaalign methods are refused and meta-prompting is the untrained rendering)."""
+    the `args` method, by `sequence_reward`), with the MetaAlign policy `policy`: a saved policy directory; None =
+    `default_policy(base)` (the shipped one for the embedded SmolLM2, else none); "untrained": none, so the
+    metaalign methods are refused and meta-prompting is the untrained rendering."""
     base_source = resolve_model_source(base)
     if persrm not in (None, UNTRAINED):
         resolve_model_source(persrm, persrm=True)  # a wrong directory is said before the base loads
+    policy = default_policy(base_source) if policy is None else policy
     policy = None if policy in (None, UNTRAINED) else str(check_policy_dir(policy))
     model, tokenizer = load_causal_lm(base_source, device=device, dtype=dtype)
     reward_model = load_persrm(persrm, model, base_source, device=device, dtype=dtype)
@@ -81,11 +93,15 @@ def pad_logits_processor(model, persrm: str | None = None, *, beta: float = 1.0,
     return PADLogitsProcessor(reward_model, beta=beta, top_k=top_k, model=model)
 
 
-def load_policy(policy: str, base: str | None = None, *, device=None, dtype=None):
+def load_policy(policy: str | None = None, base: str | None = None, *, device=None, dtype=None):
     """(model, tokenizer): the base (None: the one the policy was trained on) carrying the MetaAlign policy's
-    adapter, for your own `model.generate`: with `meta_prompt_inputs(tokenizer, prompts, preference)` that is method
+    adapter (None: the one shipped for the embedded SmolLM2), for your own `model.generate`: with `meta_prompt_inputs(tokenizer, prompts, preference)` that is method
     metaalign; with `pad_logits_processor(model)` and `processor.prepare(..., method="metaalign-pad")`,
     metaalign-pad."""
+    if policy is None:
+        policy = default_policy(resolve_model_source(None))
+        if policy is None:
+            raise PersonalignError("this installation ships no MetaAlign policy: name one (train-policy's RUN/policy)")
     directory = check_policy_dir(policy)
     model, tokenizer = load_causal_lm(resolve_model_source(base or policy_base(directory)), device=device,
                                       dtype=dtype)

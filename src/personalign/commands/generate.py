@@ -43,7 +43,8 @@ def add_arguments(parser) -> None:
                              "trained PersRM shipped for the embedded model; untrained for other bases)")
     parser.add_argument("--policy", default=None,
                         help="MetaAlign policy for --method metaalign / metaalign-pad: a saved policy dir "
-                             "(train-policy's RUN/policy) or 'untrained' (default: none)")
+                             "(train-policy's RUN/policy) or 'untrained' (none; default: the policy shipped for "
+                             "the embedded model, none for other bases)")
     add_flags(parser, GenerationRequest, SETTINGS)
     parser.add_argument("--batch-size", type=int, default=8, help="requests decoded together (default 8)")
     parser.add_argument("--stream", action="store_true", help="print the answer as it is generated (one answer)")

@@ -52,7 +52,8 @@ class EvalConfig:
     base: str | None = field(default=None, metadata=flag_help("base model: a local dir or hub id (none: embedded "
                                                           "SmolLM2)"))
     policy: str | None = field(default=None, metadata=flag_help(
-        "MetaAlign policy for metaalign and metaalign-pad: a saved policy dir (train-policy's RUN/policy)"))
+        "MetaAlign policy for metaalign and metaalign-pad: a saved policy dir (train-policy's RUN/policy) or "
+        "'untrained' (none; default: the policy shipped for the embedded model, none for other bases)"))
     persrm: str | None = field(default=None, metadata=flag_help(
         "PersRM for pad/fusion: a saved PersRM dir or 'untrained' (none: the trained one shipped for the embedded "
         "model, else untrained)"))
