@@ -85,7 +85,7 @@ def test_the_command_reads_a_synth_run_and_refuses_a_missing_one(synth_dir, tmp_
     assert main(["data", "metaalign", "--out", str(out), "--sources", "synth", "--synth", str(synth_dir)]) == 0
     assert "free-text preferences" in capsys.readouterr().out
     assert {p.preference for p in read_meta_pairs(out / "train.jsonl")} >= {"psoups:concise", "psoups:informative"}
-    for argv, message in ((["--synth", str(tmp_path / "nothing")], "no pairs.jsonl"),
+    for argv, message in ((["--sources", "synth", "--synth", str(tmp_path / "nothing")], "no pairs.jsonl"),
                           (["--sources", "synth"], "go together"),
                           (["--sources", "synth", "--synth", str(synth_dir), "--max-per-preference", "0"],
                            "max_per_preference must be >= 1")):
