@@ -201,11 +201,13 @@ def _capped(pairs: list[MetaPair], cap: int | None, seed: int) -> list[MetaPair]
     that a prompt kept for one side of a flipped pair is kept for the other."""
     if cap is None:
         return pairs
-    rank = lambda pair: hashlib.sha256(f"{seed}\0cap\0{prompt_key(pair)}".encode()).digest()
+    ranks = [hashlib.sha256(f"{seed}\0cap\0{prompt_key(p)}".encode()).digest() for p in pairs]
+    by_preference: dict[str, list[int]] = {}
+    for i, pair in enumerate(pairs):
+        by_preference.setdefault(pair.preference, []).append(i)
     chosen = set()
-    for preference in {p.preference for p in pairs}:
-        own = sorted((i for i, p in enumerate(pairs) if p.preference == preference), key=lambda i: rank(pairs[i]))
-        chosen.update(own[:cap])
+    for own in by_preference.values():  # stable: pairs of one prompt keep their order
+        chosen.update(sorted(own, key=ranks.__getitem__)[:cap])
     return [p for i, p in enumerate(pairs) if i in chosen]
 
 
