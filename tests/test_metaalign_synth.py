@@ -1,14 +1,14 @@
 """MetaAlign pairs from a synthesis run: each P-SOUPS pair flips under its axis' opposite where the judge agrees, a
-degenerate answer is never chosen, a share of the free-text preferences is held out, and the per-preference cap
-keeps both sides of a flip."""
+degenerate answer is never chosen, a share of the free-text preferences is held out, the per-preference cap
+keeps both sides of a flip, and answers cut off at the token limit say so."""
 
 import json
 
 import pytest
 
 from personalign.cli import main
-from personalign.data.metaalign import build, read_meta_pairs
-from personalign.data.metaalign_synth import OPPOSITE, PSOUPS_PERSONAS, free_text_id
+from personalign.data.metaalign import build, read_meta_pairs, sft_examples
+from personalign.data.metaalign_synth import OPPOSITE, PSOUPS_PERSONAS, free_text_id, synth_pairs
 from personalign.data.pairs import prompt_key
 from personalign.evaluation.judges.offline import OfflineJudge
 
@@ -92,3 +92,19 @@ def test_the_command_reads_a_synth_run_and_refuses_a_missing_one(synth_dir, tmp_
         fresh = tmp_path / "fresh"
         assert main(["data", "metaalign", "--out", str(fresh), *argv]) == 2
         assert message in capsys.readouterr().err and not fresh.exists()
+
+
+def test_answers_cut_at_the_token_limit_are_marked_on_both_sides_of_a_flip(tmp_path):
+    record = dict(pair(0, "concise", SHORT, LONG), chosen_under="concise", rejected_under="informative")
+    (tmp_path / "pairs.jsonl").write_text(json.dumps(record) + "\n")
+    (tmp_path / "rollouts.jsonl").write_text("".join(
+        json.dumps({"id": f"0\t{under}", "finish_reason": reason}) + "\n"
+        for under, reason in (("concise", "eos"), ("informative", "length"))))
+    pairs = synth_pairs(tmp_path, OfflineJudge())
+    concise = [p for p in pairs if p.preference == "psoups:concise"]
+    informative = [p for p in pairs if p.preference == "psoups:informative"]
+    assert concise and informative  # the long answer flips to informative's chosen
+    assert all(p.chosen_truncated is None and p.rejected_truncated for p in concise)
+    assert all(p.chosen_truncated and p.rejected_truncated is None for p in informative)
+    examples = {e["preference"]: e for e in sft_examples(pairs)}
+    assert examples["psoups:informative"]["truncated"] is True and "truncated" not in examples["psoups:concise"]

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from personalign.cli import main
 from personalign.data.metaalign import MetaPair, as_record, sft_examples
 from personalign.errors import PersonalignError
+from personalign.meta_prompt import MetaPrompt, render_meta_ids
 from personalign.training import policy as policy_module
 from personalign.training.policy import train_policy
 from personalign.training.policy_config import DPOStage, PolicyConfig, SFTStage
@@ -147,3 +148,16 @@ def test_sampled_dpo_pairs_are_the_sft_policys_judged_answers_and_survive_a_kill
     train_policy(run, sft, dpo, resume=True, progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer,
                  pair_judge=longer_is_better)
     assert (out / sampling.SAMPLED_FILE).read_text() == sampled and (out / "policy" / "policy.json").is_file()
+
+
+def test_sft_rows_read_the_inference_rendering_and_end_a_turn_only_after_a_whole_answer(smol_tokenizer):
+    example = sft_examples(toy_pairs(1))[0]
+    meta = MetaPrompt(example["system_info"], example["user_info"])
+    opening = render_meta_ids(smol_tokenizer, example["prompt"], meta)
+    for truncated in (False, True):
+        row = policy_module._sft_row({**example, "response": "Apples are", "truncated": truncated}, smol_tokenizer)
+        ids, mask = row["input_ids"], row["completion_mask"]
+        assert ids[:len(opening)] == opening and mask == [0] * len(opening) + [1] * (len(ids) - len(opening))
+        answer = smol_tokenizer.decode(ids[len(opening):])
+        # a whole answer ends the turn as the chat template does; a cut one just stops, so the policy learns to go on
+        assert answer == ("Apples are" if truncated else "Apples are<|im_end|>\n")

@@ -86,6 +86,10 @@ class MetaPair:
     explicit: bool  # the preference is stated ("answer formally"), not implied by a background
     rule: str | None = None  # priority: the System Info rule (priority.RULES) and its params
     params: dict | None = None
+    # True where that answer is a rollout cut off at its token limit (synth): SFT must not teach the policy to stop
+    # there (None: a whole answer)
+    chosen_truncated: bool | None = None
+    rejected_truncated: bool | None = None
 
     @property
     def meta_prompt(self) -> MetaPrompt:
@@ -220,7 +224,7 @@ def sft_examples(pairs: list[MetaPair]) -> list[dict]:
             seen.add(key)
             examples.append(dict(preference=pair.preference, system_info=pair.system_info, user_info=pair.user_info,
                                  prompt=pair.prompt, response=pair.chosen, subset=pair.subset,
-                                 explicit=pair.explicit))
+                                 explicit=pair.explicit, **({"truncated": True} if pair.chosen_truncated else {})))
     return examples
 
 
@@ -301,6 +305,7 @@ def read_meta_pairs(path) -> list[MetaPair]:
 
 
 SFT_FIELDS = ("preference", "system_info", "user_info", "prompt", "response", "subset", "explicit")
+OPTIONAL_SFT_FIELDS = ("truncated",)  # true: the response was cut off at a token limit, so no end of turn follows it
 
 
 def read_sft_examples(path) -> list[dict]:
@@ -314,13 +319,16 @@ def _sft_example(record) -> dict:
     missing = [f for f in SFT_FIELDS if f not in record]
     if missing:
         raise PersonalignError(f'missing "{missing[0]}"')
-    unknown = sorted(set(record) - set(SFT_FIELDS))
+    unknown = sorted(set(record) - set(SFT_FIELDS) - set(OPTIONAL_SFT_FIELDS))
     if unknown:
-        raise PersonalignError(f"unknown field {unknown[0]!r}; the fields are {', '.join(SFT_FIELDS)}")
+        raise PersonalignError(f"unknown field {unknown[0]!r}; the fields are "
+                               f"{', '.join(SFT_FIELDS + OPTIONAL_SFT_FIELDS)}")
     MetaPrompt(record["system_info"], record["user_info"])  # the tiers' own checks
     as_messages(record["prompt"])
     if not isinstance(record["response"], str) or not record["response"].strip():
         raise PersonalignError('"response" must be a non-empty string')
+    if not isinstance(record.get("truncated", False), bool):
+        raise PersonalignError('"truncated" must be true or false')
     return record
 
 
@@ -337,6 +345,8 @@ def _meta_pair(record) -> MetaPair:
         raise PersonalignError(f"subset must be one of {', '.join(SUBSETS)}, got {record.get('subset')!r}")
     if not isinstance(record.get("explicit"), bool):
         raise PersonalignError('"explicit" must be true or false')
+    if any(not isinstance(record.get(f), (bool, type(None))) for f in ("chosen_truncated", "rejected_truncated")):
+        raise PersonalignError('"chosen_truncated" and "rejected_truncated" must be true or false')
     if record.get("rule") is not None and record["rule"] not in RULES:
         raise PersonalignError(f"unknown priority rule {record['rule']!r}; the rules are {', '.join(RULES)}")
     return MetaPair(**record)

@@ -12,6 +12,9 @@ it (implicit, `PSOUPS_PERSONAS`, one drawn per prompt). The backgrounds that mea
 (benchmarks/implicit_personas.py) are other ones, so that measurement never sees a trained phrasing.
 
 Free-text pairs keep the text as User Info, under the id "free:" + a short hash of it, which hold-outs name.
+
+Most rollouts stop at synth's token limit, mid-sentence: each answer says whether its rollout was cut off
+(rollouts.jsonl's finish_reason), so that SFT on it teaches the policy to go on writing, not to stop there.
 """
 
 import hashlib
@@ -22,7 +25,7 @@ from .. import catalog
 from ..errors import PersonalignError
 from ..meta_prompt import DEFAULT_SYSTEM_INFO
 from ..records import read_records
-from .synth import PAIRS, PSOUPS_DIMENSIONS, degenerate
+from .synth import PAIRS, PSOUPS_DIMENSIONS, ROLLOUTS, degenerate
 
 OPPOSITE = {"elementary": "expert", "expert": "elementary", "concise": "informative", "informative": "concise",
             "friendly": "unfriendly", "unfriendly": "friendly"}
@@ -57,20 +60,32 @@ def synth_pairs(synth_dir, judge, seed: int = 0) -> list:
     if not path.is_file():
         raise PersonalignError(f"--synth {synth_dir}: no {PAIRS} (run `personalign data synth --out {synth_dir}`)")
     records = read_records(path)
+    cut = _truncated(Path(synth_dir) / ROLLOUTS)
     dims = [r for r in records if r.get("preference") in PSOUPS_DIMENSIONS]
     flipped = _flips(dims, judge)
     pairs = []
     for record, flip in zip(dims, flipped):
         rng = random.Random(f"{seed}\0{record['prompt_id']}")
-        for dim, chosen, rejected in ((record["preference"], record["chosen"], record["rejected"]),
-                                      *([flip] if flip else [])):
+        cuts = (cut(record, "chosen_under"), cut(record, "rejected_under"))
+        own = (record["preference"], record["chosen"], record["rejected"], cuts)
+        for dim, chosen, rejected, (chosen_cut, rejected_cut) in (own, *([(*flip, cuts[::-1])] if flip else [])):
             for user_info, explicit in ((catalog.lookup(dim).text, True), (rng.choice(PSOUPS_PERSONAS[dim]), False)):
                 pairs.append(MetaPair(f"psoups:{dim}", DEFAULT_SYSTEM_INFO, user_info, record["prompt"], chosen,
-                                      rejected, "diverse", explicit))
+                                      rejected, "diverse", explicit, chosen_truncated=chosen_cut,
+                                      rejected_truncated=rejected_cut))
     pairs += [MetaPair(free_text_id(r["preference"]), DEFAULT_SYSTEM_INFO, r["preference"], r["prompt"], r["chosen"],
-                       r["rejected"], "diverse", True)
+                       r["rejected"], "diverse", True, chosen_truncated=cut(r, "chosen_under"),
+                       rejected_truncated=cut(r, "rejected_under"))
               for r in records if r.get("judge") == "relevance"]
     return pairs
+
+
+def _truncated(rollouts: Path):
+    """(pair record, "chosen_under" | "rejected_under") -> True where that answer's rollout hit the token limit, None
+    otherwise (a whole answer, or a run without rollouts.jsonl)."""
+    limited = {r["id"] for r in read_records(rollouts) if r.get("finish_reason") == "length"} \
+        if rollouts.is_file() else set()
+    return lambda record, side: True if f"{record.get('prompt_id')}\t{record.get(side)}" in limited else None
 
 
 def _flips(records: list[dict], judge) -> list[tuple | None]:

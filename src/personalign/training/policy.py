@@ -31,12 +31,12 @@ from transformers import TrainerCallback
 
 from ..data.metaalign import read_meta_pairs, read_sft_examples
 from ..errors import PersonalignError
-from ..meta_prompt import MetaPrompt, has_system_role
+from ..meta_prompt import MetaPrompt, has_system_role, render_meta_ids
 from ..metaalign_policy import ADAPTER_DIR, POLICY_FILE, POLICY_FORMAT
 from ..models import EMBEDDED_MODEL_NAME, load_causal_lm
 from ..records import append_records, read_records, write_directory_atomic, write_records_atomic
 from .checkpoint import continues_run
-from .policy_config import DPOStage, PolicyConfig, SFTStage, outcome_settings
+from .policy_config import LORA_MODULES, DPOStage, PolicyConfig, SFTStage, outcome_settings
 from .sampled_pairs import PairJudge, sampled_pairs
 
 SETTINGS_FILE = "policy_config.json"
@@ -66,8 +66,8 @@ def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool =
     system_role = has_system_role(tokenizer)
     summary = {"sft": _stage(
         "sft", out, run, resume, progress, tokenizer, model,
-        train=[_sft_row(e, system_role) for e in sft_train],
-        valid=_sample([_sft_row(e, system_role) for e in sft_valid], run), steps=sft.sft_steps, lr=sft.sft_lr,
+        train=[_sft_row(e, tokenizer) for e in sft_train],
+        valid=_sample([_sft_row(e, tokenizer) for e in sft_valid], run), steps=sft.sft_steps, lr=sft.sft_lr,
         eval_every=sft.sft_eval_every)}
     if run.recipe == "sft-dpo":
         train_pairs = pairs["train"]
@@ -122,8 +122,10 @@ def _sft_trainer(base, tokenizer, run, common, train, valid, callbacks):
     from trl import SFTConfig, SFTTrainer
 
     lora = LoraConfig(r=run.lora_r, lora_alpha=2 * run.lora_r, lora_dropout=0.05,
-                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
-    return SFTTrainer(model=copy.deepcopy(base), args=SFTConfig(**common), train_dataset=train, eval_dataset=valid,
+                      target_modules=LORA_MODULES[run.lora_modules])
+    # rows come tokenized (_sft_row): the loss is on the answer's tokens only
+    return SFTTrainer(model=copy.deepcopy(base), args=SFTConfig(**common, completion_only_loss=True),
+                      train_dataset=train, eval_dataset=valid,
                       processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
 
 
@@ -139,10 +141,31 @@ def _dpo_trainer(base, tokenizer, out, common, beta, train, valid, callbacks):
                       eval_dataset=valid, processing_class=tokenizer, callbacks=callbacks)
 
 
-def _sft_row(example: dict, system_role: bool) -> dict:
+def _sft_row(example: dict, tokenizer) -> dict:
+    """Token ids: the meta-prompted conversation exactly as inference renders it, then the answer (the only tokens
+    with a loss). The answer's end of turn follows only a whole answer: after one cut off at a token limit it would
+    teach the policy to stop mid-sentence."""
     meta = MetaPrompt(example["system_info"], example["user_info"])
-    return {"prompt": meta.messages(example["prompt"], system_role),
-            "completion": [{"role": "assistant", "content": example["response"]}]}
+    prompt = render_meta_ids(tokenizer, example["prompt"], meta)
+    answer = tokenizer(_answer_text(tokenizer, example, meta), add_special_tokens=False)["input_ids"]
+    return {"input_ids": prompt + answer, "completion_mask": [0] * len(prompt) + [1] * len(answer)}
+
+
+def _answer_text(tokenizer, example: dict, meta: MetaPrompt) -> str:
+    """The answer as the chat template writes it after the generation prompt (with its end of turn), or the bare
+    text of a truncated one."""
+    if example.get("truncated"):
+        return example["response"]
+    if not getattr(tokenizer, "chat_template", None):
+        return example["response"] + tokenizer.eos_token
+    messages = meta.messages(example["prompt"], has_system_role(tokenizer))
+    opening = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    whole = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": example["response"]}],
+                                          tokenize=False)
+    if not whole.startswith(opening):
+        raise PersonalignError("the chat template renders a conversation's opening differently once the answer "
+                               "follows; SFT needs the answer to extend the prompt as inference renders it")
+    return whole[len(opening):]
 
 
 def _dpo_row(pair, system_role: bool) -> dict:
