@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from personalign.cli import main
 from personalign.data.metaalign import MetaPair, as_record, sft_examples
 from personalign.errors import PersonalignError
-from personalign.meta_prompt import MetaPrompt, render_meta_ids
+from personalign.meta_prompt import MetaPrompt, has_system_role, render_meta_ids
 from personalign.training import policy as policy_module
 from personalign.training.policy import train_policy
 from personalign.training.policy_config import DPOStage, PolicyConfig, SFTStage
@@ -155,7 +155,8 @@ def test_sft_rows_read_the_inference_rendering_and_end_a_turn_only_after_a_whole
     meta = MetaPrompt(example["system_info"], example["user_info"])
     opening = render_meta_ids(smol_tokenizer, example["prompt"], meta)
     for truncated in (False, True):
-        row = policy_module._sft_row({**example, "response": "Apples are", "truncated": truncated}, smol_tokenizer)
+        row = policy_module._sft_row({**example, "response": "Apples are", "truncated": truncated}, smol_tokenizer,
+                                     has_system_role(smol_tokenizer))
         ids, mask = row["input_ids"], row["completion_mask"]
         assert ids[:len(opening)] == opening and mask == [0] * len(opening) + [1] * (len(ids) - len(opening))
         answer = smol_tokenizer.decode(ids[len(opening):])

@@ -36,6 +36,12 @@ def default_policy(base_source: str) -> str | None:
     return None
 
 
+def resolve_policy(spec: str | None, base_source: str) -> str | None:
+    """The policy directory a `--policy` spec names over `base_source`: None = `default_policy`; "untrained" = none."""
+    spec = default_policy(base_source) if spec is None else spec
+    return None if spec in (None, UNTRAINED) else spec
+
+
 def load_persrm(spec: str | None, base_model, base_source: str, *, device=None, dtype=None):
     """The PersRM named by `spec`: None = `default_persrm(base_source)`; "untrained" = identity head on the base
     (weights shared); a saved
@@ -65,8 +71,8 @@ def load_engine(base: str | None = None, persrm: str | None = None, *, policy: s
     base_source = resolve_model_source(base)
     if persrm not in (None, UNTRAINED):
         resolve_model_source(persrm, persrm=True)  # a wrong directory is said before the base loads
-    policy = default_policy(base_source) if policy is None else policy
-    policy = None if policy in (None, UNTRAINED) else str(check_policy_dir(policy))
+    policy = resolve_policy(policy, base_source)
+    policy = None if policy is None else str(check_policy_dir(policy))
     model, tokenizer = load_causal_lm(base_source, device=device, dtype=dtype)
     reward_model = load_persrm(persrm, model, base_source, device=device, dtype=dtype)
     carrier = attach_policy(model, reward_model, policy) if policy else None
@@ -95,9 +101,9 @@ def pad_logits_processor(model, persrm: str | None = None, *, beta: float = 1.0,
 
 def load_policy(policy: str | None = None, base: str | None = None, *, device=None, dtype=None):
     """(model, tokenizer): the base (None: the one the policy was trained on) carrying the MetaAlign policy's
-    adapter (None: the one shipped for the embedded SmolLM2), for your own `model.generate`: with `meta_prompt_inputs(tokenizer, prompts, preference)` that is method
-    metaalign; with `pad_logits_processor(model)` and `processor.prepare(..., method="metaalign-pad")`,
-    metaalign-pad."""
+    adapter (None: the one shipped for the embedded SmolLM2), for your own `model.generate`: with
+    `meta_prompt_inputs(tokenizer, prompts, preference)` that is method metaalign; with
+    `pad_logits_processor(model)` and `processor.prepare(..., method="metaalign-pad")`, metaalign-pad."""
     if policy is None:
         policy = default_policy(resolve_model_source(None))
         if policy is None:

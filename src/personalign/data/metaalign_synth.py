@@ -25,7 +25,7 @@ from .. import catalog
 from ..errors import PersonalignError
 from ..meta_prompt import DEFAULT_SYSTEM_INFO
 from ..records import read_records
-from .synth import PAIRS, PSOUPS_DIMENSIONS, ROLLOUTS, degenerate
+from .synth import PAIRS, PSOUPS_DIMENSIONS, ROLLOUTS, degenerate, rollout_id
 
 OPPOSITE = {"elementary": "expert", "expert": "elementary", "concise": "informative", "informative": "concise",
             "friendly": "unfriendly", "unfriendly": "friendly"}
@@ -85,7 +85,7 @@ def _truncated(rollouts: Path):
     otherwise (a whole answer, or a run without rollouts.jsonl)."""
     limited = {r["id"] for r in read_records(rollouts) if r.get("finish_reason") == "length"} \
         if rollouts.is_file() else set()
-    return lambda record, side: True if f"{record.get('prompt_id')}\t{record.get(side)}" in limited else None
+    return lambda record, side: True if rollout_id(record.get("prompt_id"), record.get(side)) in limited else None
 
 
 def _flips(records: list[dict], judge) -> list[tuple | None]:

@@ -103,12 +103,17 @@ def free_text_for(prompt_id: str, config: SynthConfig) -> list[str]:
     return rng.sample(list(config.free_text), min(config.free_per_prompt, len(config.free_text)))
 
 
+def rollout_id(prompt_id: str, preference: str) -> str:
+    """A rollout's id in rollouts.jsonl: its prompt and the preference it was written under."""
+    return f"{prompt_id}\t{preference}"
+
+
 def plan_rollouts(prompts, config: SynthConfig) -> list[dict]:
     """One job per (prompt, preference): the neutral one, every dimension, and the prompt's free-text draws."""
     jobs = []
     for item in prompts:
         for preference in (NEUTRAL, *config.dimensions, *free_text_for(item.id, config)):
-            jobs.append(dict(id=f"{item.id}\t{preference}", prompt_id=item.id, prompt=item.prompt,
+            jobs.append(dict(id=rollout_id(item.id, preference), prompt_id=item.id, prompt=item.prompt,
                              preference=preference))
     return jobs
 

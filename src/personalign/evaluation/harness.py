@@ -76,14 +76,11 @@ def run_eval(config: EvalConfig, engine=None, progress: bool = True) -> Path:
 
 def _check_policy(config, engine) -> None:
     """The metaalign methods need a trained policy: said before any model loads or anything is written."""
-    from ..api import UNTRAINED, default_policy
+    from ..api import resolve_policy
     from ..models import resolve_model_source
     aligned = [m.name for m in methods_of(config) if m.decoding.base_adapter]
-    if engine is not None:
-        missing = engine.policy is None
-    else:
-        policy = config.policy if config.policy is not None else default_policy(resolve_model_source(config.base))
-        missing = policy in (None, UNTRAINED)
+    missing = engine.policy is None if engine is not None else \
+        resolve_policy(config.policy, resolve_model_source(config.base)) is None
     if aligned and missing:
         raise PersonalignError(f"methods: {aligned[0]} needs a trained MetaAlign policy (--policy DIR); the base "
                                "reading the meta-prompt is the meta-prompting method")

@@ -4,7 +4,7 @@ then (recipe sft-dpo) DPO from the SFT policy on the label-flipped pairs, both w
 
 The reference of DPO is the SFT policy (its adapter merged into a frozen copy of the base), and DPO goes on training
 the SFT adapter, so the policy is one adapter over the base. Rows read the meta-prompt as inference renders it
-(meta_prompt.MetaPrompt.messages, a system message where the chat template has that role).
+(meta_prompt.render_meta_ids: a system message where the chat template has that role).
 
 Resumable: each stage checkpoints every `save_every` steps (transformers' Trainer checkpoints: adapter, optimizer,
 schedule, random generators, position); `--resume` continues the stage in progress from its last checkpoint and
@@ -66,9 +66,9 @@ def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool =
     system_role = has_system_role(tokenizer)
     summary = {"sft": _stage(
         "sft", out, run, resume, progress, tokenizer, model,
-        train=[_sft_row(e, tokenizer) for e in sft_train],
-        valid=_sample([_sft_row(e, tokenizer) for e in sft_valid], run), steps=sft.sft_steps, lr=sft.sft_lr,
-        eval_every=sft.sft_eval_every)}
+        train=[_sft_row(e, tokenizer, system_role) for e in sft_train],
+        valid=_sample([_sft_row(e, tokenizer, system_role) for e in sft_valid], run), steps=sft.sft_steps,
+        lr=sft.sft_lr, eval_every=sft.sft_eval_every)}
     if run.recipe == "sft-dpo":
         train_pairs = pairs["train"]
         if dpo.dpo_pairs == "sampled":
@@ -141,24 +141,24 @@ def _dpo_trainer(base, tokenizer, out, common, beta, train, valid, callbacks):
                       eval_dataset=valid, processing_class=tokenizer, callbacks=callbacks)
 
 
-def _sft_row(example: dict, tokenizer) -> dict:
+def _sft_row(example: dict, tokenizer, system_role: bool) -> dict:
     """Token ids: the meta-prompted conversation exactly as inference renders it, then the answer (the only tokens
     with a loss). The answer's end of turn follows only a whole answer: after one cut off at a token limit it would
     teach the policy to stop mid-sentence."""
     meta = MetaPrompt(example["system_info"], example["user_info"])
     prompt = render_meta_ids(tokenizer, example["prompt"], meta)
-    answer = tokenizer(_answer_text(tokenizer, example, meta), add_special_tokens=False)["input_ids"]
+    answer = tokenizer(_answer_text(tokenizer, example, meta, system_role), add_special_tokens=False)["input_ids"]
     return {"input_ids": prompt + answer, "completion_mask": [0] * len(prompt) + [1] * len(answer)}
 
 
-def _answer_text(tokenizer, example: dict, meta: MetaPrompt) -> str:
+def _answer_text(tokenizer, example: dict, meta: MetaPrompt, system_role: bool) -> str:
     """The answer as the chat template writes it after the generation prompt (with its end of turn), or the bare
     text of a truncated one."""
     if example.get("truncated"):
         return example["response"]
     if not getattr(tokenizer, "chat_template", None):
         return example["response"] + tokenizer.eos_token
-    messages = meta.messages(example["prompt"], has_system_role(tokenizer))
+    messages = meta.messages(example["prompt"], system_role)
     opening = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     whole = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": example["response"]}],
                                           tokenize=False)
