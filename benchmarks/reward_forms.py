@@ -35,7 +35,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--betas", default="0.5,1.0")
     parser.add_argument("--forms", default="released,decoupled", help="reward forms to decode with")
-    parser.add_argument("--persrm", default=None, help="a saved PersRM dir or 'untrained' (default: generate's default)")
+    parser.add_argument("--persrm", default=None,
+                        help="a saved PersRM dir or 'untrained' (default: generate's default)")
     args = parser.parse_args()
     engine = load_engine(persrm=args.persrm)
     prompts = koala_prompts(args.prompts)

@@ -107,6 +107,23 @@ def test_a_judge_that_cannot_judge_the_preferences_is_refused(engine, prompts_fi
                  engine, progress=False)
 
 
+def test_free_text_preferences_are_judged_by_relevance_beside_catalog_ones(engine, prompts_file, tmp_path,
+                                                                          monkeypatch):
+    from personalign.evaluation.judges import trained
+    monkeypatch.setattr(trained, "_shared_minilm", trained.HashingEmbedder)  # MiniLM's verdicts are not the point
+    free = "I keep bees and love talking about them"
+    cfg = config(prompts_file, tmp_path / "run", methods=["base", "prompt", "meta-prompting"], beta=[1.0],
+                 preferences=["concise", free], judges=["offline", "relevance"], baseline="prompt")
+    out = run_eval(cfg, engine, progress=False)
+    judged = {(j["judge"], j["dimension"], j["kind"]) for j in lines(out / JUDGMENTS)}
+    assert {("relevance", free, "score"), ("relevance", free, "win"), ("offline", "concise", "win")} <= judged
+    assert not {(judge, dim) for judge, dim, _ in judged} & {("relevance", "concise"), ("offline", free)}
+    wins = [j for j in lines(out / JUDGMENTS) if j["judge"] == "relevance" and j["kind"] == "win"]
+    assert len(wins) == 2 and all(j["key"].startswith("meta-prompting|") for j in wins)  # 2 prompts, vs prompt
+    table = (out / "results.md").read_text()
+    assert "Win rate against `prompt` (relevance" in table and free in table
+
+
 def test_yaml_config_and_cli_errors(tmp_path, capsys, prompts_file):
     good = tmp_path / "eval.yaml"
     good.write_text(f"methods: [base, pad]\npreferences: concise\nbeta: [0.5, 1]\nprompts: {prompts_file}\n")

@@ -10,7 +10,7 @@ import torch
 
 from personalign import api, pad_logits_processor
 from personalign.decoding.engine import Engine
-from personalign.decoding.logits_processor import PADLogitsProcessor
+from personalign.decoding.logits_processor import PADLogitsProcessor, meta_prompt_inputs
 from personalign.decoding.request import GenerationRequest
 from personalign.errors import PersonalignError
 from personalign.preferences import Preference
@@ -131,6 +131,19 @@ def test_invalid_settings_are_errors(kwargs, message):
     persrm = PersonalizedRewardModel(tiny_llama(1))
     with pytest.raises(PersonalignError, match=message):
         PADLogitsProcessor(persrm, **kwargs)
+
+
+@pytest.mark.parametrize("prompts, preference, message", [
+    ("Hi", "concise", "takes a non-empty list of prompts"),
+    ([], "concise", "takes a non-empty list of prompts"),
+    (["Hi"], "concise=0.5,friendly=0.5", "takes one preference"),
+])
+def test_inputs_for_your_own_generate_refuse_what_they_cannot_render(smol_tokenizer, prompts, preference, message):
+    processor = PADLogitsProcessor(PersonalizedRewardModel(tiny_llama(1)))
+    with pytest.raises(PersonalignError, match="^prepare " + message):
+        processor.prepare(smol_tokenizer, prompts, preference)
+    with pytest.raises(PersonalignError, match="^meta_prompt_inputs " + message):
+        meta_prompt_inputs(smol_tokenizer, prompts, preference)
 
 
 def test_reference_prompts_must_match_the_batch(smol_tokenizer):

@@ -44,7 +44,8 @@ def data(tmp_path):
 
 
 def configs(data, out, recipe="sft-dpo", **run):
-    return (PolicyConfig(data=str(data), out=str(out), recipe=recipe, batch_size=4, lora_r=4, max_length=96,
+    run = {"lora_r": 4, **run}
+    return (PolicyConfig(data=str(data), out=str(out), recipe=recipe, batch_size=4, max_length=96,
                          save_every=2, log_every=2, device="cpu", mixed_precision="no", **run),
             SFTStage(sft_steps=8, sft_lr=5e-3, sft_eval_every=4), DPOStage(dpo_steps=8, dpo_lr=5e-3, dpo_eval_every=4))
 
@@ -73,18 +74,19 @@ def test_sft_and_dpo_learn_what_the_meta_prompt_decides(data, tmp_path, smol_tok
     assert adapter(out)  # the policy is one adapter over the base
 
 
-def test_a_killed_run_resumes_to_the_same_policy_and_metrics(data, tmp_path, smol_tokenizer, monkeypatch):
+@pytest.mark.parametrize("stage", ["sft", "dpo"])  # SFT's batches are grouped by length from a random order
+def test_a_killed_run_resumes_to_the_same_policy_and_metrics(data, tmp_path, smol_tokenizer, monkeypatch, stage):
     whole = tmp_path / "whole"
     train_policy(*configs(data, whole), progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer)
     killed = tmp_path / "killed"
     log = policy_module._MetricsLog.on_log
 
-    def kill_at_dpo_step_4(self, args, state, control, logs=None, **kwargs):
+    def kill_at_step_6(self, args, state, control, logs=None, **kwargs):
         log(self, args, state, control, logs, **kwargs)
-        if self.stage == "dpo" and state.global_step == 6:
+        if self.stage == stage and state.global_step == 6:
             raise KeyboardInterrupt  # before the checkpoint of step 6: the run resumes from step 4's
 
-    monkeypatch.setattr(policy_module._MetricsLog, "on_log", kill_at_dpo_step_4)
+    monkeypatch.setattr(policy_module._MetricsLog, "on_log", kill_at_step_6)
     with pytest.raises(KeyboardInterrupt):
         train_policy(*configs(data, killed), progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer)
     monkeypatch.setattr(policy_module._MetricsLog, "on_log", log)
@@ -99,6 +101,25 @@ def test_a_killed_run_resumes_to_the_same_policy_and_metrics(data, tmp_path, smo
     expected, got = adapter(whole), adapter(killed)
     assert expected.keys() == got.keys()
     assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_sft_init_goes_on_training_a_saved_policys_adapter(data, tmp_path, smol_tokenizer):
+    first = tmp_path / "first"
+    run, sft, dpo = configs(data, first, recipe="sft")
+    train_policy(run, sft, dpo, progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer)
+    barely = SFTStage(sft_steps=2, sft_lr=1e-12, sft_eval_every=2, sft_init=str(first / "policy"))
+    for name, init in (("fresh", None), ("continued", barely.sft_init)):
+        run, _, dpo = configs(data, tmp_path / name, recipe="sft")
+        barely.sft_init = init
+        train_policy(run, barely, dpo, progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer)
+    trained, fresh, continued = adapter(first), adapter(tmp_path / "fresh"), adapter(tmp_path / "continued")
+    lora_b = [k for k in trained if "lora_B" in k]
+    assert lora_b and all(torch.allclose(continued[k], trained[k]) for k in trained)
+    assert not any(torch.allclose(fresh[k], trained[k]) for k in lora_b)  # a new adapter's B starts at zero
+    run, _, dpo = configs(data, tmp_path / "other-rank", recipe="sft", lora_r=8)
+    with pytest.raises(PersonalignError, match="rank 4 on k_proj, o_proj, q_proj, v_proj; pass its --lora-r"):
+        train_policy(run, barely, dpo, progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer)
+    assert not (tmp_path / "other-rank").exists()
 
 
 def test_bad_directories_are_one_line_and_exit_2(tmp_path, capsys, data):

@@ -102,6 +102,12 @@ class Preference:
         """(catalog name, weight) per component; None for free text no catalog dimension has."""
         return [(d.name if (d := catalog.by_text(t)) else None, w) for t, w in self.components]
 
+    @property
+    def judged_dimensions(self) -> list[tuple[str, float]]:
+        """(what a judge judges, weight) per component: the catalog name, or the free text itself (for a judge of
+        free text, such as relevance)."""
+        return [(name or text, w) for (name, w), text in zip(self.dimensions, self.texts)]
+
 
 def _parse_dims(spec: str) -> list[tuple[str, float]]:
     pairs = []

@@ -80,7 +80,7 @@ class PADLogitsProcessor(LogitsProcessor):
         for this batch."""
         if method not in ("pad", "metaalign-pad"):
             raise PersonalignError(f"prepare renders the pad and metaalign-pad methods, not {method!r}")
-        requests = _requests(prompts, preference, method, system_info)
+        requests = _requests("prepare", prompts, preference, method, system_info)
         declared = REGISTRY[method]
         text = requests[0].preference.text
         inputs = _left_padded(tokenizer, [declared.base_row(tokenizer, r, text) for r in requests],
@@ -154,19 +154,20 @@ def meta_prompt_inputs(tokenizer, prompts: "list[str | Messages]", preference: "
     """`prompts` under the meta-prompt (System Info `system_info`, the preference as User Info), left-padded with
     their attention mask, on `device` (None: the CPU): the inputs of a MetaAlign policy's own `generate` (method
     metaalign)."""
-    requests = _requests(prompts, preference, "metaalign", system_info)
+    requests = _requests("meta_prompt_inputs", prompts, preference, "metaalign", system_info)
     declared = REGISTRY["metaalign"]
     rows = [declared.base_row(tokenizer, r, r.preference.text) for r in requests]
     return _left_padded(tokenizer, rows, device)
 
 
-def _requests(prompts, preference, method: str, system_info: str | None) -> list[GenerationRequest]:
-    """One checked request per prompt (the checks and defaults of the engine's requests); one preference only."""
+def _requests(caller: str, prompts, preference, method: str, system_info: str | None) -> list[GenerationRequest]:
+    """One checked request per prompt (the checks and defaults of the engine's requests); one preference only.
+    `caller` names the function in the errors."""
     if isinstance(prompts, str) or not prompts:
-        raise PersonalignError("prepare takes a non-empty list of prompts (wrap a single prompt in a list)")
+        raise PersonalignError(f"{caller} takes a non-empty list of prompts (wrap a single prompt in a list)")
     requests = [GenerationRequest(p, preference, method=method, system_info=system_info) for p in prompts]
     if len(requests[0].preference.components) > 1:
-        raise PersonalignError("prepare takes one preference (a catalog name or free text); "
+        raise PersonalignError(f"{caller} takes one preference (a catalog name or free text); "
                                "for a mixture use the engine (personalign.load_engine)")
     return requests
 

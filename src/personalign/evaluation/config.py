@@ -28,7 +28,7 @@ class EvalConfig:
         "'|'-separated (texts may contain commas): catalog names, free texts or mixes like concise=0.7,friendly=0.3",
         sep="|"))
     judges: list[str] = field(default_factory=lambda: ["offline"], metadata=flag_help(
-        "comma-separated: offline, hf:PATH[@dims], rm:DIR, llm:MODEL@URL"))
+        "comma-separated: offline, relevance (free-text preferences), hf:PATH[@dims], rm:DIR, llm:MODEL@URL"))
     prompts: str = field(default="koala_eval_50", metadata=flag_help(
         "a prompt set (koala_eval_50, koala, helpsteer, hh_rlhf, alpaca_eval, mt_bench) or a JSONL file of "
         '{"prompt": ...}'))

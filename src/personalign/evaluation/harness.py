@@ -87,9 +87,9 @@ def _check_policy(config, engine) -> None:
 
 
 def _check_judges(judges, preferences) -> None:
-    wanted = {name for p in preferences for name, _ in p.dimensions if name}
+    wanted = {key for p in preferences for key, _ in p.judged_dimensions}
     for judge in judges:
-        if not wanted & set(judge.dimensions()):
+        if not any(judge.judges(key) for key in wanted):
             raise PersonalignError(f"judges: {judge.name} cannot judge any of the preferences "
                                    f"({', '.join(p.label for p in preferences)}); it judges: "
                                    f"{', '.join(judge.dimensions())}")
@@ -144,15 +144,14 @@ def judge_answers(engine, judges, records, answers, config, path: Path, progress
         ids = _depends_on(record, kind, answers, config)
         return (record["key"], judge_name, dim, kind, ids["answer"], ids.get("baseline")) not in done
 
-    all_dims = list(dict.fromkeys(name for p in config.preferences for name, _ in Preference.parse(p).dimensions
-                                  if name))
+    all_dims = list(dict.fromkeys(key for p in config.preferences for key, _ in Preference.parse(p).judged_dimensions))
     tasks = defaultdict(list)  # (judge index, dimension, kind) -> records
     for record in records:
         dims = all_dims if record["preference"] == NONE else \
-            [n for n, _ in Preference.parse(record["preference"]).dimensions if n]
+            [key for key, _ in Preference.parse(record["preference"]).judged_dimensions]
         for j, judge in enumerate(judges):
             for dim in dims:
-                if dim not in judge.dimensions():
+                if not judge.judges(dim):
                     continue
                 if judge.pointwise and pending(record, judge.name, dim, "score"):
                     tasks[(j, dim, "score")].append(record)

@@ -87,7 +87,7 @@ def own_dimension_value(rows, metric, judge, method, beta, preference):
     source = preference if EVAL_METHODS[method].per_preference else NONE
     found = {(r["dimension"]): r["value"] for r in rows if r["metric"] == metric and r["judge"] == judge
              and r["method"] == method and r["beta"] == beta and r["preference"] == source}
-    dims = Preference.parse(preference).dimensions
+    dims = Preference.parse(preference).judged_dimensions
     if not dims or any(name not in found for name, _ in dims):
         return None
     return sum(w * found[name] for name, w in dims)

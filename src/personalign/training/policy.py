@@ -32,7 +32,7 @@ from transformers import TrainerCallback
 from ..data.metaalign import read_meta_pairs, read_sft_examples
 from ..errors import PersonalignError
 from ..meta_prompt import MetaPrompt, has_system_role, render_meta_ids
-from ..metaalign_policy import ADAPTER_DIR, POLICY_FILE, POLICY_FORMAT
+from ..metaalign_policy import ADAPTER_DIR, POLICY_FILE, POLICY_FORMAT, check_policy_dir, policy_base
 from ..models import EMBEDDED_MODEL_NAME, load_causal_lm
 from ..records import append_records, read_records, write_directory_atomic, write_records_atomic
 from .checkpoint import continues_run
@@ -55,6 +55,7 @@ def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool =
         raise PersonalignError("sampled DPO pairs need a judge (pair_judge; the command line wires the evaluation's)")
     out, settings = Path(run.out), outcome_settings(run, sft, dpo)
     _check_out(out, settings, resume)
+    init = _init_adapter(sft.sft_init, run) if sft.sft_init else None
     data = Path(run.data)
     sft_train, sft_valid = (read_sft_examples(data / f"sft_{split}.jsonl") for split in ("train", "valid"))
     pairs = {split: read_meta_pairs(data / f"{split}.jsonl") for split in ("train", "valid")} \
@@ -68,7 +69,7 @@ def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool =
         "sft", out, run, resume, progress, tokenizer, model,
         train=[_sft_row(e, tokenizer, system_role) for e in sft_train],
         valid=_sample([_sft_row(e, tokenizer, system_role) for e in sft_valid], run), steps=sft.sft_steps,
-        lr=sft.sft_lr, eval_every=sft.sft_eval_every)}
+        lr=sft.sft_lr, eval_every=sft.sft_eval_every, by_length=sft.sft_batching == "by-length", init=init)}
     if run.recipe == "sft-dpo":
         train_pairs = pairs["train"]
         if dpo.dpo_pairs == "sampled":
@@ -88,9 +89,25 @@ def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool =
     return summary
 
 
+def _init_adapter(spec: str, run: PolicyConfig) -> Path:
+    """The adapter of the saved policy SFT goes on training (`--sft-init`), checked before anything loads."""
+    directory, base = check_policy_dir(spec), run.base or EMBEDDED_MODEL_NAME
+    if policy_base(directory) != base:
+        raise PersonalignError(f"--sft-init {spec} was trained over {policy_base(directory)}, not over {base}")
+    config = json.loads((directory / ADAPTER_DIR / "adapter_config.json").read_text())
+    modules, attention = set(config.get("target_modules") or ()), set(LORA_MODULES["attention"])
+    same_layers = modules == attention if run.lora_modules == "attention" else modules > attention
+    if config.get("r") != run.lora_r or not same_layers:
+        raise PersonalignError(f"--sft-init {spec}: its adapter has rank {config.get('r')} on "
+                               f"{', '.join(sorted(modules))}; pass its --lora-r and --lora-modules")
+    return directory / ADAPTER_DIR
+
+
 def _stage(name, out: Path, run: PolicyConfig, resume: bool, progress: bool, tokenizer, base, train, valid,
-           steps: int, lr: float, eval_every: int, beta: float | None = None) -> dict:
-    """Run one stage to `steps` (or skip it, done); returns its last held-out metrics from metrics.jsonl."""
+           steps: int, lr: float, eval_every: int, beta: float | None = None, by_length: bool = False,
+           init: Path | None = None) -> dict:
+    """Run one stage to `steps` (or skip it, done); returns its last held-out metrics from metrics.jsonl.
+    `by_length`: batches of similar lengths; `init`: the adapter SFT starts from (else a new one)."""
     from datasets import Dataset
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -103,11 +120,12 @@ def _stage(name, out: Path, run: PolicyConfig, resume: bool, progress: bool, tok
                       gradient_accumulation_steps=run.grad_accum, logging_steps=run.log_every,
                       save_steps=run.save_every, eval_strategy="steps", eval_steps=eval_every, report_to=[],
                       use_cpu=_on_cpu(run), max_length=run.max_length, disable_tqdm=not progress,
-                      save_total_limit=2, **_precision(run))
+                      save_total_limit=2, train_sampling_strategy="group_by_length" if by_length else "random",
+                      **_precision(run))
         callbacks = [_MetricsLog(out / METRICS_FILE, name)]
         if name == "sft":
             trainer = _sft_trainer(base, tokenizer, run, common, Dataset.from_list(train), Dataset.from_list(valid),
-                                   callbacks)
+                                   callbacks, init)
         else:
             trainer = _dpo_trainer(base, tokenizer, out, common, beta, Dataset.from_list(train),
                                    Dataset.from_list(valid), callbacks)
@@ -117,14 +135,17 @@ def _stage(name, out: Path, run: PolicyConfig, resume: bool, progress: bool, tok
     return evaluations[-1] if evaluations else {}
 
 
-def _sft_trainer(base, tokenizer, run, common, train, valid, callbacks):
-    from peft import LoraConfig
+def _sft_trainer(base, tokenizer, run, common, train, valid, callbacks, init):
+    from peft import LoraConfig, PeftModel
     from trl import SFTConfig, SFTTrainer
 
-    lora = LoraConfig(r=run.lora_r, lora_alpha=2 * run.lora_r, lora_dropout=0.05,
-                      target_modules=LORA_MODULES[run.lora_modules])
+    if init is None:
+        model, lora = copy.deepcopy(base), LoraConfig(r=run.lora_r, lora_alpha=2 * run.lora_r, lora_dropout=0.05,
+                                                      target_modules=LORA_MODULES[run.lora_modules])
+    else:
+        model, lora = PeftModel.from_pretrained(copy.deepcopy(base), init, is_trainable=True), None
     # rows come tokenized (_sft_row): the loss is on the answer's tokens only
-    return SFTTrainer(model=copy.deepcopy(base), args=SFTConfig(**common, completion_only_loss=True),
+    return SFTTrainer(model=model, args=SFTConfig(**common, completion_only_loss=True),
                       train_dataset=train, eval_dataset=valid,
                       processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
 

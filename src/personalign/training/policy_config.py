@@ -9,6 +9,7 @@ from ..validation import check_number
 
 RECIPES = ("sft", "sft-dpo")
 DPO_PAIRS = ("data", "sampled")
+SFT_BATCHING = ("by-length", "random")
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 LORA_MODULES = {"attention": ["q_proj", "k_proj", "v_proj", "o_proj"],  # peft names, for Llama-style bases
                 "all-linear": "all-linear"}  # every linear layer but the output head: style lives in the MLPs too
@@ -64,8 +65,16 @@ class SFTStage:
     sft_steps: int = field(default=200, metadata=flag_help("SFT steps on the meta-prompted preferred answers"))
     sft_lr: float = field(default=2e-4, metadata=flag_help("SFT learning rate"))
     sft_eval_every: int = field(default=50, metadata=flag_help("SFT steps between held-out evaluations"))
+    sft_batching: str = field(default="by-length", metadata=flag_help(
+        "by-length: batches of examples of similar length (on the shipped data a third fewer padded tokens a step, "
+        "README); random: batches in any order", choices=SFT_BATCHING))
+    sft_init: str | None = field(default=None, metadata=flag_help(
+        "a saved MetaAlign policy (RUN/policy) whose adapter SFT trains on, instead of a new adapter: its rank and "
+        "layers must be the run's --lora-r and --lora-modules", metavar="DIR"))
 
     def validate(self) -> None:
+        if self.sft_batching not in SFT_BATCHING:
+            raise PersonalignError(f"sft_batching must be one of {', '.join(SFT_BATCHING)}, got {self.sft_batching!r}")
         check_number("sft_steps", self.sft_steps, minimum=1, whole=True)
         check_number("sft_lr", self.sft_lr, above=0)
         check_number("sft_eval_every", self.sft_eval_every, minimum=1, whole=True)

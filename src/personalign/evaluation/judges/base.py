@@ -30,6 +30,10 @@ class Judge(ABC):
         b = self.score(dimension, prompts, responses_b)
         return [1.0 if x > y else 0.0 if x < y else 0.5 for x, y in zip(a, b)]
 
+    def judges(self, dimension: str) -> bool:
+        """Whether this judge judges `dimension` (a catalog name, or a free-text preference for judges of those)."""
+        return dimension in self.dimensions()
+
     def check(self, dimension: str) -> None:
         """Raise a clear error when this judge cannot judge `dimension`."""
         if dimension not in self.dimensions():

@@ -9,6 +9,7 @@ other judge knows; an LLM judge (llm:MODEL@URL) is the better choice where one i
 
 import torch
 
+from ... import catalog
 from ...errors import PersonalignError
 from .base import Judge
 
@@ -24,6 +25,10 @@ class RelevanceJudge(Judge):
 
     def dimensions(self) -> tuple[str, ...]:
         return ("any free-text preference",)
+
+    def judges(self, dimension: str) -> bool:
+        """Free text only: a catalog name ("concise") is a word, not what the user wrote; other judges score those."""
+        return isinstance(dimension, str) and bool(dimension.strip()) and catalog.lookup(dimension) is None
 
     def check(self, dimension: str) -> None:
         if not isinstance(dimension, str) or not dimension.strip():
