@@ -92,8 +92,9 @@ def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool =
 def _init_adapter(spec: str, run: PolicyConfig) -> Path:
     """The adapter of the saved policy SFT goes on training (`--sft-init`), checked before anything loads."""
     directory, base = check_policy_dir(spec), run.base or EMBEDDED_MODEL_NAME
-    if policy_base(directory) != base:
-        raise PersonalignError(f"--sft-init {spec} was trained over {policy_base(directory)}, not over {base}")
+    trained_over = policy_base(directory)
+    if trained_over != base:
+        raise PersonalignError(f"--sft-init {spec} was trained over {trained_over}, not over {base}")
     config = json.loads((directory / ADAPTER_DIR / "adapter_config.json").read_text())
     modules, attention = set(config.get("target_modules") or ()), set(LORA_MODULES["attention"])
     same_layers = modules == attention if run.lora_modules == "attention" else modules > attention

@@ -36,6 +36,6 @@ class Judge(ABC):
 
     def check(self, dimension: str) -> None:
         """Raise a clear error when this judge cannot judge `dimension`."""
-        if dimension not in self.dimensions():
+        if not self.judges(dimension):
             raise PersonalignError(f"judge {self.name} cannot judge {dimension!r}; it judges: "
                                    f"{', '.join(self.dimensions())}")
