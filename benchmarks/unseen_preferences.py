@@ -11,7 +11,8 @@ The held-out preferences are read from the data's unseen.jsonl: the axis as its 
 judge on koala_eval_50; the free texts as User Info (and in PAD's template for prompting), judged by the relevance
 judge on the first `--free-limit` prompts. Two `personalign eval` runs (OUT/axis, OUT/free-text; re-running resumes
 them), then one table: per method, the win rate against prompting on each held-out dimension and over the free texts
-(ties half), with how often its answers loop or echo the template.
+(ties half), with how often its answers loop or echo the template and how close they stay to the question (the
+relevance judge likes answers that talk about the preference; this shows whether they still answer).
 """
 
 import argparse
@@ -25,6 +26,7 @@ from personalign.evaluation.harness import run_eval
 from personalign.records import read_records
 
 BASELINE = "prompt"
+CHECKS = ("loops", "template_echo", "on_question")
 
 
 def held_out(data: Path) -> tuple[list[str], list[str]]:
@@ -52,11 +54,12 @@ def evaluate(args, out: Path, preferences: list[str], judge: str, limit: int | N
 
 
 def summary(axis: list[dict], free: list[dict], dims: list[str]) -> list[tuple]:
-    """Per method: the win rate on each held-out dimension, the mean over the free texts, loops, template echo."""
+    """Per method: the win rate on each held-out dimension, the mean over the free texts, loops, template echo, and
+    the mean on-question similarity."""
     wins, free_wins = defaultdict(dict), defaultdict(list)
     checks = defaultdict(lambda: defaultdict(list))
     for r in axis + free:
-        if r["metric"] in ("loops", "template_echo"):
+        if r["metric"] in CHECKS:
             checks[r["method"]][r["metric"]].append(float(r["value"]))
     for r in axis:
         if r["metric"] == "win_rate":
@@ -65,7 +68,7 @@ def summary(axis: list[dict], free: list[dict], dims: list[str]) -> list[tuple]:
         if r["metric"] == "win_rate":
             free_wins[r["method"]].append(float(r["value"]))
     return [(method, [wins[method].get(d) for d in dims], fmean(free_wins[method]) if free_wins[method] else None,
-             *(fmean(checks[method][m]) for m in ("loops", "template_echo")))
+             *(fmean(checks[method][m]) for m in CHECKS))
             for method in dict.fromkeys(r["method"] for r in axis + free)]
 
 
@@ -86,11 +89,11 @@ def main() -> None:
     axis = evaluate(args, args.out / "axis", dims, "offline", args.limit) if dims else []
     free_rows = evaluate(args, args.out / "free-text", free, "relevance", args.free_limit) if free else []
     print(f"win rate against {BASELINE} (ties half) on preferences the policy never saw")
-    print("| method | " + " | ".join(dims) + f" | {len(free)} free texts | loops | echoes template |")
-    print("|---|" + "---|" * (len(dims) + 3))
-    for method, rates, free_rate, loops, echo in summary(axis, free_rows, dims):
+    print("| method | " + " | ".join(dims) + f" | {len(free)} free texts | loops | echoes template | on question |")
+    print("|---|" + "---|" * (len(dims) + 4))
+    for method, rates, free_rate, loops, echo, on_question in summary(axis, free_rows, dims):
         cells = ["" if v is None else f"{v:.2f}" for v in (*rates, free_rate)]
-        print(f"| {method} | " + " | ".join(cells) + f" | {loops:.1%} | {echo:.1%} |")
+        print(f"| {method} | " + " | ".join(cells) + f" | {loops:.1%} | {echo:.1%} | {on_question:.2f} |")
 
 
 if __name__ == "__main__":

@@ -58,12 +58,13 @@ def test_full_run_writes_every_file(engine, prompts_file, tmp_path):
     judgments = lines(out / JUDGMENTS)
     kinds = {(j["kind"], j["dimension"]) for j in judgments}
     assert {("score", "concise"), ("score", "friendly"), ("win", "concise"), ("perplexity", "")} <= kinds
+    assert sorted(j["key"] for j in judgments if j["kind"] == "on_question") == sorted(a["key"] for a in answers)
     base_scores = [j for j in judgments if j["key"].startswith("base|") and j["kind"] == "score"]
     assert len(base_scores) == 2 * 2  # the base's answers are judged on every preference's dimension
     results = (out / "results.csv").read_text()
     assert "win_rate" in results and "perplexity" in results and "tokens_per_second" in results
     table = (out / "results.md").read_text()
-    assert "pad (β=0.5)" in table and "| best-of-n |" in table
+    assert "pad (β=0.5)" in table and "| best-of-n |" in table and "on question" in table
     assert (out / "scores.png").stat().st_size > 0 and (out / "beta.png").stat().st_size > 0
 
 
@@ -231,3 +232,25 @@ def test_the_report_counts_answers_that_echo_the_template_or_loop():
     for metric in ("template_echo", "loops"):
         found = [(r["method"], r["preference"], r["value"], r["n"]) for r in rows if r["metric"] == metric]
         assert found == [("pad", "concise", 0.25, 4)]
+
+
+def test_answers_that_leave_the_question_score_lower_on_question(engine, tmp_path):
+    """The real MiniLM: an answer about the moon stays on "Tell me about the moon"; one about a preference's own
+    words (what a gamed judge rewards) does not, and the report's on-question column shows it."""
+    from personalign.evaluation.harness import judge_answers
+    from personalign.evaluation.report import markdown
+    prompt = "Tell me about the moon"
+    texts = {"prompt": "The moon orbits the Earth every 27 days and its phases come from sunlight on its surface.",
+             "pad": "Being concise matters: short answers, brief words, no extra detail, keep it short."}
+    answers = {f"{m}|q0": dict(key=f"{m}|q0", method=m, beta=0.0, preference="concise", prompt=prompt, text=t,
+                               token_ids=[1], seconds=0.1, settings={}) for m, t in texts.items()}
+    cfg = EvalConfig.from_dict(dict(methods=["pad"], preferences=["concise"], beta=[0.0],
+                                    baseline="prompt", out=str(tmp_path)))
+    records = list(answers.values())
+    judge_answers(engine, [], records, answers, cfg, tmp_path / JUDGMENTS, progress=False)
+    cosine = {j["key"]: j["value"] for j in lines(tmp_path / JUDGMENTS) if j["kind"] == "on_question"}
+    assert cosine["prompt|q0"] > cosine["pad|q0"] + 0.2
+    rows = aggregate(cfg, records, lines(tmp_path / JUDGMENTS))
+    on_question = {r["method"]: r["value"] for r in rows if r["metric"] == "on_question"}
+    assert on_question == pytest.approx({"prompt": cosine["prompt|q0"], "pad": cosine["pad|q0"]})
+    assert f"| {cosine['pad|q0']:.3g} |" in markdown(cfg, rows)

@@ -2,8 +2,9 @@
 
 Three resumable stages, each appending to a JSON-lines file in the output directory and skipping what is there:
     1. answers    generations.jsonl   one line per (method, preference, beta, prompt), with the settings that made it
-    2. judgments  judgments.jsonl     judge scores, win/tie/loss against the baseline, perplexity, each naming the
-                                      answer (and baseline answer) it judged
+    2. judgments  judgments.jsonl     judge scores, win/tie/loss against the baseline, perplexity and how close
+                                      each answer stays to its question, each naming the answer (and baseline
+                                      answer) it judged
     3. report     results.csv, results.md, *.png (rebuilt from the two files every time)
 run.json records the latest run's settings; resuming with other settings for an existing answer is refused
 (identity.py).
@@ -24,6 +25,7 @@ from .config import EvalConfig
 from .identity import answer_id, check_resume, run_identity, write_run
 from .judge_reward import JudgeReward, args_reward
 from .judges.registry import load_judge
+from .judges.relevance import RelevanceJudge
 from .metrics import perplexities
 from .plan import EVAL_METHODS, NONE, baseline_key, methods_of, plan_jobs, requests_for, settings_for
 
@@ -134,8 +136,10 @@ def generate_answers(engine, jobs, config, path: Path, reward, progress: bool, k
 
 def judge_answers(engine, judges, records, answers, config, path: Path, progress: bool) -> None:
     """Scores on every dimension a record's preference names (the base's answers: on all of them), win/tie/loss
-    against the baseline on the same dimensions, and perplexity under the base model. A judgment is done when one
-    of the same answer (and, for a win, the same baseline answer) is on file."""
+    against the baseline on the same dimensions, perplexity under the base model, and whether the answer stays on
+    the question (MiniLM cosine similarity of answer to prompt: a judge that rewards talking about the preference
+    instead of answering is gamed, and this shows it). A judgment is done when one of the same answer (and, for a
+    win, the same baseline answer) is on file."""
     repair(path)
     done = {(j["key"], j["judge"], j["dimension"], j["kind"], j.get("answer"), j.get("baseline"))
             for j in read_records(path)}
@@ -159,7 +163,8 @@ def judge_answers(engine, judges, records, answers, config, path: Path, progress
                         and pending(record, judge.name, dim, "win"):
                     tasks[(j, dim, "win")].append(record)
     fluency = [r for r in records if pending(r, "fluency", "", "perplexity")]
-    total = sum(len(v) for v in tasks.values()) + len(fluency)
+    on_question = [r for r in records if pending(r, RelevanceJudge.name, "", "on_question")]
+    total = sum(len(v) for v in tasks.values()) + len(fluency) + len(on_question)
     bar = tqdm(total=total, desc="judgments", unit="judgment", disable=not progress or total == 0)
     for (j, dim, kind), items in tasks.items():
         judge = judges[j]
@@ -182,6 +187,14 @@ def judge_answers(engine, judges, records, answers, config, path: Path, progress
                                   engine.tokenizer.pad_token_id, config.batch_size)
         append_records(path, [dict(key=r["key"], judge="fluency", dimension="", kind="perplexity", value=v,
                                    **_depends_on(r, "perplexity", answers, config)) for r, v in zip(chunk, values)])
+        bar.update(len(chunk))
+    relevance = RelevanceJudge() if on_question else None
+    for start in range(0, len(on_question), JUDGE_BATCH):
+        chunk = on_question[start:start + JUDGE_BATCH]
+        values = relevance.score_many([r["prompt"] for r in chunk], [r["text"] for r in chunk])
+        append_records(path, [dict(key=r["key"], judge=relevance.name, dimension="", kind="on_question",
+                                   value=float(v), **_depends_on(r, "on_question", answers, config))
+                              for r, v in zip(chunk, values)])
         bar.update(len(chunk))
     bar.close()
 

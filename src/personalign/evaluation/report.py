@@ -3,7 +3,9 @@
 results.csv is tidy: one line per (method, beta, preference, metric, judge, dimension) with its mean and count.
 results.md holds the paper-style tables: per preference the judge's mean score on that preference's own
 dimension(s), win rate against the baseline, and per method diversity, perplexity, how often an answer echoes
-PAD's prompt template or loops on a phrase (failures small models show, which proxy judges reward) and speed.
+PAD's prompt template or loops on a phrase (failures small models show, which proxy judges reward), how close it
+stays to its question (mean cosine similarity of answer and prompt; a win bought by leaving the question shows
+here) and speed.
 """
 
 import csv
@@ -45,7 +47,8 @@ def aggregate(config, answers, judgments) -> list[dict]:
         a = by_key.get(j["key"])
         if a is None:
             continue
-        metric = {"score": "score", "win": "win_rate", "perplexity": "perplexity"}[j["kind"]]
+        metric = {"score": "score", "win": "win_rate", "perplexity": "perplexity", "on_question": "on_question"}[
+            j["kind"]]
         groups[(a["method"], a["beta"], a["preference"], metric, j["judge"], j["dimension"])].append(j["value"])
     rows = []
     for (method, beta, preference, metric, judge, dimension), values in sorted(groups.items(), key=str):
@@ -110,15 +113,16 @@ def markdown(config, rows) -> str:
             lines += ["| " + " | ".join([row[0]] + [_fmt(v) for v in row[1:]]) + " |" for row in table]
             lines.append("")
     lines += ["## Diversity, fluency and speed (averaged over preferences)", "",
-              "| method | diversity | perplexity | echoes template | loops | tokens/answer | s/answer | tokens/s |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| method | diversity | perplexity | echoes template | loops | on question | tokens/answer | s/answer "
+              "| tokens/s |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for m, b in variants:
         def mean(metric):
             values = [r["value"] for r in rows if r["method"] == m and r["beta"] == b and r["metric"] == metric]
             return fmean(values) if values else None
         lines.append("| " + " | ".join([_label(m, b)] + [_fmt(mean(x)) for x in
-                     ("diversity", "perplexity", "template_echo", "loops", "tokens", "seconds_per_answer",
-                      "tokens_per_second")]) + " |")
+                     ("diversity", "perplexity", "template_echo", "loops", "on_question", "tokens",
+                      "seconds_per_answer", "tokens_per_second")]) + " |")
     return "\n".join(lines) + "\n"
 
 
