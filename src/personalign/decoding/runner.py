@@ -2,7 +2,7 @@
 
 Rows are left-padded: each row's attention mask marks its real tokens and position ids count only those, so rows
 of different lengths (and rows that joined later) decode together. A row can be marked `adapter` to run through
-the PersRM's LoRA adapter while the others use the bare weights, in the same forward (peft's per-row selection).
+the PersRM's LoRA adapter while the others use the bare weights, in the same forward (row_lora.py).
 The runner returns final hidden states; turning them into logits (with or without the PersRM head) is the
 caller's choice, so one row can serve both the base model and a head-only PersRM. Rows name the adapter they run
 through (None: the bare weights), so one forward can carry base rows, PersRM rows and MetaAlign policy rows.
@@ -15,8 +15,7 @@ from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from ..errors import PersonalignError
 from .kv_cache import RoomyLayer
-
-BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
+from .row_lora import RowLoRA
 
 
 class RowRunner:
@@ -24,6 +23,7 @@ class RowRunner:
         """`model`: a causal LM, or a peft model carrying the LoRA adapters `adapters` that some rows use."""
         self.model = model
         self.adapters = tuple(adapters)
+        self.row_lora = RowLoRA(model, self.adapters) if self.adapters else None
         inner = model.get_base_model() if self.adapters else model
         if getattr(inner.config, "final_logit_softcapping", None):
             # logits here are unembedding(decoder(x)); a model that transforms them further would be scored wrongly
@@ -116,8 +116,7 @@ class RowRunner:
             return self.model.disable_adapter()
         if set(adapter) == {self.model.active_adapter}:
             return nullcontext()  # every row runs through the adapter peft has active
-        names = [a or BASE_ADAPTER for a in adapter]
-        return self.model._enable_peft_forward_hooks(adapter_names=names)
+        return self.row_lora.rows(adapter)
 
     def _merge(self, cache, mask, adapter: list[bool]) -> None:
         """Append freshly prefilled rows to the running batch, left-padding whichever side is shorter."""

@@ -1,0 +1,63 @@
+"""Rows of one batch through different LoRA adapters (or none) in one forward: the S-LoRA/Punica idea, on CPU.
+
+The adapters are those peft injected into the model (read through each LoRA layer's public `lora_A`, `lora_B` and
+`scaling`). During a forward peft's own adapters are disabled, so every wrapped Linear computes W x once for all
+rows; a hook on it then adds each adapter's low-rank product only to the rows that use it: gather those rows,
+B(A x) * scaling, scatter-add into the output. The cost beyond the base is the adapters' r-wide products over their
+own rows, whatever the number of adapters in the batch.
+"""
+
+from contextlib import ExitStack, contextmanager
+
+import torch
+from peft.tuners.lora import LoraLayer
+
+from ..errors import PersonalignError
+
+
+class RowLoRA:
+    def __init__(self, model, adapters: tuple[str, ...]):
+        """`model`: a peft model carrying the LoRA adapters `adapters` (plain LoRA on Linear layers)."""
+        self.model = model
+        self.device = next(model.parameters()).device
+        # (the layer's own Linear, {adapter: (A [r, in], B [out, r], scaling)}) for each LoRA layer
+        self.layers = []
+        for name, module in model.named_modules():
+            if not isinstance(module, LoraLayer):
+                continue
+            weights = {}
+            for adapter in adapters:
+                if adapter in getattr(module, "lora_variant", {}):
+                    raise PersonalignError(f"adapter {adapter!r} is not plain LoRA at {name} (DoRA or another "
+                                           "variant): per-row decoding supports plain LoRA only")
+                if adapter in module.lora_A:
+                    weights[adapter] = (module.lora_A[adapter].weight, module.lora_B[adapter].weight,
+                                        module.scaling[adapter])
+            if weights:
+                self.layers.append((module.get_base_layer(), weights))
+
+    @contextmanager
+    def rows(self, adapter: list[str | None]):
+        """A context in which a forward of len(adapter) rows runs row i through adapter[i] (None: the bare weights)."""
+        groups = {}
+        for i, name in enumerate(adapter):
+            if name is not None:
+                groups.setdefault(name, []).append(i)
+        plan = [(name, torch.tensor(rows, device=self.device)) for name, rows in groups.items()]
+        with ExitStack() as stack:
+            stack.enter_context(self.model.disable_adapter())
+            for linear, weights in self.layers:
+                steps = [(rows, *weights[name]) for name, rows in plan if name in weights]
+                if steps:
+                    stack.callback(linear.register_forward_hook(_adds(steps)).remove)
+            yield
+
+
+def _adds(steps):
+    def hook(_module, inputs, output):
+        x = inputs[0]
+        for rows, a, b, scaling in steps:
+            delta = (x.index_select(0, rows).to(a.dtype) @ a.T) @ b.T
+            output.index_add_(0, rows, delta.to(output.dtype), alpha=scaling)
+        return output
+    return hook

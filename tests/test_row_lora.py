@@ -1,0 +1,48 @@
+"""Per-row LoRA (decoding/row_lora.py): a batch mixing adapters equals each row run alone through peft."""
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from personalign.decoding.row_lora import RowLoRA
+from personalign.errors import PersonalignError
+from tiny import tiny_llama
+
+
+def two_adapters(**extra):
+    """tiny_llama(0) carrying adapters "a" (q, v) and "b" (q, k, o, with another rank and scale), both non-zero."""
+    model = get_peft_model(tiny_llama(0), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                     init_lora_weights=False, **extra), adapter_name="a")
+    model.add_adapter("b", LoraConfig(r=2, lora_alpha=6, target_modules=["q_proj", "k_proj", "o_proj"],
+                                      init_lora_weights=False, **extra))
+    return model.eval()
+
+
+def alone(model, ids, adapter):
+    """Row logits through one adapter (None: the bare weights), by peft itself."""
+    if adapter is None:
+        with model.disable_adapter():
+            return model(input_ids=ids).logits
+    model.set_adapter(adapter)
+    return model(input_ids=ids).logits
+
+
+@torch.inference_mode()
+def test_a_mixed_batch_equals_each_row_through_its_own_adapter():
+    model = two_adapters()
+    ids = torch.randint(3, 1000, (5, 7), generator=torch.Generator().manual_seed(0))
+    adapters = [None, "a", "b", "a", None]
+    with RowLoRA(model, ("a", "b")).rows(adapters):
+        mixed = model(input_ids=ids).logits
+    expected = torch.cat([alone(model, ids[i:i + 1], name) for i, name in enumerate(adapters)])
+    torch.testing.assert_close(mixed, expected, rtol=1e-5, atol=1e-4)
+    assert not torch.allclose(expected[1], expected[0], atol=1e-3) and not torch.allclose(expected[2], expected[0],
+                                                                                        atol=1e-3)
+    with model.disable_adapter():  # hooks are gone after the context: the bare weights again
+        torch.testing.assert_close(model(input_ids=ids).logits, torch.cat([alone(model, ids[i:i + 1], None)
+                                                                           for i in range(5)]))
+
+
+def test_lora_variants_are_refused_by_name():
+    with pytest.raises(PersonalignError, match="adapter 'a' is not plain LoRA .*DoRA"):
+        RowLoRA(two_adapters(use_dora=True), ("a", "b"))
