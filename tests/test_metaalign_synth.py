@@ -61,6 +61,18 @@ def test_pairs_flip_under_the_axis_opposite_only_where_the_judge_agrees(synth_di
             assert OPPOSITE[OPPOSITE[dim]] == dim
 
 
+
+def test_a_rejected_answer_synth_says_may_not_be_chosen_does_not_flip(tmp_path):
+    """The on-question check's verdict on a rejected answer travels in the pair (`rejected_may_be_chosen`): a
+    judge that agrees with the flip does not outweigh it."""
+    records = [dict(pair(i, "concise", f"{SHORT} ({i})", f"{LONG} ({i})"), rejected_may_be_chosen=i % 2 == 0)
+               for i in range(10)]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    flipped = [p for p in everything(build(("synth",), synth=tmp_path, judge=OfflineJudge()))
+               if p.preference == "psoups:informative"]
+    assert flipped and all(int(p.chosen.rsplit("(", 1)[1].rstrip(")")) % 2 == 0 for p in flipped)
+
+
 def test_a_share_of_free_text_is_held_out_in_every_prompt(synth_dir):
     groups = build(("synth",), synth=synth_dir, judge=OfflineJudge(), hold_out_free_text=0.2)
     held = {p.preference for p in groups["unseen"]}

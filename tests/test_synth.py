@@ -41,7 +41,8 @@ def setup(tmp_path):
     prompts.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"Tell me about the sun, part {i}."}) + "\n"
                                for i in range(3)))
     config = SynthConfig(prompts=str(prompts), limit=None, dimensions=("concise", "informative"),
-                         free_text=("I love cooking vegetables",), free_per_prompt=1, batch_size=4, min_margin=0.5)
+                         free_text=("I love cooking vegetables",), free_per_prompt=1, batch_size=4, min_margin=0.5,
+                         min_on_question=0.0)  # bag-of-words similarity is too crude for it: tested below
     judges = dict(offline_judge=OfflineJudge(), relevance_judge=RelevanceJudge(HashingEmbedder()))
     return tmp_path, config, judges
 
@@ -123,3 +124,23 @@ def test_loop_twins_keep_the_chosen_answer_and_reject_its_loop():
     assert 15 <= len(twins) <= 55 and twins == loop_twins(pairs, 0.35, seed=0)
     assert all(t["chosen"] == ANSWERS["informative"] and loops(t["rejected"]) and t["judge"] == "loop" for t in twins)
     assert loop_twins(pairs, 0.0, seed=0) == [] and len(loop_twins(pairs, 1.0, seed=0)) == 100
+
+
+def test_an_answer_that_leaves_the_question_is_never_chosen():
+    """The real MiniLM: VADER likes the cheerful answer that forgets the spelling question best; with the check the
+    friendly pair chooses the cheerful answer that also spells the word, and says its rejected one may not be
+    chosen under the opposite preference."""
+    prompt = "How do you spell necessary?"
+    texts = {NEUTRAL: "Necessary is spelled n-e-c-e-s-s-a-r-y: one c and two s.",
+             "friendly": "Awesome!! I'm so happy and excited to help you today, you are wonderful, have a great day!",
+             "unfriendly": "Happy to help! Necessary is spelled n-e-c-e-s-s-a-r-y, with one c and two s. You have got "
+                           "this, great job!"}
+    rollouts = [dict(id=f"q0\t{p}", prompt_id="q0", prompt=prompt, preference=p, text=t) for p, t in texts.items()]
+    config = SynthConfig(dimensions=("friendly", "unfriendly"), min_margin=0.0)
+    judges = dict(offline_judge=OfflineJudge(), relevance_judge=RelevanceJudge())
+    unchecked = {p["preference"]: p for p in build_pairs(rollouts, SynthConfig(**{**config.__dict__,
+                                                                                   "min_on_question": 0.0}), **judges)}
+    assert unchecked["friendly"]["chosen"] == texts["friendly"]  # the proxy alone is gamed
+    pairs = {p["preference"]: p for p in build_pairs(rollouts, config, **judges)}
+    assert pairs["friendly"]["chosen"] == texts["unfriendly"] and pairs["friendly"]["rejected_may_be_chosen"]
+    assert pairs["unfriendly"]["rejected"] == texts["friendly"] and not pairs["unfriendly"]["rejected_may_be_chosen"]

@@ -11,7 +11,7 @@ from ..errors import PersonalignError
 from ..validation import read_text_lines
 
 FLAGS = ["prompts", "limit", "dimensions", "free_per_prompt", "max_new_tokens", "temperature", "min_margin",
-         "loop_pairs", "batch_size", "seed", "data_dir"]
+         "min_on_question", "loop_pairs", "batch_size", "seed", "data_dir"]
 
 
 def add_arguments(parser) -> None:
@@ -57,7 +57,7 @@ def run(args) -> int:
     from ..evaluation.judges.relevance import RelevanceJudge
 
     counts = synthesize(config, args.out, load_engine(persrm="untrained"), OfflineJudge(),
-                        RelevanceJudge() if free_text else None)
+                        RelevanceJudge() if free_text or config.min_on_question else None)
     for name, value in counts.items():
         print(f"{value:>7}  {name}")
     print(f"wrote {args.out}/pairs.jsonl and {args.out}/loop_pairs.jsonl")

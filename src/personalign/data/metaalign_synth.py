@@ -4,7 +4,8 @@ free-text preferences (the Janus sample) as Diverse-Opinion pairs.
 A synth pair under dimension d (say concise) holds the rollout its judge liked best for d against the one it liked
 least. Under d's opposite on the same axis (informative) the same two answers usually rank the other way round: the
 flipped pair is kept when the judge scores the rejected answer higher under the opposite dimension and that answer
-is not degenerate (synth lets a looping or template-echoing rollout be rejected, never chosen). So one pair of
+could have been chosen (synth lets a looping, template-echoing or off-question rollout be rejected, never chosen;
+runs from before the on-question check say nothing of it, and only degenerate answers are kept out). So one pair of
 answers carries opposite labels under the axis' two preferences, and only the meta-prompt tells them apart.
 
 Each P-SOUPS pair appears twice: under the dimension's P-SOUPS text (explicit) and under a background that implies
@@ -99,6 +100,7 @@ def _flips(records: list[dict], judge) -> list[tuple | None]:
         scores = judge.score(dim, prompts, texts) if at else []
         for k, i in enumerate(at):
             chosen, rejected = records[i]["chosen"], records[i]["rejected"]
-            if scores[2 * k + 1] > scores[2 * k] and not degenerate(rejected):
+            may_be_chosen = records[i].get("rejected_may_be_chosen", not degenerate(rejected))
+            if scores[2 * k + 1] > scores[2 * k] and may_be_chosen:
                 flips[i] = (dim, rejected, chosen)
     return flips

@@ -14,6 +14,10 @@ candidate by that judge form the pair; the margin is in units of that judge's sp
 threshold serves judges whose scales differ. A degenerate rollout (one that copies PAD's prompt template back, or
 repeats itself) may be a pair's rejected answer but never its chosen one: the proxy judges like the preference
 words an echo repeats and the short words of a loop, and a PersRM trained on such pairs learns to reward both.
+Nor may an answer that leaves the question: VADER likes "Awesome! I'm happy to help!" whatever was asked, and the
+relevance judge likes talk about the preference. An answer is on the question when its MiniLM similarity to the
+prompt is at least `min_on_question` times that of the prompt's neutral rollout (which answers it plainly).
+Each pair says whether its rejected answer could have been chosen (`rejected_may_be_chosen`), for label flipping.
 
 Loop pairs (loop_pairs.jsonl, for training only: `train-rm --train-only`): PAD decodes greedily under the PersRM's
 reward, so a reward that likes some phrase for a preference makes the answer repeat it. For a share of the pairs
@@ -66,6 +70,9 @@ class SynthConfig:
     loop_pairs: float = field(default=0.5, metadata=flag_help(
         "share of pairs that get a twin rejecting a looped copy of the chosen answer, written to loop_pairs.jsonl "
         "for train-rm --train-only"))
+    min_on_question: float = field(default=0.5, metadata=flag_help(
+        "an answer may be chosen only if its similarity to the prompt is at least this share of the prompt's neutral "
+        "rollout's (0: no check)"))
     batch_size: int = field(default=8, metadata=flag_help("rollouts decoded together"))
     seed: int = field(default=0, metadata=flag_help("seed of the rollouts, the free-text draws and the loop twins"))
     data_dir: str | None = field(default=None, metadata=flag_help("shared data directory (none: $PERSONALIGN_DATA or "
@@ -80,6 +87,8 @@ class SynthConfig:
             raise PersonalignError("max_new_tokens and batch_size must be >= 1")
         if self.min_margin < 0:
             raise PersonalignError(f"min_margin must be >= 0, got {self.min_margin}")
+        if not 0 <= self.min_on_question <= 1:
+            raise PersonalignError(f"min_on_question must be in [0, 1], got {self.min_on_question}")
         if not 0 <= self.loop_pairs <= 1:
             raise PersonalignError(f"loop_pairs must be in [0, 1], got {self.loop_pairs}")
         if not self.dimensions and not self.free_text:
@@ -194,10 +203,11 @@ def build_pairs(rollouts: list[dict], config: SynthConfig, offline_judge, releva
     for _, pref, judge, scores in scored:
         values.setdefault(scale_of(pref, judge), []).extend(scores)
     spread = {key: max(statistics.pstdev(v), 1e-9) for key, v in values.items()}
+    may_choose = _may_be_chosen(by_prompt, config.min_on_question, relevance_judge)
     pairs = []
     for prompt_id, pref, judge, scores in scored:
         cands = by_prompt[prompt_id]
-        usable = [i for i, c in enumerate(cands) if not degenerate(c["text"])]
+        usable = [i for i in range(len(cands)) if may_choose[prompt_id][i]]
         if not usable:
             continue
         best = max(usable, key=scores.__getitem__)
@@ -208,8 +218,28 @@ def build_pairs(rollouts: list[dict], config: SynthConfig, offline_judge, releva
         pairs.append(dict(preference=pref, prompt=cands[best]["prompt"], chosen=cands[best]["text"],
                           rejected=cands[worst]["text"], source="synth", judge=judge, margin=round(margin, 3),
                           prompt_id=prompt_id, chosen_under=cands[best]["preference"],
-                          rejected_under=cands[worst]["preference"]))
+                          rejected_under=cands[worst]["preference"],
+                          rejected_may_be_chosen=may_choose[prompt_id][worst]))
     return pairs
+
+
+def _may_be_chosen(by_prompt: dict[str, list[dict]], min_on_question: float, relevance_judge) -> dict:
+    """prompt id -> per candidate: not degenerate, and on the question (see the module docstring; a prompt without
+    a neutral rollout is not checked)."""
+    ok = {pid: [not degenerate(c["text"]) for c in cands] for pid, cands in by_prompt.items()}
+    if not min_on_question:
+        return ok
+    ids = [pid for pid, cands in by_prompt.items() if any(c["preference"] == NEUTRAL for c in cands)]
+    sims = relevance_judge.score_many([c["prompt"] for pid in ids for c in by_prompt[pid]],
+                                      [c["text"] for pid in ids for c in by_prompt[pid]]) if ids else []
+    at = 0
+    for pid in ids:
+        cands = by_prompt[pid]
+        own = sims[at:at + len(cands)]
+        at += len(cands)
+        neutral = next(own[i] for i, c in enumerate(cands) if c["preference"] == NEUTRAL)
+        ok[pid] = [good and sim >= min_on_question * neutral for good, sim in zip(ok[pid], own)]
+    return ok
 
 
 def synthesize(config: SynthConfig, out, engine, offline_judge, relevance_judge=None, progress: bool = True) -> dict:
@@ -219,8 +249,8 @@ def synthesize(config: SynthConfig, out, engine, offline_judge, relevance_judge=
     from .prompt_sets import load_prompts
 
     config.validate()
-    if config.free_text and relevance_judge is None:
-        raise PersonalignError("free-text preferences need a relevance judge")
+    if (config.free_text or config.min_on_question) and relevance_judge is None:
+        raise PersonalignError("free-text preferences and the on-question check need a relevance judge")
     prompts = load_prompts(config.prompts, config.limit, config.data_dir)
     if not prompts:
         raise PersonalignError(f"no prompts in {config.prompts!r}")
@@ -244,9 +274,9 @@ def synthesize(config: SynthConfig, out, engine, offline_judge, relevance_judge=
 
 def _check_same_config(out: Path, config: SynthConfig) -> None:
     """Resuming with other settings would mix two kinds of rollouts in one file: refuse it. The settings that only
-    shape pairs (margin, loop share) may change: the pairs are rebuilt from the rollouts on every run."""
+    shape pairs (margin, loop share, on-question share) may change: the pairs are rebuilt from the rollouts on every run."""
     path = out / "synth_config.json"
-    free = ("batch_size", "limit", "data_dir", "min_margin", "loop_pairs")
+    free = ("batch_size", "limit", "data_dir", "min_margin", "loop_pairs", "min_on_question")
     settings = {k: v for k, v in config.__dict__.items() if k not in free}
     settings = json.loads(json.dumps(settings))
     if path.exists():
