@@ -40,7 +40,7 @@ class PolicyConfig:
     seed: int = field(default=0, metadata=flag_help("seed of the sampling, the batches and the initialization"))
     device: str | None = field(default=None, metadata=flag_help("auto (CUDA when there is one), cpu, cuda"))
     mixed_precision: str = field(default="auto", metadata=flag_help(
-        "auto: bf16 autocast, except on a GPU without bf16 (none there); no, bf16, fp16",
+        "auto: bf16 autocast where it is faster (a GPU with bf16; a CPU where a quick probe says so); no, bf16, fp16",
         choices=MIXED_PRECISION))
 
     def validate(self) -> None:
