@@ -1,13 +1,13 @@
 """Per-row LoRA (decoding/row_lora.py) against peft's own mixed-batch path, side by side in one process.
 
-    .venv/bin/python benchmarks/row_lora_speed.py [--repeat 5]
+    .venv/bin/python benchmarks/row_lora_speed.py [--repeat 15]
 
 The embedded SmolLM2 carries two LoRA adapters (r = 16 on q, v, random weights). A batch of 8 rows, half through
 adapter "a" and half through none (the PAD layout: base rows and PersRM rows), or a quarter each through "a", "b"
 and two through none, runs through the decoder (the unembedding is the same for all) as a one-token forward (a
 decoding step without cache) and as a 64-token prefill, by each mechanism in turn; the table gives the median
-milliseconds. peft's path is reached through its private
-`_enable_peft_forward_hooks` here only, as the comparison the library no longer needs.
+milliseconds. peft's path is reached through its private `_enable_peft_forward_hooks` here only, as the comparison
+the library no longer needs.
 """
 
 import argparse

@@ -274,7 +274,8 @@ def synthesize(config: SynthConfig, out, engine, offline_judge, relevance_judge=
 
 def _check_same_config(out: Path, config: SynthConfig) -> None:
     """Resuming with other settings would mix two kinds of rollouts in one file: refuse it. The settings that only
-    shape pairs (margin, loop share, on-question share) may change: the pairs are rebuilt from the rollouts on every run."""
+    shape pairs (margin, loop share, on-question share) may change: the pairs are rebuilt from the rollouts on every
+    run."""
     path = out / "synth_config.json"
     free = ("batch_size", "limit", "data_dir", "min_margin", "loop_pairs", "min_on_question")
     settings = {k: v for k, v in config.__dict__.items() if k not in free}
