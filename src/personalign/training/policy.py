@@ -216,7 +216,8 @@ def _precision(run: PolicyConfig) -> dict:
 
 @functools.cache
 def _cpu_bf16_is_faster() -> bool:
-    """Whether a linear layer's forward and backward under bf16 autocast beat fp32 on this CPU (0.4 s to ask on a CPU where bf16 is slow)."""
+    """Whether a linear layer's forward and backward under bf16 autocast beat fp32 on this CPU (0.4 s to ask where
+    bf16 is slow)."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(256, 576, generator=generator, requires_grad=True)
     w = torch.randn(576, 576, generator=generator, requires_grad=True)
