@@ -1,5 +1,6 @@
-"""Layers point one way (../shared/DESIGN.md): decoding knows nothing of data, training or evaluation; data knows
-nothing of training or evaluation; training and evaluation use data; only the command line sees everything.
+"""Layers point one way (../shared/DESIGN.md): decoding knows nothing of data, training, evaluation or serving; data
+knows nothing of training or evaluation; training and evaluation use data; serving uses decoding; only the command
+line sees everything.
 Every import counts, the lazy ones inside functions included."""
 
 import ast
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).parent.parent / "src" / "personalign"
-LAYERS = ("decoding", "data", "training", "evaluation", "commands", "api", "cli")
+LAYERS = ("decoding", "data", "training", "evaluation", "serving", "commands", "api", "cli")
 # what each layer may import besides the neutral modules at the top (errors, preferences, prompts, models, ...)
 ALLOWED = {
     "core": set(),
@@ -17,6 +18,7 @@ ALLOWED = {
     "training": {"training", "data"},
     "evaluation": {"evaluation", "data", "decoding", "api"},
     "api": {"decoding"},
+    "serving": {"serving", "decoding"},
 }
 
 

@@ -63,11 +63,12 @@ def load_persrm(spec: str | None, base_model, base_source: str, *, device=None, 
 
 
 def load_engine(base: str | None = None, persrm: str | None = None, *, policy: str | None = None, device=None,
-                dtype=None, reward_form: str = DEFAULT_REWARD_FORM, sequence_reward=None) -> Engine:
+                dtype=None, reward_form: str = DEFAULT_REWARD_FORM, sequence_reward=None, **limits) -> Engine:
     """An engine over the base model `base` (None = the embedded default) guided by the PersRM `persrm` (and, for
     the `args` method, by `sequence_reward`), with the MetaAlign policy `policy`: a saved policy directory; None =
     `default_policy(base)` (the shipped one for the embedded SmolLM2, else none); "untrained": none, so the
-    metaalign methods are refused and meta-prompting is the untrained rendering."""
+    metaalign methods are refused and meta-prompting is the untrained rendering. `limits`: the Engine's admission
+    limits (max_running, max_prefill_tokens, max_prompt_tokens)."""
     base_source = resolve_model_source(base)
     if persrm not in (None, UNTRAINED):
         resolve_model_source(persrm, persrm=True)  # a wrong directory is said before the base loads
@@ -77,7 +78,7 @@ def load_engine(base: str | None = None, persrm: str | None = None, *, policy: s
     reward_model = load_persrm(persrm, model, base_source, device=device, dtype=dtype)
     carrier = attach_policy(model, reward_model, policy) if policy else None
     return Engine(model, tokenizer, reward_model, reward_form=reward_form, sequence_reward=sequence_reward,
-                  policy=carrier, policy_source=policy)
+                  policy=carrier, policy_source=policy, **limits)
 
 
 def pad_logits_processor(model, persrm: str | None = None, *, beta: float = 1.0,

@@ -10,6 +10,7 @@
     personalign data synth --out runs/synth
     personalign train-rm --train runs/synth/pairs.jsonl --out runs/persrm --hold-out friendly,unfriendly
     personalign bench-train
+    personalign serve --port 8000      # OpenAI-compatible; personalize with extra_body={"preference": "concise"}
 
 Mistakes a user can fix (bad flags, missing files, empty prompts) print one line and exit with code 2.
 """
@@ -81,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench_rm = commands.add_parser("bench-train", help="seconds per PersRM training step (stage 1 and 2)",
                                    description="Time PersRM training steps on fixed-length pairs; prints a table.")
     bench_train.add_arguments(bench_rm)
+
+    from .commands import serve
+    server = commands.add_parser("serve", help="an OpenAI-compatible server: many users' personalized requests, "
+                                               "one continuous batch",
+                                 description="Serve /v1/chat/completions and /v1/completions (streaming or not), "
+                                             "/v1/models, /health, /version and /metrics; personalization through "
+                                             "the extension fields preference, dims, beta, top_k, method.")
+    serve.add_arguments(server)
+    _model_args(server)
 
     data = commands.add_parser("data", help="preference-pair data: convert data sets and your files to train/valid",
                                description="Tools for the preference pairs that reward models train on.")
@@ -159,6 +169,8 @@ def _run(argv: list[str] | None) -> int:
             from .commands.train_policy import run
         elif args.command == "bench-train":
             from .commands.bench_train import run
+        elif args.command == "serve":
+            from .commands.serve import run
         elif args.command == "data":
             run = importlib.import_module(f".commands.data_{args.data_command}", __package__).run
         else:

@@ -15,7 +15,8 @@ Every method is one declaration in the registry (methods.py): what each of its r
 steps 2-3 (rules.py): PAD's reward, logit fusion's whole-vocabulary mix of the base and the guide rows (a new
 candidate set), ARGS's sequence-level reward of each candidate continuation, or none (prompting, the bare base).
 The engine reads those fields and never a method's name. Requests can be submitted between steps (they are
-prefilled and join the batch), which is what a serving loop needs for continuous batching.
+prefilled and join the batch), which is what a serving loop needs for continuous batching. The engine is not
+thread-safe: one owner calls submit/cancel/step (serving/scheduler.py is that owner in the server).
 """
 
 import copy
@@ -31,7 +32,7 @@ from ..errors import PersonalignError
 from ..prompts import as_messages
 from ..metaalign_policy import POLICY_ADAPTER
 from ..reward_model import PersonalizedRewardModel, ADAPTER_NAME
-from ..validation import check_fits_context, check_top_k
+from ..validation import check_fits_context, check_number, check_top_k
 from . import methods
 from .methods import Method, Rule
 from .request import GenerationRequest, GenerationResult
@@ -78,10 +79,15 @@ class _Active:
 class Engine:
     def __init__(self, model, tokenizer, persrm: PersonalizedRewardModel | None = None,
                  reward_form: str = DEFAULT_REWARD_FORM, sequence_reward: SequenceReward | None = None,
-                 policy=None, policy_source: str | None = None):
+                 policy=None, policy_source: str | None = None, max_running: int | None = None,
+                 max_prefill_tokens: int | None = None, max_prompt_tokens: int | None = None):
         """`sequence_reward` scores answers for the `args` method (e.g. an evaluation judge). `policy`: the peft
         model carrying a MetaAlign policy's adapter on `model` (metaalign_policy.attach_policy), for the methods
-        whose base row runs through it; `policy_source` names it (run identity)."""
+        whose base row runs through it; `policy_source` names it (run identity). Admission: at most `max_running`
+        requests decode together, and one step prefills at most `max_prefill_tokens` prompt tokens (but always
+        one waiting request when there is room), so a long prompt delays the running answers by one prefill of
+        itself at most; a request whose prompt (as its rows read it) is longer than `max_prompt_tokens` is refused
+        at submit. None: no limit."""
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.persrm = (persrm or PersonalizedRewardModel(model)).eval()
@@ -105,9 +111,17 @@ class Engine:
         self._carrier = policy if policy is not None else self.persrm.backbone if self.shared and adapters else None
         self.eos_ids = _eos_ids(model, tokenizer)
         self.context = min(filter(None, (_context(m) for m in (model, self.persrm.causal_lm))), default=None)
+        limits = {"max_running": max_running, "max_prefill_tokens": max_prefill_tokens,
+                  "max_prompt_tokens": max_prompt_tokens}
+        for name, limit in limits.items():
+            if limit is not None:
+                check_number(name, limit, minimum=1, whole=True)
+        self.max_running, self.max_prefill_tokens = max_running, max_prefill_tokens
+        self.max_prompt_tokens = max_prompt_tokens
         self._ids = itertools.count()
         self._pending: list[_Active] = []
         self._active: list[_Active] = []
+        self._unclaimed: dict[int, list[StepEvent]] = {}  # events generate()/stream() stepped past for others
         self.set_sequence_reward(sequence_reward)
 
     def bare_model(self):
@@ -151,6 +165,9 @@ class Engine:
         check_top_k(request.top_k, self.persrm.vocab_size)
         active = self._plan(next(self._ids), request)
         longest = max(len(ids) for ids, _ in active.base_rows + active.rm_rows + active.seq_rows)
+        if self.max_prompt_tokens is not None and longest > self.max_prompt_tokens:
+            raise PersonalignError(f"the prompt is {longest} tokens as the model reads it (templates included), more "
+                                   f"than the limit of {self.max_prompt_tokens}: shorten it")
         check_fits_context(longest, request.max_new_tokens, self.context)
         self._pending.append(active)
         return active.request_id
@@ -158,11 +175,26 @@ class Engine:
     def cancel(self, request_id: int) -> None:
         """Drop a request (pending or running) without a result."""
         self._pending = [a for a in self._pending if a.request_id != request_id]
+        self._unclaimed.pop(request_id, None)
         self._retire([a for a in self._active if a.request_id == request_id])
 
     @property
     def busy(self) -> bool:
         return bool(self._pending or self._active)
+
+    @property
+    def waiting(self) -> int:
+        """Requests submitted and not yet decoding."""
+        return len(self._pending)
+
+    @property
+    def running(self) -> int:
+        return len(self._active)
+
+    def claim(self, request_id: int) -> list[StepEvent]:
+        """The events of `request_id` that generate() or stream() stepped past while answering their own requests
+        (theirs, in order; handed over once)."""
+        return self._unclaimed.pop(request_id, [])
 
     def _plan(self, request_id: int, req: GenerationRequest) -> _Active:
         """Which rows a request needs (its method's declaration), with duplicates merged."""
@@ -194,7 +226,17 @@ class Engine:
                        policy, reference, TextTracker(self.tokenizer, req.stop), generator)
 
     def _admit(self) -> None:
-        new, self._pending = self._pending, []
+        room = len(self._pending) if self.max_running is None else self.max_running - len(self._active)
+        new, used = [], 0
+        for active in self._pending[:max(room, 0)]:
+            tokens = sum(len(ids) for ids, _ in active.base_rows + active.rm_rows + active.seq_rows)
+            if new and self.max_prefill_tokens is not None and used + tokens > self.max_prefill_tokens:
+                break
+            new.append(active)
+            used += tokens
+        if not new:
+            return
+        self._pending = self._pending[len(new):]
         for runner in self.runners:
             keys = [k for a in new for k in self._rows_of(a, runner)]
             if not keys:  # e.g. unguided requests need no PersRM rows
@@ -370,11 +412,12 @@ class Engine:
 
     # ---- conveniences ------------------------------------------------------------------------------------------
     def generate(self, requests: list[GenerationRequest], progress=None) -> list[GenerationResult]:
-        """Answer all requests as one batch; results in the order given."""
+        """Answer all requests as one batch; results in the order given. Other submitted requests advance
+        alongside; their events wait for `claim`."""
         ids = [self.submit(r) for r in requests]
         results: dict[int, GenerationResult] = {}
         while len(results) < len(ids):
-            for event in self.step():
+            for event in self._own_events(set(ids)):
                 if event.result is not None:
                     results[event.request_id] = event.result
                     if progress:
@@ -382,15 +425,25 @@ class Engine:
         return [results[i] for i in ids]
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
-        """Text deltas of one request as they are decided (other submitted requests advance alongside)."""
+        """Text deltas of one request as they are decided (other submitted requests advance alongside; their
+        events wait for `claim`)."""
         rid = self.submit(request)
         while True:
-            for event in self.step():
-                if event.request_id == rid:
-                    if event.delta:
-                        yield event.delta
-                    if event.result is not None:
-                        return
+            for event in self._own_events({rid}):
+                if event.delta:
+                    yield event.delta
+                if event.result is not None:
+                    return
+
+    def _own_events(self, ids: set[int]) -> list[StepEvent]:
+        """One step's events of `ids`; the others' are kept for `claim`."""
+        own = []
+        for event in self.step():
+            if event.request_id in ids:
+                own.append(event)
+            else:
+                self._unclaimed.setdefault(event.request_id, []).append(event)
+        return own
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
