@@ -6,6 +6,12 @@ the PersRM's LoRA adapter while the others use the bare weights, in the same for
 The runner returns final hidden states; turning them into logits (with or without the PersRM head) is the
 caller's choice, so one row can serve both the base model and a head-only PersRM. Rows name the adapter they run
 through (None: the bare weights), so one forward can carry base rows, PersRM rows and MetaAlign policy rows.
+
+Joining and leaving copy no cache: a caller's rows (logical) live in physical cache rows (`slots`). A row that
+leaves is only forgotten; its physical row keeps decoding (its output unread) until a new row takes its place or
+the dead outnumber the living, when one compaction copies the living. A row that joins is prefilled alone and
+written into a dead or spare physical row, left-padded to the batch's width; only a prompt longer than the batch's
+width makes the whole cache wider (one copy).
 """
 
 from contextlib import nullcontext
@@ -32,12 +38,14 @@ class RowRunner:
         self.lm_head = inner.get_output_embeddings()  # None for a sequence-classification model
         self.device = next(self.decoder.parameters()).device
         self.cache = None
-        self.mask = torch.zeros(0, 0, dtype=torch.long, device=self.device)
-        self.adapter_rows: list[str | None] = []
+        self.mask = torch.zeros(0, 0, dtype=torch.long, device=self.device)  # per physical row
+        self.adapter_rows: list[str | None] = []  # per physical row
+        self.slots: list[int] = []  # the physical row of each logical row
+        self.copies = 0  # whole-cache copies made by joins, leaves and compactions (benchmarks/join_leave.py)
 
     @property
     def num_rows(self) -> int:
-        return self.mask.shape[0]
+        return len(self.slots)
 
     @torch.inference_mode()
     def add(self, prompts: list[list[int]], adapter: list[str | None]) -> torch.Tensor:
@@ -56,10 +64,13 @@ class RowRunner:
     @torch.inference_mode()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feed one token to every row; returns the new last hidden states [rows, d]."""
+        slots = torch.tensor(self.slots, device=self.device)
+        physical = torch.zeros(self.mask.shape[0], dtype=torch.long, device=self.device)  # dead rows read id 0
+        physical[slots] = tokens
         positions = self.mask.sum(1, keepdim=True)
         self.mask = torch.cat([self.mask, torch.ones_like(positions)], 1)
-        hidden, self.cache = self._forward(tokens[:, None], self.mask, positions, self.cache, self.adapter_rows)
-        return hidden
+        hidden, self.cache = self._forward(physical[:, None], self.mask, positions, self.cache, self.adapter_rows)
+        return hidden[slots]
 
     @torch.inference_mode()
     def peek(self, rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -68,7 +79,7 @@ class RowRunner:
         The prefix is not re-encoded: each alternative reads a copy of its row's cache (ARGS's candidates).
         """
         n, k = tokens.shape
-        index = rows.repeat_interleave(k)
+        index = torch.tensor(self.slots, device=self.device)[rows].repeat_interleave(k)
         cache = DynamicCache()
         cache.layers = [RoomyLayer(layer.keys[index], layer.values[index], room=1) for layer in self.cache.layers]
         mask = self.mask[index]
@@ -86,18 +97,31 @@ class RowRunner:
         return logits if self.lm_head.bias is None else logits + self.lm_head.bias
 
     def keep(self, rows: list[int]) -> None:
-        """Keep only `rows` (in that order); drop cache columns no remaining row attends to."""
+        """Keep only `rows` (in that order). The others' physical rows stay until reused or compacted."""
+        self.slots = [self.slots[r] for r in rows]
         if not rows:
             self.cache, self.adapter_rows = None, []
             self.mask = self.mask[:0, :0]
-            return
-        index = torch.tensor(rows, device=self.device)
+        elif len(self.slots) < self.mask.shape[0] - len(self.slots):  # more dead rows than living: compact
+            self._compact()
+        else:  # dead rows run through whatever the living use, so that they do not force per-row adapters
+            for dead in set(range(self.mask.shape[0])) - set(self.slots):
+                self.adapter_rows[dead] = self.adapter_rows[self.slots[0]]
+
+    def _compact(self, width: int = 0) -> None:
+        """Copy the living rows, in logical order, into a fresh cache without the columns none of them attends to,
+        left-padded to `width` columns when it is wider."""
+        index = torch.tensor(self.slots, device=self.device)
         mask = self.mask[index]
         start = int((mask.sum(0) > 0).nonzero()[0])  # leading columns that are padding for every kept row
-        self.mask = mask[:, start:]
+        missing = max(width - (mask.shape[1] - start), 0)
+        self.mask = torch.nn.functional.pad(mask[:, start:], (missing, 0))
         for layer in self.cache.layers:
-            layer.replace(layer.keys[index, :, start:], layer.values[index, :, start:])
-        self.adapter_rows = [self.adapter_rows[r] for r in rows]
+            layer.replace(*(torch.nn.functional.pad(t[index, :, start:], (0, 0, missing, 0))
+                            for t in (layer.keys, layer.values)))
+        self.adapter_rows = [self.adapter_rows[r] for r in self.slots]
+        self.slots = list(range(len(self.slots)))
+        self.copies += 1
 
     def _forward(self, ids, mask, positions, cache, adapter: list[str | None]):
         with self._adapter_context(adapter):
@@ -118,25 +142,26 @@ class RowRunner:
             return nullcontext()  # every row runs through the adapter peft has active
         return self.row_lora.rows(adapter)
 
-    def _merge(self, cache, mask, adapter: list[bool]) -> None:
-        """Append freshly prefilled rows to the running batch, left-padding whichever side is shorter."""
+    def _merge(self, cache, mask, adapter: list[str | None]) -> None:
+        """Add freshly prefilled rows to the running batch: in place when they are no wider than it."""
         if any(type(layer) is not DynamicLayer for layer in cache.layers):
             raise PersonalignError("this model's cache (sliding-window or hybrid attention) is not supported yet")
         if self.cache is None:
             cache.layers = [RoomyLayer(layer.keys, layer.values) for layer in cache.layers]
             self.cache, self.mask, self.adapter_rows = cache, mask, list(adapter)
+            self.slots = list(range(mask.shape[0]))
             return
-        width = max(self.mask.shape[1], mask.shape[1])
-
-        def pad(t, dim):  # left-pad dimension `dim` of t to `width` with zeros
-            missing = width - t.shape[dim]
-            if missing == 0:
-                return t
-            shape = list(t.shape)
-            shape[dim] = missing
-            return torch.cat([t.new_zeros(shape), t], dim)
-
+        if mask.shape[1] > self.mask.shape[1]:  # wider than the batch: left-pad every living row (one copy)
+            self._compact(mask.shape[1])
+        rows = self.mask.shape[0]
+        free = sorted(set(range(rows)) - set(self.slots))[:len(adapter)]
+        targets = free + list(range(rows, rows + len(adapter) - len(free)))
         for old, new in zip(self.cache.layers, cache.layers):
-            old.replace(torch.cat([pad(old.keys, 2), pad(new.keys, 2)]), torch.cat([pad(old.values, 2), pad(new.values, 2)]))
-        self.mask = torch.cat([pad(self.mask, 1), pad(mask, 1)])
-        self.adapter_rows += list(adapter)
+            old.write_rows(targets, new.keys, new.values)
+        grown = torch.zeros(len(targets) - len(free), self.mask.shape[1], dtype=self.mask.dtype, device=self.device)
+        self.mask = torch.cat([self.mask, grown])  # the mask is small: ids, not keys and values
+        self.mask[targets] = torch.nn.functional.pad(mask, (self.mask.shape[1] - mask.shape[1], 0))
+        self.adapter_rows += [None] * len(grown)
+        for target, name in zip(targets, adapter):
+            self.adapter_rows[target] = name
+        self.slots += targets
