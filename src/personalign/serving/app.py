@@ -11,6 +11,7 @@ import time
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..decoding import methods
@@ -165,10 +166,13 @@ async def _json_body(request: Request, limit: int):
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _too_large(limit)
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise _too_large(limit)
+    except ClientDisconnect:  # nobody will read the answer; end the request quietly
+        raise ApiError(400, "the client closed the connection before sending the whole body") from None
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
