@@ -9,7 +9,8 @@ through (None: the bare weights), so one forward can carry base rows, PersRM row
 
 Joining and leaving copy no cache: a caller's rows (logical) live in physical cache rows (`slots`). A row that
 leaves is only forgotten; its physical row keeps decoding (its output unread) until a new row takes its place or
-the dead outnumber the living, when one compaction copies the living. A row that joins is prefilled alone and
+the dead outnumber the living (or the columns no living row reads outnumber the rest), when one compaction copies
+the living. A row that joins is prefilled alone and
 written into a dead or spare physical row, left-padded to the batch's width; only a prompt longer than the batch's
 width makes the whole cache wider (one copy).
 """
@@ -102,18 +103,22 @@ class RowRunner:
         if not rows:
             self.cache, self.adapter_rows = None, []
             self.mask = self.mask[:0, :0]
-        elif len(self.slots) < self.mask.shape[0] - len(self.slots):  # more dead rows than living: compact
-            self._compact()
+        elif 2 * len(self.slots) < self.mask.shape[0] or 2 * self._unread_columns() > self.mask.shape[1]:
+            self._compact()  # more dead rows than living, or more columns no living row reads than columns read
         else:  # dead rows run through whatever the living use, so that they do not force per-row adapters
             for dead in set(range(self.mask.shape[0])) - set(self.slots):
                 self.adapter_rows[dead] = self.adapter_rows[self.slots[0]]
+
+    def _unread_columns(self) -> int:
+        """Leading cache columns that are padding for every living row."""
+        return int((self.mask[torch.tensor(self.slots, device=self.device)].sum(0) > 0).nonzero()[0])
 
     def _compact(self, width: int = 0) -> None:
         """Copy the living rows, in logical order, into a fresh cache without the columns none of them attends to,
         left-padded to `width` columns when it is wider."""
         index = torch.tensor(self.slots, device=self.device)
         mask = self.mask[index]
-        start = int((mask.sum(0) > 0).nonzero()[0])  # leading columns that are padding for every kept row
+        start = self._unread_columns()
         missing = max(width - (mask.shape[1] - start), 0)
         self.mask = torch.nn.functional.pad(mask[:, start:], (missing, 0))
         for layer in self.cache.layers:
