@@ -46,3 +46,19 @@ def test_a_mixed_batch_equals_each_row_through_its_own_adapter():
 def test_lora_variants_are_refused_by_name():
     with pytest.raises(PersonalignError, match="adapter 'a' is not plain LoRA .*DoRA"):
         RowLoRA(two_adapters(use_dora=True), ("a", "b"))
+
+
+@torch.inference_mode()
+def test_bare_is_peft_disable_adapter_and_leaves_outer_switches_alone():
+    model = two_adapters()
+    ids = torch.randint(3, 1000, (2, 6), generator=torch.Generator().manual_seed(1))
+    row_lora = RowLoRA(model, ("a", "b"))
+    with row_lora.bare():
+        bare = model(input_ids=ids).logits
+    torch.testing.assert_close(bare, alone(model, ids, None))
+    model.set_adapter("a")
+    torch.testing.assert_close(model(input_ids=ids).logits, alone(model, ids, "a"))  # switched back on
+    with model.disable_adapter():  # an outer context's switch survives an inner one
+        with row_lora.bare():
+            pass
+        torch.testing.assert_close(model(input_ids=ids).logits, bare)

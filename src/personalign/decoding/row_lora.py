@@ -11,6 +11,8 @@ from contextlib import ExitStack, contextmanager
 
 import torch
 from peft.tuners.lora import LoraLayer
+from peft.tuners.tuners_utils import BaseTunerLayer
+from peft.utils import ModulesToSaveWrapper
 
 from ..errors import PersonalignError
 
@@ -20,6 +22,9 @@ class RowLoRA:
         """`model`: a peft model carrying the LoRA adapters `adapters` (plain LoRA on Linear layers)."""
         self.model = model
         self.device = next(model.parameters()).device
+        modules = list(model.modules())
+        self.tuner_layers = [m for m in modules if isinstance(m, BaseTunerLayer)]
+        self.saved_modules = any(isinstance(m, ModulesToSaveWrapper) for m in modules)
         # (the layer's own Linear, {adapter: (A [r, in], B [out, r], scaling)}) for each LoRA layer
         self.layers = []
         for name, module in model.named_modules():
@@ -45,12 +50,31 @@ class RowLoRA:
                 groups.setdefault(name, []).append(i)
         plan = [(name, torch.tensor(rows, device=self.device)) for name, rows in groups.items()]
         with ExitStack() as stack:
-            stack.enter_context(self.model.disable_adapter())
+            stack.enter_context(self.bare())
             for linear, weights in self.layers:
                 steps = [(rows, *weights[name]) for name, rows in plan if name in weights]
                 if steps:
                     stack.callback(linear.register_forward_hook(_adds(steps)).remove)
             yield
+
+
+    @contextmanager
+    def bare(self):
+        """peft's adapters off for one forward. peft's own disable_adapter() walks every module of the model, 55 ms
+        a call on SmolLM2 with two adapters (this CPU); the LoRA layers alone, through their public
+        enable_adapters, take 16 ms. Layers an outer context disabled stay disabled."""
+        if self.saved_modules:  # modules_to_save wrappers switch too: leave that to peft
+            with self.model.disable_adapter():
+                yield
+            return
+        enabled = [layer for layer in self.tuner_layers if not layer.disable_adapters]
+        for layer in enabled:
+            layer.enable_adapters(False)
+        try:
+            yield
+        finally:
+            for layer in enabled:
+                layer.enable_adapters(True)
 
 
 def _adds(steps):

@@ -142,7 +142,7 @@ class RowRunner:
         if not self.adapters:
             return nullcontext()
         if not any(adapter):
-            return self.model.disable_adapter()
+            return self.row_lora.bare()
         if set(adapter) == {self.model.active_adapter}:
             return nullcontext()  # every row runs through the adapter peft has active
         return self.row_lora.rows(adapter)
