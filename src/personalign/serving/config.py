@@ -24,7 +24,7 @@ class ServerConfig:
         "the model name clients send and /v1/models lists (default: the base model's directory name)"))
     max_running: int = field(default=32, metadata=flag_help("most requests decoded together in one batch"))
     max_waiting: int = field(default=256, metadata=flag_help("most requests waiting for a place; more get 429"))
-    max_prefill_tokens: int = field(default=2048, metadata=flag_help(
+    max_prefill_tokens: int = field(default=512, metadata=flag_help(
         "most prompt tokens prefilled between two steps (bounds how long a joining prompt stalls the others)"))
     max_prompt_tokens: int = field(default=4096, metadata=flag_help("longest prompt accepted, in tokens, "
                                                                     "templates included"))
