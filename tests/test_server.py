@@ -337,3 +337,26 @@ def test_engine_admission_limits_and_events_of_others(models):
     claimed = engine.claim(beside)
     assert [e.token_id for e in claimed] == expected[0] and claimed[-1].result is not None
     assert engine.claim(beside) == [] and not engine.busy
+
+
+def test_serve_builds_its_app_from_the_model_flags(tiny_model_dir):
+    from argparse import Namespace
+    from pathlib import Path
+
+    from starlette.testclient import TestClient
+
+    from personalign.commands.serve import build
+    from personalign.serving.config import ServerConfig
+
+    args = Namespace(base=tiny_model_dir, persrm="untrained", policy=None, device=None, dtype=None)
+    app, scheduler, name = build(ServerConfig(max_running=3, max_prompt_tokens=100), args)
+    try:
+        assert name == Path(tiny_model_dir).name
+        assert (scheduler.engine.max_running, scheduler.engine.max_prompt_tokens) == (3, 100)
+        with TestClient(app) as http:
+            assert http.get("/v1/models").json()["data"][0]["id"] == name
+            answer = http.post(CHAT, json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3,
+                                           "preference": "concise", "temperature": 0}).json()
+            assert answer["usage"]["completion_tokens"] <= 3 and answer["personalign"]["method"] == "pad"
+    finally:
+        scheduler.stop()
