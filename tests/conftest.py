@@ -53,3 +53,13 @@ def _load_once(source, *, device=None, dtype=None):
     if key not in _LOADED:
         _LOADED[key] = load_causal_lm(source, device=device, dtype=dtype)
     return _LOADED[key]
+
+
+@pytest.fixture(scope="session")
+def models(smol_tokenizer):
+    """(base, tokenizer, PersRM) for server tests: tiny Llamas, the PersRM with a perturbed head so that PAD moves."""
+    from personalign.reward_model import PersonalizedRewardModel
+    from test_pad_engine import perturbed_head
+    from tiny import tiny_llama
+
+    return tiny_llama(0), smol_tokenizer, perturbed_head(PersonalizedRewardModel(tiny_llama(1)))

@@ -16,18 +16,10 @@ from live_server import MODEL, live_server
 from personalign.cli import main
 from personalign.decoding.engine import Engine
 from personalign.decoding.request import GenerationRequest
-from personalign.reward_model import PersonalizedRewardModel
-from test_pad_engine import perturbed_head
-from tiny import tiny_llama
 
 ROUTES = [("GET", "/v1/models"), ("GET", "/version"), ("GET", "/metrics"), ("POST", "/v1/chat/completions"),
           ("POST", "/v1/completions")]
 CHAT = "/v1/chat/completions"
-
-
-@pytest.fixture(scope="module")
-def models(smol_tokenizer):
-    return tiny_llama(0), smol_tokenizer, perturbed_head(PersonalizedRewardModel(tiny_llama(1)))
 
 
 def new_engine(models, **limits) -> Engine:

@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
                                              "the extension fields preference, dims, beta, top_k, method.")
     serve.add_arguments(server)
     _model_args(server)
+    from .commands import users
+    users_parser = commands.add_parser("users", help="users of `serve --profiles`: keys and saved preferences",
+                                       description="Add, list, remove users of a profile database, and save "
+                                                   "their preferences.")
+    users.add_arguments(users_parser)
 
     data = commands.add_parser("data", help="preference-pair data: convert data sets and your files to train/valid",
                                description="Tools for the preference pairs that reward models train on.")
@@ -171,6 +176,8 @@ def _run(argv: list[str] | None) -> int:
             from .commands.bench_train import run
         elif args.command == "serve":
             from .commands.serve import run
+        elif args.command == "users":
+            from .commands.users import run
         elif args.command == "data":
             run = importlib.import_module(f".commands.data_{args.data_command}", __package__).run
         else:

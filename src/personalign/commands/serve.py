@@ -2,6 +2,7 @@
 
     personalign serve                                   # the embedded SmolLM2 + its PersRM on 127.0.0.1:8000
     personalign serve --host 0.0.0.0 --api-key-file keys.txt --max-running 64
+    personalign serve --profiles ~/.cache/personalign/profiles.db   # users' keys and saved preferences
 """
 
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 from . import quiet_loading
 from .flags import add_flags, flag_values
 from ..serving.config import ServerConfig
+from ..serving.profiles import ProfileStore
 
 SETTINGS = [f for f in ServerConfig.__dataclass_fields__]
 
@@ -29,8 +31,11 @@ def run(args) -> int:
 
     config = ServerConfig(**flag_values(args, ServerConfig, SETTINGS))
     config.check_exposure()  # also reads the key file: a wrong path is said before the model loads
-    app, scheduler, model_name = build(config, args)
-    auth = "API key required" if config.keys() else "no API key: loopback only"
+    store = ProfileStore(config.profiles) if config.profiles else None
+    app, scheduler, model_name = build(config, args, store)
+    auth = "API key required" if config.keys() or store else "no API key: loopback only"
+    if store:
+        auth += f"; profiles {store.path}, {len(store.users())} users"
     print(f"personalign: serving {model_name} on http://{config.host}:{config.port} ({auth})", file=sys.stderr,
           flush=True)
     try:
@@ -40,7 +45,7 @@ def run(args) -> int:
     return 0
 
 
-def build(config: ServerConfig, args):
+def build(config: ServerConfig, args, store: ProfileStore | None = None):
     """(app, started scheduler, served model name) for `config` over the models `args` names."""
     from ..api import load_engine
     from ..cli import _version
@@ -55,4 +60,4 @@ def build(config: ServerConfig, args):
                          max_prompt_tokens=config.max_prompt_tokens)
     model_name = config.served_model_name or Path(resolve_model_source(args.base)).name
     scheduler = Scheduler(engine, max_waiting=config.max_waiting, timeout_s=config.timeout, metrics=Metrics()).start()
-    return create_app(scheduler, config, model_name, _version()), scheduler, model_name
+    return create_app(scheduler, config, model_name, _version(), store), scheduler, model_name

@@ -11,7 +11,6 @@ import time
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..decoding import methods
@@ -19,22 +18,28 @@ from ..decoding.engine import StepEvent
 from ..decoding.request import GenerationResult
 from .config import ServerConfig
 from .http_errors import ApiError, error_body
+from .json_body import read_json
 from .metrics import Metrics
 from .middleware import BearerAuth, CountRequests
 from .openai_protocol import Limits, ParsedRequest, Shaper, finish_reason, parse_chat, parse_completion
+from .profiles import ProfileStore
 from .scheduler import ACCEPTED, QueueFull, RequestTimeout, Scheduler, Ticket
+from .user_routes import add_user_routes, identity, with_profile
 
-ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/version", "/metrics"}
+ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/version", "/metrics",
+          "/v1/users", "/v1/users/me/profile"}
 RETRY_AFTER_S = 1  # what a client told 429 waits before trying again
 DISCONNECT_POLL_S = 0.25  # how often a non-streaming request checks that its client is still there
 
 
-def create_app(scheduler: Scheduler, config: ServerConfig, model_name: str, version: str) -> FastAPI:
-    """The app around a started scheduler (whose engine carries the admission limits)."""
+def create_app(scheduler: Scheduler, config: ServerConfig, model_name: str, version: str,
+               store: ProfileStore | None = None) -> FastAPI:
+    """The app around a started scheduler (whose engine carries the admission limits), with users' profiles from
+    `store` when given."""
     metrics = scheduler.metrics or Metrics()
     limits = Limits(config.max_tokens)
     app = FastAPI(title="personalign", version=version, docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(BearerAuth, keys=config.keys())
+    app.add_middleware(BearerAuth, keys=config.keys(), store=store)
     app.add_middleware(CountRequests, metrics=metrics, routes=ROUTES)  # added last = outermost: counts 401s too
 
     @app.exception_handler(ApiError)
@@ -68,15 +73,18 @@ def create_app(scheduler: Scheduler, config: ServerConfig, model_name: str, vers
         return {"object": "list", "data": [{"id": model_name, "object": "model", "created": int(time.time()),
                                             "owned_by": "personalign", "methods": methods.names()}]}
 
+    if store is not None:
+        add_user_routes(app, store, config.max_body_bytes)
+
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        parsed = parse_chat(await _json_body(request, config.max_body_bytes), model_name, limits)
-        return await _answer(request, parsed, Shaper(model_name, chat=True))
+        body = with_profile(await read_json(request, config.max_body_bytes), identity(request), store)
+        return await _answer(request, parse_chat(body, model_name, limits), Shaper(model_name, chat=True))
 
     @app.post("/v1/completions")
     async def completions(request: Request):
-        parsed = parse_completion(await _json_body(request, config.max_body_bytes), model_name, limits)
-        return await _answer(request, parsed, Shaper(model_name, chat=False))
+        body = with_profile(await read_json(request, config.max_body_bytes), identity(request), store)
+        return await _answer(request, parse_completion(body, model_name, limits), Shaper(model_name, chat=False))
 
     async def _answer(request: Request, parsed: ParsedRequest, shaper: Shaper):
         try:
@@ -158,27 +166,3 @@ def _as_api_error(error: Exception) -> ApiError:
     if isinstance(error, ValueError):  # PersonalignError: the engine's own checks of this request
         return ApiError(400, str(error))
     return ApiError(500, str(error), code="server_error")
-
-
-async def _json_body(request: Request, limit: int):
-    """The request's JSON, read no further than `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise _too_large(limit)
-    except ClientDisconnect:  # nobody will read the answer; end the request quietly
-        raise ApiError(400, "the client closed the connection before sending the whole body") from None
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ApiError(400, f"the request body is not valid JSON ({error})") from None
-
-
-def _too_large(limit: int) -> ApiError:
-    return ApiError(413, f"the request body is larger than this server accepts ({limit} bytes)",
-                    code="request_too_large")

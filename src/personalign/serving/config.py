@@ -20,6 +20,9 @@ class ServerConfig:
     api_key: str | None = field(default=None, metadata=flag_help(
         "require 'Authorization: Bearer KEY' on every route but /health"))
     api_key_file: str | None = field(default=None, metadata=flag_help("a file of accepted keys, one per line"))
+    profiles: str | None = field(default=None, metadata=flag_help(
+        "a profile database (`personalign users add`): its users' keys are accepted, and each request decodes "
+        "with its user's saved preference unless it names one"))
     served_model_name: str | None = field(default=None, metadata=flag_help(
         "the model name clients send and /v1/models lists (default: the base model's directory name)"))
     max_running: int = field(default=32, metadata=flag_help("most requests decoded together in one batch"))
@@ -55,9 +58,10 @@ class ServerConfig:
 
     def check_exposure(self) -> None:
         """Deny by default: without a key the server may listen on loopback only."""
-        if not self.keys() and not is_loopback(self.host):
+        if not self.keys() and self.profiles is None and not is_loopback(self.host):
             raise PersonalignError(f"refusing to listen on {self.host} without an API key: anyone who reaches it "
-                                   "could use it; pass --api-key (or --api-key-file), or listen on 127.0.0.1")
+                                   "could use it; pass --api-key (or --api-key-file, --profiles), or listen on "
+                                   "127.0.0.1")
 
 
 def is_loopback(host: str) -> bool:

@@ -1,0 +1,142 @@
+"""Profiles over HTTP: who a request acts for, the profile it decodes with, and the routes that read and write
+profiles. A user's key acts for that user only; an admin key (a profile marked admin, or the server's own
+--api-key) manages every user and may answer for any of them through a request's `user` field, as an app's backend
+does for its users. Keys never appear in answers: new keys come from `personalign users add` alone.
+
+    GET  /v1/users/me/profile        PUT /v1/users/me/profile        (the key's own user)
+    GET  /v1/users                   DELETE /v1/users/{name}          (admin)
+    GET  /v1/users/{name}/profile    PUT /v1/users/{name}/profile     (admin, or that user)
+"""
+
+from fastapi import FastAPI, Request
+
+from ..decoding import methods
+from ..errors import PersonalignError
+from ..preferences import Preference
+from ..validation import check_beta
+from .http_errors import ApiError
+from .json_body import read_json
+from .middleware import IDENTITY, OPERATOR
+from .profiles import ProfileStore, Stated, User
+
+PERSONAL_FIELDS = ("preference", "dims", "beta", "method")
+
+
+def identity(request: Request) -> User | None:
+    """The user whose key came with the request (None: a server without keys)."""
+    return request.scope.get(IDENTITY)
+
+
+def with_profile(body, who: User | None, store: ProfileStore | None) -> dict:
+    """The request body with the acting user's saved preference filling the personalization fields it leaves
+    out (a request that names a preference or dims brings its own, and takes neither from the profile)."""
+    if not isinstance(body, dict) or store is None:
+        return body
+    name = body.get("user")
+    if name is not None and not isinstance(name, str):
+        raise ApiError(400, "user must be a string", param="user")
+    if who is not None and not who.admin:
+        if name not in (None, who.name):
+            raise ApiError(403, "a user's key acts for that user only", param="user", code="forbidden")
+        name = who.name
+    stated = store.stated(name) if name else None
+    if stated is None:
+        return body
+    saved = stated.fields()
+    if "preference" in body or "dims" in body:
+        saved.pop("preference", None)
+        saved.pop("dims", None)
+    return saved | {k: v for k, v in body.items() if v is not None}
+
+
+def add_user_routes(app: FastAPI, store: ProfileStore, max_body_bytes: int) -> None:
+    @app.get("/v1/users/me/profile")
+    async def my_profile(request: Request):
+        return _profile(_me(request).name)
+
+    @app.put("/v1/users/me/profile")
+    async def set_my_profile(request: Request):
+        return _set_profile(_me(request).name, await read_json(request, max_body_bytes))
+
+    @app.get("/v1/users")
+    async def list_users(request: Request):
+        _admin(request)
+        return {"object": "list", "data": [{"name": u.name, "admin": u.admin, "created": int(u.created)}
+                                           for u in store.users()]}
+
+    @app.delete("/v1/users/{name}")
+    async def remove_user(name: str, request: Request):
+        _admin(request)
+        try:
+            store.remove_user(name)
+        except PersonalignError as error:
+            raise ApiError(404, str(error), code="user_not_found") from None
+        return {"name": name, "deleted": True}
+
+    @app.get("/v1/users/{name}/profile")
+    async def user_profile(name: str, request: Request):
+        _self_or_admin(request, name)
+        return _profile(name)
+
+    @app.put("/v1/users/{name}/profile")
+    async def set_user_profile(name: str, request: Request):
+        _self_or_admin(request, name)
+        return _set_profile(name, await read_json(request, max_body_bytes))
+
+    def _profile(name: str) -> dict:
+        if store.user(name) is None:
+            raise ApiError(404, f"no user {name!r}", code="user_not_found")
+        stated = store.stated(name) or Stated()
+        return {"user": name, "stated": stated.fields()}
+
+    def _set_profile(name: str, body) -> dict:
+        if store.user(name) is None:
+            raise ApiError(404, f"no user {name!r}", code="user_not_found")
+        store.set_stated(name, stated_from(body))
+        return _profile(name)
+
+
+def stated_from(body) -> Stated:
+    """A saved preference from a JSON body, checked as a request's fields are."""
+    if not isinstance(body, dict) or set(body) - set(PERSONAL_FIELDS):
+        raise ApiError(400, f"a profile is a JSON object of {', '.join(PERSONAL_FIELDS)}")
+    try:
+        if body.get("preference") is not None and body.get("dims") is not None:
+            raise PersonalignError("give preference or dims, not both")
+        if body.get("preference") is not None:
+            if not isinstance(body["preference"], str):
+                raise PersonalignError("preference must be a string: free text or a catalog name")
+            Preference.parse(body["preference"])
+        if body.get("dims") is not None:
+            if not isinstance(body["dims"], dict):
+                raise PersonalignError('dims must be an object of weights, e.g. {"concise": 0.7, "friendly": 0.3}')
+            Preference.from_dims(body["dims"])
+        if body.get("beta") is not None:
+            check_beta(body["beta"])
+        if body.get("method") is not None:
+            if not isinstance(body["method"], str):
+                raise PersonalignError("method must be a string")
+            methods.get(body["method"])
+    except PersonalignError as error:
+        raise ApiError(400, str(error)) from None
+    return Stated(body.get("preference"), body.get("dims"), body.get("beta"), body.get("method"))
+
+
+def _me(request: Request) -> User:
+    who = identity(request)
+    if who is None or who is OPERATOR:
+        raise ApiError(404, "this key belongs to no user profile (the server's own --api-key is an operator's)",
+                       code="user_not_found")
+    return who
+
+
+def _admin(request: Request) -> None:
+    who = identity(request)
+    if who is not None and not who.admin:
+        raise ApiError(403, "this route needs an admin key", code="forbidden")
+
+
+def _self_or_admin(request: Request, name: str) -> None:
+    who = identity(request)
+    if who is not None and not who.admin and who.name != name:
+        raise ApiError(403, "a user's key reads and writes its own profile only", code="forbidden")
