@@ -104,12 +104,16 @@ def test_a_users_key_reaches_no_other_profile_on_any_route(profiled):
         assert_openai_error(httpx.request(verb, url + route, headers=alice, json=body), 403)
     assert_openai_error(ask(url, keys["alice"], user="bob"), 403, "user")
     mine = httpx.get(url + "/v1/users/me/profile", headers=alice).json()
-    assert mine == {"user": "alice", "stated": {"preference": "concise", "beta": 2.0}}
+    assert mine == {"user": "alice", "stated": {"preference": "concise", "beta": 2.0},
+                    "feedback": {"pairs": 0, "ratings": 0}}
     changed = httpx.put(url + "/v1/users/me/profile", headers=alice, json={"dims": {"friendly": 1}})
     assert changed.json()["stated"] == {"dims": {"friendly": 1}}
     assert_openai_error(httpx.put(url + "/v1/users/me/profile", headers=alice, json={"beta": "high"}), 400)
     assert_openai_error(httpx.put(url + "/v1/users/me/profile", headers=alice, json={"colour": "red"}), 400)
+    pair = {"prompt": "Hi", "answers": ["Hello!", "Greetings, human."], "choice": "a"}
+    assert_openai_error(httpx.post(url + "/v1/feedback", headers=alice, json=pair | {"user": "bob"}), 403, "user")
     root = {"Authorization": f"Bearer {keys['root']}"}
+    assert httpx.post(url + "/v1/feedback", headers=root, json=pair | {"user": "bob"}).json()["user"] == "bob"
     assert httpx.get(url + "/v1/users/bob/profile", headers=root).json()["stated"]["method"] == "prompt"
     names = [u["name"] for u in httpx.get(url + "/v1/users", headers=root).json()["data"]]
     assert names == ["alice", "bob", "root"]
@@ -121,3 +125,87 @@ def test_a_users_key_reaches_no_other_profile_on_any_route(profiled):
     for key in keys.values():  # keys never come back in an answer
         for route in ("/v1/users", "/v1/users/alice/profile", "/v1/users/me/profile"):
             assert key not in httpx.get(url + route, headers=root).text
+
+
+def test_feedback_is_stored_per_user_and_bad_events_are_refused(profiled, tmp_path):
+    url, keys = profiled
+    alice = {"Authorization": f"Bearer {keys['alice']}"}
+    pair = {"prompt": "Hi", "answers": ["Hello!", "Greetings, human."], "choice": "tie"}
+    rating = {"prompt": "Hi", "answer": "Hello!", "rating": "down"}
+    first = httpx.post(url + "/v1/feedback", headers=alice, json=pair).json()
+    second = httpx.post(url + "/v1/feedback", headers=alice, json=rating).json()
+    assert first["user"] == second["user"] == "alice" and second["id"] > first["id"]
+    counts = httpx.get(url + "/v1/users/me/profile", headers=alice).json()["feedback"]
+    assert counts == {"pairs": 1, "ratings": 1}
+    bad = [(pair | {"choice": "c"}, "choice"), (pair | {"answers": ["one"]}, "answers"), (rating | {"rating": 5},
+           "rating"), ({"prompt": "", "answer": "x", "rating": "up"}, "prompt"), (pair | {"extra": 1}, None),
+           ([1], None)]
+    for body, param in bad:
+        assert_openai_error(httpx.post(url + "/v1/feedback", headers=alice, json=body), 400, param)
+    operator = {"Authorization": "Bearer operator-key"}
+    assert_openai_error(httpx.post(url + "/v1/feedback", headers=operator, json=pair), 400, "user")
+    assert_openai_error(httpx.post(url + "/v1/feedback", headers=operator, json=pair | {"user": "carol"}), 404)
+
+
+def test_acknowledged_feedback_survives_a_kill_9_of_the_server(tiny_model_dir, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    db = tmp_path / "profiles.db"
+    store = ProfileStore(db)
+    key = store.add_user("alice")
+    store.close()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "personalign.cli", "serve", "--base", tiny_model_dir,
+                               "--persrm", "untrained", "--policy", "untrained", "--profiles", str(db),
+                               "--port", str(port)], stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+        acknowledged, stop = [], threading.Event()
+
+        def client(n):
+            with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=10) as http:
+                for i in range(10_000):
+                    if stop.is_set():
+                        return
+                    body = {"prompt": f"q{n}-{i}", "answers": ["a", "b"], "choice": "a"}
+                    try:
+                        response = http.post(url + "/v1/feedback", json=body)
+                    except httpx.TransportError:
+                        return
+                    if response.status_code == 200:
+                        acknowledged.append(response.json()["id"])
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        while len(acknowledged) < 40:
+            time.sleep(0.01)
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    after = ProfileStore(db)
+    stored = {event_id for event_id, _ in after.feedback("alice")}
+    assert after.integrity() == "ok"
+    assert set(acknowledged) <= stored and len(acknowledged) >= 40
+    after.close()

@@ -61,6 +61,17 @@ class Stated:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
+@dataclass(frozen=True)
+class Feedback:
+    """A pairwise choice (kind "pair": answer_a against answer_b, choice "a", "b" or "tie") or a rating of one
+    answer (kind "rating": choice "up" or "down")."""
+    kind: str
+    prompt: str
+    answer_a: str
+    answer_b: str | None
+    choice: str
+
+
 class ProfileStore:
     def __init__(self, path: str | Path):
         self.path = Path(path).expanduser()
@@ -146,6 +157,24 @@ class ProfileStore:
         if row is None:
             return None
         return Stated(row[0], json.loads(row[1]) if row[1] is not None else None, row[2], row[3])
+
+    # ---- feedback -------------------------------------------------------------------------------------------
+    def add_feedback(self, name: str, event: "Feedback") -> int:
+        """Store one event (committed when this returns); returns its id."""
+        with self._transaction() as db:
+            if not db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+                raise PersonalignError(f"no user {name!r}")
+            cursor = db.execute("INSERT INTO feedback (user, created, kind, prompt, answer_a, answer_b, choice) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?)", (name, time.time(), event.kind, event.prompt,
+                                                                 event.answer_a, event.answer_b, event.choice))
+            return cursor.lastrowid
+
+    def feedback(self, name: str) -> list[tuple[int, "Feedback"]]:
+        """A user's events, oldest first, with their ids."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, kind, prompt, answer_a, answer_b, choice FROM feedback WHERE user = ? "
+                                    "ORDER BY id", (name,)).fetchall()
+        return [(row[0], Feedback(*row[1:])) for row in rows]
 
     def integrity(self) -> str:
         """SQLite's own check: 'ok' when the file is sound."""

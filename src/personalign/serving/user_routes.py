@@ -6,6 +6,7 @@ does for its users. Keys never appear in answers: new keys come from `personalig
     GET  /v1/users/me/profile        PUT /v1/users/me/profile        (the key's own user)
     GET  /v1/users                   DELETE /v1/users/{name}          (admin)
     GET  /v1/users/{name}/profile    PUT /v1/users/{name}/profile     (admin, or that user)
+    POST /v1/feedback                                                 (the key's user; admin: any, by `user`)
 """
 
 from fastapi import FastAPI, Request
@@ -17,7 +18,7 @@ from ..validation import check_beta
 from .http_errors import ApiError
 from .json_body import read_json
 from .middleware import IDENTITY, OPERATOR
-from .profiles import ProfileStore, Stated, User
+from .profiles import Feedback, ProfileStore, Stated, User
 
 PERSONAL_FIELDS = ("preference", "dims", "beta", "method")
 
@@ -32,13 +33,7 @@ def with_profile(body, who: User | None, store: ProfileStore | None) -> dict:
     out (a request that names a preference or dims brings its own, and takes neither from the profile)."""
     if not isinstance(body, dict) or store is None:
         return body
-    name = body.get("user")
-    if name is not None and not isinstance(name, str):
-        raise ApiError(400, "user must be a string", param="user")
-    if who is not None and not who.admin:
-        if name not in (None, who.name):
-            raise ApiError(403, "a user's key acts for that user only", param="user", code="forbidden")
-        name = who.name
+    name = acting_user(who, body.get("user"), required=False)
     stated = store.stated(name) if name else None
     if stated is None:
         return body
@@ -83,11 +78,23 @@ def add_user_routes(app: FastAPI, store: ProfileStore, max_body_bytes: int) -> N
         _self_or_admin(request, name)
         return _set_profile(name, await read_json(request, max_body_bytes))
 
+    @app.post("/v1/feedback")
+    async def feedback(request: Request):
+        body = await read_json(request, max_body_bytes)
+        event = feedback_from(body)
+        name = acting_user(identity(request), body.get("user"), required=True)
+        if store.user(name) is None:
+            raise ApiError(404, f"no user {name!r}", param="user", code="user_not_found")
+        event_id = store.add_feedback(name, event)
+        return {"object": "feedback", "id": event_id, "user": name}
+
     def _profile(name: str) -> dict:
         if store.user(name) is None:
             raise ApiError(404, f"no user {name!r}", code="user_not_found")
         stated = store.stated(name) or Stated()
-        return {"user": name, "stated": stated.fields()}
+        events = [event.kind for _, event in store.feedback(name)]
+        return {"user": name, "stated": stated.fields(),
+                "feedback": {"pairs": events.count("pair"), "ratings": events.count("rating")}}
 
     def _set_profile(name: str, body) -> dict:
         if store.user(name) is None:
@@ -120,6 +127,47 @@ def stated_from(body) -> Stated:
     except PersonalignError as error:
         raise ApiError(400, str(error)) from None
     return Stated(body.get("preference"), body.get("dims"), body.get("beta"), body.get("method"))
+
+
+def feedback_from(body) -> Feedback:
+    """A pairwise choice {prompt, answers: [a, b], choice: a|b|tie} or a rating {prompt, answer, rating: up|down}."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    pair = "answers" in body
+    known = {"prompt", "answers", "choice", "user"} if pair else {"prompt", "answer", "rating", "user"}
+    if set(body) - known:
+        raise ApiError(400, f"unknown field(s) {', '.join(sorted(set(body) - known))}; feedback is "
+                            "{prompt, answers: [a, b], choice: a|b|tie} or {prompt, answer, rating: up|down}")
+    if not isinstance(body.get("prompt"), str) or not body["prompt"].strip():
+        raise ApiError(400, "prompt must be non-empty text", param="prompt")
+    if pair:
+        answers = body["answers"]
+        if not isinstance(answers, list) or len(answers) != 2 or not all(isinstance(a, str) for a in answers):
+            raise ApiError(400, "answers must be a list of two texts", param="answers")
+        if body.get("choice") not in ("a", "b", "tie"):
+            raise ApiError(400, 'choice must be "a", "b" or "tie"', param="choice")
+        return Feedback("pair", body["prompt"], answers[0], answers[1], body["choice"])
+    if not isinstance(body.get("answer"), str):
+        raise ApiError(400, "answer must be text (or send answers: [a, b] with a choice)", param="answer")
+    if body.get("rating") not in ("up", "down"):
+        raise ApiError(400, 'rating must be "up" or "down"', param="rating")
+    return Feedback("rating", body["prompt"], body["answer"], None, body["rating"])
+
+
+def acting_user(who: User | None, named, required: bool) -> str | None:
+    """Whom a request is for: the key's own user, or for admin and operator keys (and a server without keys) the
+    user it names; None when it names none and none is `required`."""
+    if named is not None and not isinstance(named, str):
+        raise ApiError(400, "user must be a string", param="user")
+    if who is not None and not who.admin:
+        if named not in (None, who.name):
+            raise ApiError(403, "a user's key acts for that user only", param="user", code="forbidden")
+        return who.name
+    if named is None and who is not None and who is not OPERATOR:
+        return who.name  # an admin user acting for themself
+    if named is None and required:
+        raise ApiError(400, "name the user this is for (user)", param="user")
+    return named
 
 
 def _me(request: Request) -> User:
