@@ -16,13 +16,13 @@ MODEL = "tiny"
 
 
 @contextmanager
-def live_server(engine, store=None, **settings):
+def live_server(engine, store=None, learner=None, **settings):
     """Yields (base url, scheduler); `settings` are ServerConfig fields (max_waiting, timeout, api_key, ...);
-    `store`: a ProfileStore whose users' keys and preferences the server reads."""
+    `store`: a ProfileStore whose users' keys and preferences the server reads; `learner`: its PreferenceLearner."""
     config = ServerConfig(**settings)
     scheduler = Scheduler(engine, max_waiting=config.max_waiting, timeout_s=config.timeout,
                           metrics=Metrics()).start()
-    app = create_app(scheduler, config, MODEL, "test", store)
+    app = create_app(scheduler, config, MODEL, "test", store, learner)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))  # a free port, held from the start: no race with other tests
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))

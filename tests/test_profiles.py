@@ -1,13 +1,21 @@
 """Profiles (serving/profiles.py, user_routes.py): the SQLite store, `personalign users`, and a server that
 decodes each user's requests with their saved preference, where one user's key reaches nobody else's profile."""
 
+import os
+import signal
+import socket
 import sqlite3
+import subprocess
+import sys
+import threading
+import time
 
 import httpx
 import pytest
 
 from live_server import live_server
 from personalign.cli import main
+from personalign.commands.serve import offline_learner
 from personalign.errors import PersonalignError
 from personalign.serving.profiles import MIGRATIONS, ProfileStore, Stated
 from test_server import CHAT, alone, assert_openai_error, new_engine
@@ -147,19 +155,8 @@ def test_feedback_is_stored_per_user_and_bad_events_are_refused(profiled, tmp_pa
     assert_openai_error(httpx.post(url + "/v1/feedback", headers=operator, json=pair | {"user": "carol"}), 404)
 
 
-def test_acknowledged_feedback_survives_a_kill_9_of_the_server(tiny_model_dir, tmp_path):
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import threading
-    import time
-
-    db = tmp_path / "profiles.db"
-    store = ProfileStore(db)
-    key = store.add_user("alice")
-    store.close()
+def start_server(tiny_model_dir, db):
+    """`personalign serve --profiles db` in a child process on a free port: (process, url) once /health answers."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -167,45 +164,65 @@ def test_acknowledged_feedback_survives_a_kill_9_of_the_server(tiny_model_dir, t
                                "--persrm", "untrained", "--policy", "untrained", "--profiles", str(db),
                                "--port", str(port)], stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return server, url
+        except httpx.TransportError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise AssertionError("the server did not start")
+            time.sleep(0.2)
+
+
+def test_acknowledged_feedback_survives_a_kill_9_of_the_server(tiny_model_dir, tmp_path):
+    db = tmp_path / "profiles.db"
+    store = ProfileStore(db)
+    key = store.add_user("alice")
+    store.close()
+    server, url = start_server(tiny_model_dir, db)
+    acknowledged, stop = [], threading.Event()
+    answers = ["Short.", "A much longer answer, with many more words in it than the other one has."]
+
+    def client(n):
+        with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=10) as http:
+            for i in range(10_000):
+                if stop.is_set():
+                    return
+                body = {"prompt": f"q{n}-{i}", "answers": answers, "choice": "ab"[(n + i) % 3 == 0]}
+                try:
+                    response = http.post(url + "/v1/feedback", json=body)
+                except httpx.TransportError:
+                    return
+                if response.status_code == 200:
+                    acknowledged.append(response.json()["id"])
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.2)
-        acknowledged, stop = [], threading.Event()
-
-        def client(n):
-            with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=10) as http:
-                for i in range(10_000):
-                    if stop.is_set():
-                        return
-                    body = {"prompt": f"q{n}-{i}", "answers": ["a", "b"], "choice": "a"}
-                    try:
-                        response = http.post(url + "/v1/feedback", json=body)
-                    except httpx.TransportError:
-                        return
-                    if response.status_code == 200:
-                        acknowledged.append(response.json()["id"])
-
-        threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
         for thread in threads:
             thread.start()
-        while len(acknowledged) < 40:
+        deadline = time.monotonic() + 60
+        while len(acknowledged) < 40 and time.monotonic() < deadline:
             time.sleep(0.01)
         os.kill(server.pid, signal.SIGKILL)
         server.wait(timeout=30)
+    finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
-    finally:
         if server.poll() is None:
             server.kill()
     after = ProfileStore(db)
-    stored = {event_id for event_id, _ in after.feedback("alice")}
+    events = after.feedback("alice")
     assert after.integrity() == "ok"
-    assert set(acknowledged) <= stored and len(acknowledged) >= 40
+    assert set(acknowledged) <= {event_id for event_id, _ in events} and len(acknowledged) >= 40
     after.close()
+    server, url = start_server(tiny_model_dir, db)  # restarted, it learns the same weights from the stored events
+    try:
+        profile = httpx.get(url + "/v1/users/me/profile", headers={"Authorization": f"Bearer {key}"}).json()
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+    assert profile["learned"]["choices"] == len(events)
+    assert profile["learned"]["weights"] == offline_learner().fit(events, None).weights

@@ -32,7 +32,7 @@ def run(args) -> int:
     config = ServerConfig(**flag_values(args, ServerConfig, SETTINGS))
     config.check_exposure()  # also reads the key file: a wrong path is said before the model loads
     store = ProfileStore(config.profiles) if config.profiles else None
-    app, scheduler, model_name = build(config, args, store)
+    app, scheduler, model_name = build(config, args, store, offline_learner() if store else None)
     auth = "API key required" if config.keys() or store else "no API key: loopback only"
     if store:
         auth += f"; profiles {store.path}, {len(store.users())} users"
@@ -45,8 +45,23 @@ def run(args) -> int:
     return 0
 
 
-def build(config: ServerConfig, args, store: ProfileStore | None = None):
-    """(app, started scheduler, served model name) for `config` over the models `args` names."""
+def offline_learner():
+    """Users' weights over the six P-SOUPS dimensions, learned with the offline judge's scores as features."""
+    from ..evaluation.judges.offline import OfflineJudge
+    from ..serving.preference_learner import PreferenceLearner
+
+    judge = OfflineJudge()
+
+    def featurize(prompt: str, answers: list[str]) -> list[list[float]]:
+        columns = [judge.score(d, [prompt] * len(answers), answers) for d in judge.dimensions()]
+        return [list(row) for row in zip(*columns)]
+
+    return PreferenceLearner(judge.dimensions(), featurize)
+
+
+def build(config: ServerConfig, args, store: ProfileStore | None = None, learner=None):
+    """(app, started scheduler, served model name) for `config` over the models `args` names, with users'
+    profiles from `store` and their weights learned by `learner` when given."""
     from ..api import load_engine
     from ..cli import _version
     from ..models import resolve_model_source
@@ -60,4 +75,4 @@ def build(config: ServerConfig, args, store: ProfileStore | None = None):
                          max_prompt_tokens=config.max_prompt_tokens)
     model_name = config.served_model_name or Path(resolve_model_source(args.base)).name
     scheduler = Scheduler(engine, max_waiting=config.max_waiting, timeout_s=config.timeout, metrics=Metrics()).start()
-    return create_app(scheduler, config, model_name, _version(), store), scheduler, model_name
+    return create_app(scheduler, config, model_name, _version(), store, learner), scheduler, model_name

@@ -24,7 +24,8 @@ from .middleware import BearerAuth, CountRequests
 from .openai_protocol import Limits, ParsedRequest, Shaper, finish_reason, parse_chat, parse_completion
 from .profiles import ProfileStore
 from .scheduler import ACCEPTED, QueueFull, RequestTimeout, Scheduler, Ticket
-from .user_routes import add_user_routes, identity, with_profile
+from .preference_learner import PreferenceLearner
+from .user_routes import Profiles, add_user_routes, identity, with_profile
 
 ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/version", "/metrics",
           "/v1/users", "/v1/users/me/profile"}
@@ -33,9 +34,10 @@ DISCONNECT_POLL_S = 0.25  # how often a non-streaming request checks that its cl
 
 
 def create_app(scheduler: Scheduler, config: ServerConfig, model_name: str, version: str,
-               store: ProfileStore | None = None) -> FastAPI:
+               store: ProfileStore | None = None, learner: PreferenceLearner | None = None) -> FastAPI:
     """The app around a started scheduler (whose engine carries the admission limits), with users' profiles from
-    `store` when given."""
+    `store` when given, and their weights learned from feedback by `learner` when given."""
+    profiles = Profiles(store, learner) if store is not None else None
     metrics = scheduler.metrics or Metrics()
     limits = Limits(config.max_tokens)
     app = FastAPI(title="personalign", version=version, docs_url=None, redoc_url=None, openapi_url=None)
@@ -73,17 +75,17 @@ def create_app(scheduler: Scheduler, config: ServerConfig, model_name: str, vers
         return {"object": "list", "data": [{"id": model_name, "object": "model", "created": int(time.time()),
                                             "owned_by": "personalign", "methods": methods.names()}]}
 
-    if store is not None:
-        add_user_routes(app, store, config.max_body_bytes)
+    if profiles is not None:
+        add_user_routes(app, profiles, config.max_body_bytes)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        body = with_profile(await read_json(request, config.max_body_bytes), identity(request), store)
+        body = with_profile(await read_json(request, config.max_body_bytes), identity(request), profiles)
         return await _answer(request, parse_chat(body, model_name, limits), Shaper(model_name, chat=True))
 
     @app.post("/v1/completions")
     async def completions(request: Request):
-        body = with_profile(await read_json(request, config.max_body_bytes), identity(request), store)
+        body = with_profile(await read_json(request, config.max_body_bytes), identity(request), profiles)
         return await _answer(request, parse_completion(body, model_name, limits), Shaper(model_name, chat=False))
 
     async def _answer(request: Request, parsed: ParsedRequest, shaper: Shaper):

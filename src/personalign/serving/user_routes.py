@@ -18,6 +18,7 @@ from ..validation import check_beta
 from .http_errors import ApiError
 from .json_body import read_json
 from .middleware import IDENTITY, OPERATOR
+from .preference_learner import LearnedWeights, PreferenceLearner
 from .profiles import Feedback, ProfileStore, Stated, User
 
 PERSONAL_FIELDS = ("preference", "dims", "beta", "method")
@@ -28,23 +29,63 @@ def identity(request: Request) -> User | None:
     return request.scope.get(IDENTITY)
 
 
-def with_profile(body, who: User | None, store: ProfileStore | None) -> dict:
-    """The request body with the acting user's saved preference filling the personalization fields it leaves
-    out (a request that names a preference or dims brings its own, and takes neither from the profile)."""
-    if not isinstance(body, dict) or store is None:
+class Profiles:
+    """The store, and (when the server learns) each user's weights fitted from their feedback, refitted when their
+    events or stated preference change."""
+
+    def __init__(self, store: ProfileStore, learner: PreferenceLearner | None = None):
+        self.store, self.learner = store, learner
+        self._fits: dict[str, tuple[tuple, LearnedWeights]] = {}
+
+    def learned(self, name: str) -> LearnedWeights | None:
+        if self.learner is None:
+            return None
+        events, stated = self.store.feedback(name), self.store.stated(name) or Stated()
+        version = (events[-1][0] if events else None, len(events), repr(stated))
+        if name not in self._fits or self._fits[name][0] != version:
+            self._fits[name] = (version, self.learner.fit(events, stated.dims))
+        return self._fits[name][1]
+
+    def decoding_fields(self, name: str) -> dict:
+        """What a request of `name` decodes with unless it says otherwise: the saved fields, the preference and
+        dims replaced by the learned mix once the user has given feedback."""
+        stated = self.store.stated(name) or Stated()
+        fields = stated.fields()
+        learned = self.learned(name)
+        if learned is not None and learned.choices and learned.as_dims():
+            fields.pop("preference", None)
+            fields["dims"] = learned.as_dims()
+        return fields
+
+    def view(self, name: str) -> dict:
+        if self.store.user(name) is None:
+            raise ApiError(404, f"no user {name!r}", code="user_not_found")
+        stated = self.store.stated(name) or Stated()
+        events = [event.kind for _, event in self.store.feedback(name)]
+        view = {"user": name, "stated": stated.fields(),
+                "feedback": {"pairs": events.count("pair"), "ratings": events.count("rating")}}
+        learned = self.learned(name)
+        if learned is not None:
+            view["learned"] = {"weights": learned.weights, "choices": learned.choices, "dims": learned.as_dims()}
+        return view
+
+
+def with_profile(body, who: User | None, profiles: Profiles | None) -> dict:
+    """The request body with the acting user's profile filling the personalization fields it leaves out (a
+    request that names a preference or dims brings its own, and takes neither from the profile)."""
+    if not isinstance(body, dict) or profiles is None:
         return body
     name = acting_user(who, body.get("user"), required=False)
-    stated = store.stated(name) if name else None
-    if stated is None:
-        return body
-    saved = stated.fields()
+    saved = profiles.decoding_fields(name) if name else {}
     if "preference" in body or "dims" in body:
         saved.pop("preference", None)
         saved.pop("dims", None)
     return saved | {k: v for k, v in body.items() if v is not None}
 
 
-def add_user_routes(app: FastAPI, store: ProfileStore, max_body_bytes: int) -> None:
+def add_user_routes(app: FastAPI, profiles: Profiles, max_body_bytes: int) -> None:
+    store = profiles.store
+
     @app.get("/v1/users/me/profile")
     async def my_profile(request: Request):
         return _profile(_me(request).name)
@@ -86,15 +127,10 @@ def add_user_routes(app: FastAPI, store: ProfileStore, max_body_bytes: int) -> N
         if store.user(name) is None:
             raise ApiError(404, f"no user {name!r}", param="user", code="user_not_found")
         event_id = store.add_feedback(name, event)
-        return {"object": "feedback", "id": event_id, "user": name}
+        return {"object": "feedback", "id": event_id} | profiles.view(name)
 
     def _profile(name: str) -> dict:
-        if store.user(name) is None:
-            raise ApiError(404, f"no user {name!r}", code="user_not_found")
-        stated = store.stated(name) or Stated()
-        events = [event.kind for _, event in store.feedback(name)]
-        return {"user": name, "stated": stated.fields(),
-                "feedback": {"pairs": events.count("pair"), "ratings": events.count("rating")}}
+        return profiles.view(name)
 
     def _set_profile(name: str, body) -> dict:
         if store.user(name) is None:

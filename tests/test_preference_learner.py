@@ -1,0 +1,66 @@
+"""Weights learned from feedback (serving/preference_learner.py): the Bradley-Terry fit recovers hidden weights,
+the prior holds where there is no evidence, and a server with profiles decodes with what a user's choices say."""
+
+import httpx
+import numpy as np
+
+from live_server import live_server
+from personalign.commands.serve import offline_learner
+from personalign.serving.preference_learner import PreferenceLearner, bradley_terry
+from personalign.serving.profiles import Feedback, ProfileStore, Stated
+from test_server import CHAT, new_engine
+
+
+def test_the_fit_recovers_hidden_weights_from_noisy_choices():
+    rng = np.random.default_rng(0)
+    hidden = np.array([2.0, -1.0, 0.5, 0.0])
+    deltas = rng.normal(size=(600, 4))
+    wins = (rng.random(600) < 1 / (1 + np.exp(-deltas @ hidden))).astype(float)
+    w = bradley_terry(deltas, wins, np.zeros(4), l2=0.1)
+    assert np.dot(w, hidden) / np.linalg.norm(w) / np.linalg.norm(hidden) > 0.97
+    assert np.allclose(bradley_terry(deltas[:0], wins[:0], np.ones(4), 1.0), np.ones(4))  # no evidence: the prior
+
+
+def length_learner():
+    """Two features: words (informative) and minus words (concise)."""
+    return PreferenceLearner(("concise", "informative"), lambda prompt, answers: [[-len(a.split()), len(a.split())]
+                                                                                  for a in answers])
+
+
+def test_choices_ties_and_ratings_move_the_weights_their_way():
+    learner = length_learner()
+    short, long = "Yes.", "Yes, and here is a much longer answer with many words in it."
+    prefers_short = [(i, Feedback("pair", f"q{i}", short, long, "a")) for i in range(6)]
+    learned = learner.fit(prefers_short)
+    assert learned.weights["concise"] > learned.weights["informative"] and learned.choices == 6
+    assert learned.as_dims() == {"concise": 1.0}
+    rated = learner.fit([(10 + i, Feedback("rating", "q", long, None, "up")) for i in range(3)] +
+                        [(20 + i, Feedback("rating", "q", short, None, "down")) for i in range(3)])
+    assert rated.as_dims() == {"informative": 1.0}
+    tied = learner.fit([(30, Feedback("pair", "q", short, long, "tie"))], prior={"concise": 0.3, "informative": 0.7})
+    gap = tied.weights["informative"] - tied.weights["concise"]
+    assert 0 < gap < 0.4  # a tie says the user is indifferent along this difference: the prior's gap narrows
+
+
+def test_a_users_choices_become_the_mix_their_requests_decode_with(models, tmp_path):
+    store = ProfileStore(tmp_path / "profiles.db")
+    key = store.add_user("alice")
+    store.set_stated("alice", Stated("expert", None, None, None))
+    headers = {"Authorization": f"Bearer {key}"}
+    verbose = "Certainly! Here is a long, detailed and thorough explanation with many words, examples and caveats."
+    with live_server(new_engine(models), store=store, learner=offline_learner()) as (url, _):
+        for i in range(8):
+            answer = httpx.post(url + "/v1/feedback", headers=headers,
+                                json={"prompt": f"Question {i}?", "answers": [verbose, "Short answer."],
+                                      "choice": "b"}).json()
+        learned = answer["learned"]
+        assert learned["choices"] == 8 and learned["weights"]["concise"] > learned["weights"]["informative"]
+        assert httpx.get(url + "/v1/users/me/profile", headers=headers).json()["learned"] == learned
+        chat = httpx.post(url + CHAT, headers=headers, json={"messages": [{"role": "user", "content": "Hi"}],
+                                                              "max_tokens": 4, "temperature": 0}).json()
+        mix = ",".join(f"{name}={weight:g}" for name, weight in learned["dims"].items())
+        assert chat["personalign"]["preference"] in (mix, next(iter(learned["dims"])))
+        assert "concise" in chat["personalign"]["preference"]
+        refit = offline_learner().fit(store.feedback("alice"), None)  # what a restarted server would compute
+        assert refit.weights == learned["weights"]
+    store.close()
