@@ -17,7 +17,8 @@ from ..errors import PersonalignError
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("action", choices=("add", "list", "remove", "set"))
+    parser.add_argument("action", choices=("add", "list", "remove", "set"),
+                        help="add a user (prints their key), list users, remove one, set their saved preference")
     parser.add_argument("name", nargs="?", help="the user (add, remove, set)")
     parser.add_argument("--profiles", default=str(default_db()),
                         help="the profile database (default: $PERSONALIGN_HOME/profiles.db); serve reads it with "
