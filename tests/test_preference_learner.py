@@ -42,6 +42,16 @@ def test_choices_ties_and_ratings_move_the_weights_their_way():
     assert 0 < gap < 0.4  # a tie says the user is indifferent along this difference: the prior's gap narrows
 
 
+def test_the_next_pair_asked_is_the_one_the_weights_predict_least():
+    learner = length_learner()
+    learned = learner.fit([(i, Feedback("pair", "q", "Yes.", "Yes, with a few more words.", "a")) for i in range(4)])
+    answers = ["One.", "One two three four five.", " ".join(["word"] * 20), " ".join(["word"] * 22)]
+    i, j, p = learner.suggest(learned, "q", answers)
+    assert (i, j) == (2, 3) and 0.5 < p < 0.9  # the near-equal long pair; the shorter of the two slightly favoured
+    unsure = learner.suggest(learner.fit([]), "q", answers[:2])  # no feedback yet: the prior's weights decide
+    assert unsure[:2] == (0, 1) and 0 < unsure[2] < 1
+
+
 def test_a_users_choices_become_the_mix_their_requests_decode_with(models, tmp_path):
     store = ProfileStore(tmp_path / "profiles.db")
     key = store.add_user("alice")
@@ -61,6 +71,14 @@ def test_a_users_choices_become_the_mix_their_requests_decode_with(models, tmp_p
         mix = ",".join(f"{name}={weight:g}" for name, weight in learned["dims"].items())
         assert chat["personalign"]["preference"] in (mix, next(iter(learned["dims"])))
         assert "concise" in chat["personalign"]["preference"]
+        suggestion = httpx.post(url + "/v1/feedback/suggest", headers=headers,
+                                json={"prompt": "Hi", "answers": ["Hello.", verbose, verbose + " More."]}).json()
+        assert suggestion["pair"] == [1, 2] and suggestion["user"] == "alice"
+        for body in ({"prompt": "Hi", "answers": ["one"]}, {"prompt": "", "answers": ["a", "b"]}, {"x": 1}):
+            assert httpx.post(url + "/v1/feedback/suggest", headers=headers, json=body).status_code == 400
+        other = httpx.post(url + "/v1/feedback/suggest", headers=headers,
+                           json={"prompt": "Hi", "answers": ["a", "b"], "user": "bob"})
+        assert other.status_code == 403
         refit = offline_learner().fit(store.feedback("alice"), None)  # what a restarted server would compute
         assert refit.weights == learned["weights"]
     store.close()

@@ -26,6 +26,7 @@ NEWTON_STEPS = 25
 class LearnedWeights:
     weights: dict[str, float]  # per dimension, as fitted (a weight may be negative)
     choices: int  # the feedback events they rest on
+    scale: tuple[float, ...] | None = None  # the features' spread the weights were fitted on (None: no events)
 
     def as_dims(self) -> dict[str, float] | None:
         """A decodable mix: the positive weights, summing to one (None when no weight is positive)."""
@@ -56,7 +57,17 @@ class PreferenceLearner:
                 deltas.append(f[0] - reference)
                 wins.append(1.0 if event.choice == "up" else 0.0)
         w = bradley_terry(np.array(deltas) / scale, np.array(wins), w0, self.l2)
-        return LearnedWeights(dict(zip(self.dimensions, w.round(6).tolist())), len(events))
+        return LearnedWeights(dict(zip(self.dimensions, w.round(6).tolist())), len(events), tuple(scale.tolist()))
+
+    def suggest(self, learned: LearnedWeights, prompt: str, answers: list[str]) -> tuple[int, int, float]:
+        """Which two of `answers` to ask about next (uncertainty sampling): the pair whose outcome the current
+        weights predict least, P(first wins) closest to 1/2. Returns (i, j, P(answers[i] beats answers[j]))."""
+        features = np.array(self.featurize(prompt, answers), dtype=float)
+        scale = np.array(learned.scale) if learned.scale else features.std(0) + 1e-6
+        utility = (features / scale) @ np.array([learned.weights[name] for name in self.dimensions])
+        pairs = [(i, j) for i in range(len(answers)) for j in range(i + 1, len(answers))]
+        i, j = min(pairs, key=lambda pair: abs(utility[pair[0]] - utility[pair[1]]))
+        return i, j, float(1.0 / (1.0 + np.exp(utility[j] - utility[i])))
 
     def _prior(self, stated: dict[str, float] | None) -> np.ndarray:
         if not stated:

@@ -6,7 +6,7 @@ does for its users. Keys never appear in answers: new keys come from `personalig
     GET  /v1/users/me/profile        PUT /v1/users/me/profile        (the key's own user)
     GET  /v1/users                   DELETE /v1/users/{name}          (admin)
     GET  /v1/users/{name}/profile    PUT /v1/users/{name}/profile     (admin, or that user)
-    POST /v1/feedback                                                 (the key's user; admin: any, by `user`)
+    POST /v1/feedback                POST /v1/feedback/suggest        (the key's user; admin: any, by `user`)
 """
 
 from fastapi import FastAPI, Request
@@ -128,6 +128,25 @@ def add_user_routes(app: FastAPI, profiles: Profiles, max_body_bytes: int) -> No
             raise ApiError(404, f"no user {name!r}", param="user", code="user_not_found")
         event_id = store.add_feedback(name, event)
         return {"object": "feedback", "id": event_id} | profiles.view(name)
+
+    @app.post("/v1/feedback/suggest")
+    async def suggest(request: Request):
+        body = await read_json(request, max_body_bytes)
+        if not isinstance(body, dict) or set(body) - {"prompt", "answers", "user"}:
+            raise ApiError(400, "a suggestion request is {prompt, answers: [two to sixteen texts]}")
+        answers = body.get("answers")
+        if not isinstance(answers, list) or not 2 <= len(answers) <= 16 or not all(isinstance(a, str)
+                                                                                    for a in answers):
+            raise ApiError(400, "answers must be a list of two to sixteen texts", param="answers")
+        if not isinstance(body.get("prompt"), str) or not body["prompt"].strip():
+            raise ApiError(400, "prompt must be non-empty text", param="prompt")
+        name = acting_user(identity(request), body.get("user"), required=True)
+        if store.user(name) is None:
+            raise ApiError(404, f"no user {name!r}", param="user", code="user_not_found")
+        if profiles.learner is None:
+            raise ApiError(404, "this server learns no preferences", code="not_learning")
+        i, j, p = profiles.learner.suggest(profiles.learned(name), body["prompt"], answers)
+        return {"object": "feedback.suggestion", "user": name, "pair": [i, j], "p_first_wins": round(p, 4)}
 
     def _profile(name: str) -> dict:
         return profiles.view(name)
