@@ -2,16 +2,18 @@
 its events as one JSON answer or as server-sent events. They never touch the engine themselves.
 
     POST /v1/chat/completions   POST /v1/completions   GET /v1/models   GET /health   GET /version   GET /metrics
+    GET /   the playground page (playground.html)
 """
 
 import asyncio
 import json
 import time
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from ..decoding import methods
 from ..decoding.engine import StepEvent
@@ -27,7 +29,8 @@ from .scheduler import ACCEPTED, QueueFull, RequestTimeout, Scheduler, Ticket
 from .preference_learner import PreferenceLearner
 from .user_routes import Profiles, add_user_routes, identity, with_profile
 
-ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/version", "/metrics",
+PLAYGROUND = Path(__file__).with_name("playground.html")
+ROUTES = {"/", "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/version", "/metrics",
           "/v1/users", "/v1/users/me/profile"}
 RETRY_AFTER_S = 1  # what a client told 429 waits before trying again
 DISCONNECT_POLL_S = 0.25  # how often a non-streaming request checks that its client is still there
@@ -55,6 +58,10 @@ def create_app(scheduler: Scheduler, config: ServerConfig, model_name: str, vers
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError):
         return JSONResponse(error_body(400, str(error)), status_code=400)
+
+    @app.get("/")
+    async def playground():  # a static page: it reads nothing without the key the user types into it
+        return HTMLResponse(PLAYGROUND.read_text(encoding="utf-8"))
 
     @app.get("/health")
     async def health():

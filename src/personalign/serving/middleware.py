@@ -8,7 +8,7 @@ from .http_errors import error_body
 from .metrics import Metrics
 from .profiles import ProfileStore, User
 
-OPEN_ROUTES = ("/health",)
+OPEN_ROUTES = ("/health", "/")  # the playground page is static: its calls carry the key
 IDENTITY = "personalign.user"  # where the key's user is left in the ASGI scope for the handlers
 OPERATOR = User("(operator)", admin=True, created=0.0)  # whoever holds the server's own --api-key
 
