@@ -183,11 +183,6 @@ class Engine:
         return bool(self._pending or self._active)
 
     @property
-    def waiting(self) -> int:
-        """Requests submitted and not yet decoding."""
-        return len(self._pending)
-
-    @property
     def running(self) -> int:
         return len(self._active)
 
@@ -229,7 +224,8 @@ class Engine:
         room = len(self._pending) if self.max_running is None else self.max_running - len(self._active)
         new, used = [], 0
         for active in self._pending[:max(room, 0)]:
-            tokens = sum(len(ids) for ids, _ in active.base_rows + active.rm_rows + active.seq_rows)
+            # per runner: with shared weights the base and PersRM rows are one list, prefilled once
+            tokens = sum(len(ids) for runner in self.runners for ids, _ in self._rows_of(active, runner))
             if new and self.max_prefill_tokens is not None and used + tokens > self.max_prefill_tokens:
                 break
             new.append(active)
