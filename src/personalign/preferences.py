@@ -37,7 +37,7 @@ class Preference:
     @classmethod
     def from_dims(cls, dims: str | Mapping[str, float]) -> "Preference":
         """`"concise=0.7,friendly=0.3"`, `"concise,friendly"` (equal weights) or a mapping name -> weight."""
-        pairs = _parse_dims(dims) if isinstance(dims, str) else list(dims.items())
+        pairs = parse_dims(dims) if isinstance(dims, str) else list(dims.items())
         if not pairs:
             raise PersonalignError("no dimensions given: use e.g. --dims concise=0.7,friendly=0.3")
         seen, components = set(), []
@@ -109,7 +109,8 @@ class Preference:
         return [(name or text, w) for (name, w), text in zip(self.dimensions, self.texts)]
 
 
-def _parse_dims(spec: str) -> list[tuple[str, float]]:
+def parse_dims(spec: str) -> list[tuple[str, float]]:
+    """`"concise=0.7,friendly"` -> [("concise", 0.7), ("friendly", 1.0)]; names are not checked here."""
     pairs = []
     for item in spec.split(","):
         item = item.strip()

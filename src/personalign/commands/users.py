@@ -10,6 +10,7 @@
 import json
 import sys
 
+from ..preferences import parse_dims
 from ..serving.profiles import ProfileStore, default_db
 from ..serving.user_routes import stated_from
 from ..serving.http_errors import ApiError
@@ -35,7 +36,7 @@ def run(args) -> int:
         raise PersonalignError(f"users {args.action} needs a NAME")
     stated = None
     if args.action == "set":  # checked before the database is touched
-        dims = dict(_weight(part) for part in args.dims.split(",")) if args.dims else None
+        dims = dict(parse_dims(args.dims)) if args.dims else None
         body = {"preference": args.preference, "dims": dims, "beta": args.beta, "method": args.method}
         try:
             stated = stated_from({k: v for k, v in body.items() if v is not None})
@@ -61,10 +62,3 @@ def run(args) -> int:
         store.close()
     return 0
 
-
-def _weight(part: str) -> tuple[str, float]:
-    name, _, weight = part.partition("=")
-    try:
-        return name.strip(), float(weight) if weight else 1.0
-    except ValueError:
-        raise PersonalignError(f"--dims: {part!r} is not NAME=WEIGHT") from None

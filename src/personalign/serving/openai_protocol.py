@@ -132,7 +132,7 @@ def _parse(body: dict, prompt, model_name: str, limits: Limits, max_tokens, toke
     for name in ("temperature", "top_p"):
         if settings[name] is None:
             settings[name] = 1.0
-    preference = _preference(body)
+    preference = parse_preference(body)
     method = body.get("method") or (methods.UNPERSONALIZED if preference.is_empty else methods.DEFAULT)
     if not isinstance(method, str):
         raise ApiError(400, f"method must be a string, one of {', '.join(methods.names())}", param="method")
@@ -145,7 +145,8 @@ def _parse(body: dict, prompt, model_name: str, limits: Limits, max_tokens, toke
     return ParsedRequest(request, stream, include_usage)
 
 
-def _preference(body: dict) -> Preference:
+def parse_preference(body: dict) -> Preference:
+    """The request's `preference` (text or catalog names) or `dims` (weights), checked; none when neither."""
     text, dims = body.get("preference"), body.get("dims")
     try:
         if text is not None and dims is not None:

@@ -13,10 +13,10 @@ from fastapi import FastAPI, Request
 
 from ..decoding import methods
 from ..errors import PersonalignError
-from ..preferences import Preference
 from ..validation import check_beta
 from .http_errors import ApiError
 from .json_body import read_json
+from .openai_protocol import parse_preference
 from .middleware import IDENTITY, OPERATOR
 from .preference_learner import LearnedWeights, PreferenceLearner
 from .profiles import Feedback, ProfileStore, Stated, User
@@ -162,17 +162,11 @@ def stated_from(body) -> Stated:
     """A saved preference from a JSON body, checked as a request's fields are."""
     if not isinstance(body, dict) or set(body) - set(PERSONAL_FIELDS):
         raise ApiError(400, f"a profile is a JSON object of {', '.join(PERSONAL_FIELDS)}")
+    if isinstance(body.get("dims"), str):  # saved as weights: the learner's prior reads them by name
+        raise ApiError(400, 'dims must be an object of weights, e.g. {"concise": 0.7, "friendly": 0.3}',
+                       param="dims")
+    parse_preference(body)
     try:
-        if body.get("preference") is not None and body.get("dims") is not None:
-            raise PersonalignError("give preference or dims, not both")
-        if body.get("preference") is not None:
-            if not isinstance(body["preference"], str):
-                raise PersonalignError("preference must be a string: free text or a catalog name")
-            Preference.parse(body["preference"])
-        if body.get("dims") is not None:
-            if not isinstance(body["dims"], dict):
-                raise PersonalignError('dims must be an object of weights, e.g. {"concise": 0.7, "friendly": 0.3}')
-            Preference.from_dims(body["dims"])
         if body.get("beta") is not None:
             check_beta(body["beta"])
         if body.get("method") is not None:
