@@ -133,7 +133,9 @@ class ProfileStore:
         return [User(name, bool(admin), created) for name, admin, created in rows]
 
     def user(self, name: str) -> User | None:
-        return next((u for u in self.users() if u.name == name), None)
+        with self._lock:
+            row = self._db.execute("SELECT name, admin, created FROM users WHERE name = ?", (name,)).fetchone()
+        return User(row[0], bool(row[1]), row[2]) if row else None
 
     def user_for_key(self, key: str) -> User | None:
         with self._lock:
@@ -175,6 +177,11 @@ class ProfileStore:
             rows = self._db.execute("SELECT id, kind, prompt, answer_a, answer_b, choice FROM feedback WHERE user = ? "
                                     "ORDER BY id", (name,)).fetchall()
         return [(row[0], Feedback(*row[1:])) for row in rows]
+
+    def feedback_version(self, name: str) -> tuple[int, int | None]:
+        """(number of events, newest id): changes whenever the user's feedback does, read without the events."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*), MAX(id) FROM feedback WHERE user = ?", (name,)).fetchone()
 
     def integrity(self) -> str:
         """SQLite's own check: 'ok' when the file is sound."""

@@ -40,10 +40,10 @@ class Profiles:
     def learned(self, name: str) -> LearnedWeights | None:
         if self.learner is None:
             return None
-        events, stated = self.store.feedback(name), self.store.stated(name) or Stated()
-        version = (events[-1][0] if events else None, len(events), repr(stated))
+        stated = self.store.stated(name) or Stated()
+        version = (self.store.feedback_version(name), stated)  # a request reads no events unless they changed
         if name not in self._fits or self._fits[name][0] != version:
-            self._fits[name] = (version, self.learner.fit(events, stated.dims))
+            self._fits[name] = (version, self.learner.fit(self.store.feedback(name), stated.dims))
         return self._fits[name][1]
 
     def decoding_fields(self, name: str) -> dict:
