@@ -170,8 +170,6 @@ def _event(payload: dict) -> str:
 def _as_api_error(error: Exception) -> ApiError:
     if isinstance(error, RequestTimeout):
         return ApiError(408, str(error), code="timeout")
-    if isinstance(error, ApiError):
-        return error
     if isinstance(error, ValueError):  # PersonalignError: the engine's own checks of this request
         return ApiError(400, str(error))
     return ApiError(500, str(error), code="server_error")

@@ -88,7 +88,7 @@ def add_user_routes(app: FastAPI, profiles: Profiles, max_body_bytes: int) -> No
 
     @app.get("/v1/users/me/profile")
     async def my_profile(request: Request):
-        return _profile(_me(request).name)
+        return profiles.view(_me(request).name)
 
     @app.put("/v1/users/me/profile")
     async def set_my_profile(request: Request):
@@ -112,7 +112,7 @@ def add_user_routes(app: FastAPI, profiles: Profiles, max_body_bytes: int) -> No
     @app.get("/v1/users/{name}/profile")
     async def user_profile(name: str, request: Request):
         _self_or_admin(request, name)
-        return _profile(name)
+        return profiles.view(name)
 
     @app.put("/v1/users/{name}/profile")
     async def set_user_profile(name: str, request: Request):
@@ -148,14 +148,11 @@ def add_user_routes(app: FastAPI, profiles: Profiles, max_body_bytes: int) -> No
         i, j, p = profiles.learner.suggest(profiles.learned(name), body["prompt"], answers)
         return {"object": "feedback.suggestion", "user": name, "pair": [i, j], "p_first_wins": round(p, 4)}
 
-    def _profile(name: str) -> dict:
-        return profiles.view(name)
-
     def _set_profile(name: str, body) -> dict:
         if store.user(name) is None:
             raise ApiError(404, f"no user {name!r}", code="user_not_found")
         store.set_stated(name, stated_from(body))
-        return _profile(name)
+        return profiles.view(name)
 
 
 def stated_from(body) -> Stated:
