@@ -54,6 +54,12 @@ class PersonalizedRewardModel(nn.Module):
         return hasattr(self.backbone, "get_base_model")
 
     @property
+    def is_untrained(self) -> bool:
+        """No adapter and the identity head: it equals its backbone, and every reward it gives is 0."""
+        eye = torch.eye(self.head.weight.shape[0], dtype=self.head.weight.dtype, device=self.head.weight.device)
+        return not self.has_adapter and torch.equal(self.head.weight, eye) and not self.head.bias.any()
+
+    @property
     def causal_lm(self):
         """The plain causal LM under the adapter (shared with the base model when the PersRM rides on it)."""
         return self.backbone.get_base_model() if self.has_adapter else self.backbone

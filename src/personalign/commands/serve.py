@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import quiet_loading
 from .flags import add_flags, flag_values
+from ..errors import PersonalignError
 from ..serving.config import ServerConfig
 from ..serving.profiles import ProfileStore
 
@@ -31,11 +32,14 @@ def run(args) -> int:
 
     config = ServerConfig(**flag_values(args, ServerConfig, SETTINGS))
     config.check_exposure()  # also reads the key file: a wrong path is said before the model loads
+    if config.feedback_features == "persrm" and args.persrm == "untrained":
+        raise PersonalignError("--feedback-features persrm needs a trained PersRM: an untrained one gives every "
+                               "answer the reward 0; drop --persrm untrained or use --feedback-features offline")
     store = ProfileStore(config.profiles) if config.profiles else None
-    app, scheduler, model_name = build(config, args, store, offline_learner() if store else None)
+    app, scheduler, model_name = build(config, args, store)
     auth = "API key required" if config.keys() or store else "no API key: loopback only"
     if store:
-        auth += f"; profiles {store.path}, {len(store.users())} users"
+        auth += f"; profiles {store.path}, {len(store.users())} users, learning from {app.state.learner.features}"
     print(f"personalign: serving {model_name} on http://{config.host}:{config.port} ({auth})", file=sys.stderr,
           flush=True)
     try:
@@ -56,12 +60,37 @@ def offline_learner():
         columns = [judge.score(d, [prompt] * len(answers), answers) for d in judge.dimensions()]
         return [list(row) for row in zip(*columns)]
 
-    return PreferenceLearner(judge.dimensions(), featurize)
+    return PreferenceLearner(judge.dimensions(), featurize, features="offline")
 
 
-def build(config: ServerConfig, args, store: ProfileStore | None = None, learner=None):
+def persrm_features(persrm: str | None, base_source: str, dimensions: tuple[str, ...], *, device=None, dtype=None):
+    """The PersRM's summed reward of each answer under each dimension, on a copy of the base of its own: the
+    engine's copy belongs to the scheduler thread, and scoring switches the PersRM's adapter on and off."""
+    from ..api import load_persrm
+    from ..models import load_causal_lm
+    from ..training.answer_rewards import SummedRewardFeatures
+
+    backbone, tokenizer = load_causal_lm(base_source, device=device, dtype=dtype)
+    return SummedRewardFeatures(load_persrm(persrm, backbone, base_source, device=device, dtype=dtype), tokenizer,
+                                dimensions)
+
+
+def learner_for(config: ServerConfig, args, engine):
+    """The PreferenceLearner of `config.feedback_features` (its `features` says which it chose)."""
+    from ..models import resolve_model_source
+    from ..serving.preference_learner import PreferenceLearner
+
+    offline = offline_learner()
+    if config.feedback_features == "offline" or (config.feedback_features == "auto" and engine.persrm.is_untrained):
+        return offline
+    features = persrm_features(args.persrm, resolve_model_source(args.base), offline.dimensions,
+                               device=args.device, dtype=args.dtype)
+    return PreferenceLearner(offline.dimensions, features, features="persrm")
+
+
+def build(config: ServerConfig, args, store: ProfileStore | None = None):
     """(app, started scheduler, served model name) for `config` over the models `args` names, with users'
-    profiles from `store` and their weights learned by `learner` when given."""
+    profiles from `store` and their weights learned from feedback as `config.feedback_features` says."""
     from ..api import load_engine
     from ..cli import _version
     from ..models import resolve_model_source
@@ -74,5 +103,6 @@ def build(config: ServerConfig, args, store: ProfileStore | None = None, learner
                          max_running=config.max_running, max_prefill_tokens=config.max_prefill_tokens,
                          max_prompt_tokens=config.max_prompt_tokens)
     model_name = config.served_model_name or Path(resolve_model_source(args.base)).name
+    learner = learner_for(config, args, engine) if store else None
     scheduler = Scheduler(engine, max_waiting=config.max_waiting, timeout_s=config.timeout, metrics=Metrics()).start()
     return create_app(scheduler, config, model_name, _version(), store, learner), scheduler, model_name

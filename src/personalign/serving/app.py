@@ -44,6 +44,7 @@ def create_app(scheduler: Scheduler, config: ServerConfig, model_name: str, vers
     metrics = scheduler.metrics or Metrics()
     limits = Limits(config.max_tokens)
     app = FastAPI(title="personalign", version=version, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.learner = learner
     app.add_middleware(BearerAuth, keys=config.keys(), store=store)
     app.add_middleware(CountRequests, metrics=metrics, routes=ROUTES)  # added last = outermost: counts 401s too
 

@@ -10,6 +10,7 @@ from ..flag_help import flag_help
 from ..validation import check_number, read_text_lines
 
 LOOPBACK_NAMES = ("localhost",)
+FEEDBACK_FEATURES = ("auto", "persrm", "offline")
 
 
 @dataclass
@@ -23,6 +24,10 @@ class ServerConfig:
     profiles: str | None = field(default=None, metadata=flag_help(
         "a profile database (`personalign users add`): its users' keys are accepted, and each request decodes "
         "with its user's saved preference unless it names one"))
+    feedback_features: str = field(default="auto", metadata=flag_help(
+        "what users' choices are learned from: 'persrm' (the PersRM's summed reward of each answer under each "
+        "P-SOUPS dimension), 'offline' (the offline judge's scores) or 'auto' (persrm when the PersRM is "
+        "trained)", choices=FEEDBACK_FEATURES))
     served_model_name: str | None = field(default=None, metadata=flag_help(
         "the model name clients send and /v1/models lists (default: the base model's directory name)"))
     max_running: int = field(default=32, metadata=flag_help("most requests decoded together in one batch"))
@@ -43,6 +48,9 @@ class ServerConfig:
                 check_number(f.name, value, minimum=1, whole=True)
         check_number("port", self.port, maximum=65535, whole=True)
         check_number("timeout", self.timeout, above=0)
+        if self.feedback_features not in FEEDBACK_FEATURES:
+            raise PersonalignError(f"unknown feedback features {self.feedback_features!r}; choose one of "
+                                   f"{', '.join(FEEDBACK_FEATURES)}")
         if self.api_key is not None and not self.api_key.strip():
             raise PersonalignError("--api-key is empty")
 

@@ -1,12 +1,12 @@
 """Each user's weights over the preference dimensions, fitted from their feedback (a Bradley-Terry model).
 
-An answer's features are one score per dimension (a `Featurizer`: the offline judge's scores by default, see
-commands/serve.py). A pairwise choice says P(a beats b) = sigmoid(w . (f_a - f_b)); a tie counts as half a win
-each way; a rating compares the answer with the mean of the user's rated and compared answers (up: it won). The
-weights minimise the logistic loss plus l2 * |w - prior|^2, where the prior is the user's stated dims (uniform when
-they stated none), by Newton's method: a handful of features, so a refit after every event costs milliseconds.
-Features are standardised by their spread over the user's own answers, so that word counts and sentiment weigh
-alike.
+An answer's features are one score per dimension (a `Featurizer`, see commands/serve.py: the PersRM's summed reward
+under each dimension, training/answer_rewards.py, or the offline judge's scores). A pairwise choice says
+P(a beats b) = sigmoid(w . (f_a - f_b)); a tie counts as half a win each way; a rating compares the answer with the
+mean of the user's rated and compared answers (up: it won). The weights minimise the logistic loss plus
+l2 * |w - prior|^2, where the prior is the user's stated dims (uniform when they stated none), by Newton's method: a
+handful of features, so a refit after every event costs milliseconds (once the features are known). Features are
+standardised by their spread over the user's own answers, so that word counts and sentiment weigh alike.
 """
 
 from dataclasses import dataclass
@@ -36,8 +36,9 @@ class LearnedWeights:
 
 
 class PreferenceLearner:
-    def __init__(self, dimensions: tuple[str, ...], featurize: Featurizer, l2: float = L2):
-        self.dimensions, self.featurize, self.l2 = dimensions, featurize, l2
+    def __init__(self, dimensions: tuple[str, ...], featurize: Featurizer, l2: float = L2, features: str = "custom"):
+        """`features`: what `featurize` scores, as profiles show it ("persrm", "offline", ...)."""
+        self.dimensions, self.featurize, self.l2, self.features = dimensions, featurize, l2, features
         self._features: dict[int, np.ndarray] = {}  # event id -> features of its answers (each event's own)
 
     def fit(self, events: list[tuple[int, Feedback]], prior: dict[str, float] | None = None) -> LearnedWeights:

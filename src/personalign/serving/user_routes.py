@@ -66,7 +66,8 @@ class Profiles:
                 "feedback": {"pairs": events.count("pair"), "ratings": events.count("rating")}}
         learned = self.learned(name)
         if learned is not None:
-            view["learned"] = {"weights": learned.weights, "choices": learned.choices, "dims": learned.as_dims()}
+            view["learned"] = {"weights": learned.weights, "choices": learned.choices, "dims": learned.as_dims(),
+                               "features": self.learner.features}
         return view
 
 
