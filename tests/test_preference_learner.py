@@ -58,25 +58,27 @@ def test_a_users_choices_become_the_mix_their_requests_decode_with(models, tmp_p
     store.set_stated("alice", Stated("expert", None, None, None))
     headers = {"Authorization": f"Bearer {key}"}
     verbose = "Certainly! Here is a long, detailed and thorough explanation with many words, examples and caveats."
-    with live_server(new_engine(models), store=store, learner=offline_learner()) as (url, _):
+    # a generous timeout: the first feedback loads the offline judge's dictionaries, slow on a busy machine
+    with live_server(new_engine(models), store=store, learner=offline_learner()) as (url, _), \
+            httpx.Client(timeout=60) as http:
         for i in range(8):
-            answer = httpx.post(url + "/v1/feedback", headers=headers,
+            answer = http.post(url + "/v1/feedback", headers=headers,
                                 json={"prompt": f"Question {i}?", "answers": [verbose, "Short answer."],
                                       "choice": "b"}).json()
         learned = answer["learned"]
         assert learned["choices"] == 8 and learned["weights"]["concise"] > learned["weights"]["informative"]
-        assert httpx.get(url + "/v1/users/me/profile", headers=headers).json()["learned"] == learned
-        chat = httpx.post(url + CHAT, headers=headers, json={"messages": [{"role": "user", "content": "Hi"}],
+        assert http.get(url + "/v1/users/me/profile", headers=headers).json()["learned"] == learned
+        chat = http.post(url + CHAT, headers=headers, json={"messages": [{"role": "user", "content": "Hi"}],
                                                               "max_tokens": 4, "temperature": 0}).json()
         mix = ",".join(f"{name}={weight:g}" for name, weight in learned["dims"].items())
         assert chat["personalign"]["preference"] in (mix, next(iter(learned["dims"])))
         assert "concise" in chat["personalign"]["preference"]
-        suggestion = httpx.post(url + "/v1/feedback/suggest", headers=headers,
+        suggestion = http.post(url + "/v1/feedback/suggest", headers=headers,
                                 json={"prompt": "Hi", "answers": ["Hello.", verbose, verbose + " More."]}).json()
         assert suggestion["pair"] == [1, 2] and suggestion["user"] == "alice"
         for body in ({"prompt": "Hi", "answers": ["one"]}, {"prompt": "", "answers": ["a", "b"]}, {"x": 1}):
-            assert httpx.post(url + "/v1/feedback/suggest", headers=headers, json=body).status_code == 400
-        other = httpx.post(url + "/v1/feedback/suggest", headers=headers,
+            assert http.post(url + "/v1/feedback/suggest", headers=headers, json=body).status_code == 400
+        other = http.post(url + "/v1/feedback/suggest", headers=headers,
                            json={"prompt": "Hi", "answers": ["a", "b"], "user": "bob"})
         assert other.status_code == 403
         refit = offline_learner().fit(store.feedback("alice"), None)  # what a restarted server would compute
