@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from personalign.catalog import OPPOSITE
 from personalign.cli import main
 from personalign.data.metaalign import build, read_meta_pairs, sft_examples
-from personalign.data.metaalign_synth import OPPOSITE, PSOUPS_PERSONAS, free_text_id, synth_pairs
+from personalign.data.metaalign_synth import PSOUPS_PERSONAS, free_text_id, synth_pairs
 from personalign.data.pairs import prompt_key
 from personalign.evaluation.judges.offline import OfflineJudge
 

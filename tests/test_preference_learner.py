@@ -6,7 +6,7 @@ import numpy as np
 
 from live_server import live_server
 from personalign.commands.serve import offline_learner
-from personalign.serving.preference_learner import PreferenceLearner, bradley_terry
+from personalign.serving.preference_learner import LearnedWeights, PreferenceLearner, bradley_terry
 from personalign.serving.profiles import Feedback, ProfileStore, Stated
 from test_server import CHAT, new_engine
 
@@ -40,6 +40,14 @@ def test_choices_ties_and_ratings_move_the_weights_their_way():
     tied = learner.fit([(30, Feedback("pair", "q", short, long, "tie"))], prior={"concise": 0.3, "informative": 0.7})
     gap = tied.weights["informative"] - tied.weights["concise"]
     assert 0 < gap < 0.4  # a tie says the user is indifferent along this difference: the prior's gap narrows
+
+
+def test_the_decoded_mix_nets_each_axis_and_keeps_other_dimensions_positive_part():
+    learned = LearnedWeights({"elementary": 0.5, "expert": 0.2, "concise": 0.1, "informative": -0.3, "friendly": 0.2,
+                              "unfriendly": 0.2, "humor": 0.2, "formal": -0.1}, choices=3)
+    assert learned.as_dims() == {"elementary": round(0.3 / 0.9, 4), "concise": round(0.4 / 0.9, 4),
+                                 "humor": round(0.2 / 0.9, 4)}  # friendly and unfriendly cancel
+    assert LearnedWeights({"concise": 0.4, "informative": 0.4}, choices=1).as_dims() is None
 
 
 def test_the_next_pair_asked_is_the_one_the_weights_predict_least():

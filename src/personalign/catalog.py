@@ -51,6 +51,11 @@ DIMENSIONS: tuple[Dimension, ...] = (
     Dimension("uplifting", "Your answer should be uplifting as much as possible.", _AMULET),
 )
 
+# P-SOUPS' three axes, each (one end, the other): one end is the other's opposite, so a weight on both asks for
+# a contrast only (training flips pairs across an axis; learned weights are decoded as their net end).
+AXES: tuple[tuple[str, str], ...] = (("elementary", "expert"), ("concise", "informative"), ("friendly", "unfriendly"))
+OPPOSITE: dict[str, str] = {a: b for a, b in AXES} | {b: a for a, b in AXES}
+
 _BY_KEY: dict[str, Dimension] = {}
 for _dim in DIMENSIONS:
     for _key in (_dim.name, *_dim.aliases):

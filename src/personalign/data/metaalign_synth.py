@@ -28,8 +28,6 @@ from ..meta_prompt import DEFAULT_SYSTEM_INFO
 from ..records import read_records
 from .synth import PAIRS, PSOUPS_DIMENSIONS, ROLLOUTS, degenerate, rollout_id
 
-OPPOSITE = {"elementary": "expert", "expert": "elementary", "concise": "informative", "informative": "concise",
-            "friendly": "unfriendly", "unfriendly": "friendly"}
 PSOUPS_PERSONAS = {  # implicit User Info for training; the measurement's backgrounds differ (see the docstring)
     "elementary": ("I'm a fourth-grader doing my homework.", "I'm nine years old.",
                    "I'm a kid who just started reading chapter books."),
@@ -94,7 +92,7 @@ def _flips(records: list[dict], judge) -> list[tuple | None]:
     chosen, else None. One scoring call per dimension."""
     flips: list[tuple | None] = [None] * len(records)
     for dim in PSOUPS_DIMENSIONS:
-        at = [i for i, r in enumerate(records) if OPPOSITE[r["preference"]] == dim]
+        at = [i for i, r in enumerate(records) if catalog.OPPOSITE[r["preference"]] == dim]
         texts = [t for i in at for t in (records[i]["chosen"], records[i]["rejected"])]
         prompts = [records[i]["prompt"] for i in at for _ in (0, 1)]
         scores = judge.score(dim, prompts, texts) if at else []

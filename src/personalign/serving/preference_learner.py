@@ -14,11 +14,12 @@ from typing import Callable
 
 import numpy as np
 
+from .. import catalog
 from .profiles import Feedback
 
 # (prompt, answers) -> one row of scores per answer, one column per dimension, higher = more of it
 Featurizer = Callable[[str, list[str]], list[list[float]]]
-L2 = 1.0  # pull toward the prior: with few choices the stated preference still counts
+L2 = 10.0  # pull toward the prior: with few choices the stated preference still counts (chosen by simulation, README)
 NEWTON_STEPS = 25
 
 
@@ -29,10 +30,17 @@ class LearnedWeights:
     scale: tuple[float, ...] | None = None  # the features' spread the weights were fitted on (None: no events)
 
     def as_dims(self) -> dict[str, float] | None:
-        """A decodable mix: the positive weights, summing to one (None when no weight is positive)."""
-        positive = {name: w for name, w in self.weights.items() if w > 0}
-        total = sum(positive.values())
-        return {name: round(w / total, 4) for name, w in positive.items()} if total > 0 else None
+        """A decodable mix, summing to one (None when nothing is wanted): the two ends of an axis are netted, the
+        end ahead keeping the difference (weight on both ends only asks PAD for two pulls that cancel, and choices
+        identify just the contrast); other dimensions keep their positive weight."""
+        wanted = {}
+        for name, w in self.weights.items():
+            opposite = catalog.OPPOSITE.get(name)
+            net = w - self.weights[opposite] if opposite in self.weights else w
+            if net > 0:
+                wanted[name] = net
+        total = sum(wanted.values())
+        return {name: round(w / total, 4) for name, w in wanted.items()} if total > 0 else None
 
 
 class PreferenceLearner:
