@@ -1,0 +1,79 @@
+"""PAD on vLLM (src/personalign/vllm_plugin) against the transformers engine, token for token, on SmolLM2: the
+shipped LoRA PersRM (a second stack in the vLLM model) and a head-only PersRM (one backbone pass), requests with
+different beta and top-k and a plain one in the same batch. vLLM runs in its own environment
+(scripts/setup-vllm.sh); these tests skip where it is not built."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import require_embedded_model
+from personalign import GenerationRequest, load_engine
+from personalign.api import DEFAULT_PERSRM
+from personalign.models import embedded_model_dir, load_causal_lm
+from personalign.reward_model import PersonalizedRewardModel, load_saved
+from personalign.vllm_plugin.export import export_pad_model
+
+ROOT = Path(__file__).resolve().parent.parent
+VLLM_PYTHON = Path(os.environ.get("PERSONALIGN_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
+pytestmark = pytest.mark.skipif(not VLLM_PYTHON.exists(), reason=f"no vLLM environment at {VLLM_PYTHON}: run "
+                                                                 f"`bash scripts/setup-vllm.sh`")
+
+PROMPTS = ["Explain how rain forms.", "Give me a tip for learning to cook"]
+SETTINGS = [(0.5, 10), (2.0, 10), (8.0, 5)]  # (beta, top_k), one per request, mixed in one batch
+TOKENS = 24
+
+
+def vllm_answers(model_dir: Path, requests: list[dict]) -> list[list[int]]:
+    job = json.dumps({"model": str(model_dir), "requests": requests})
+    done = subprocess.run([str(VLLM_PYTHON), str(ROOT / "tests" / "vllm_generate.py")], input=job, text=True,
+                          capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def engine_and_vllm(persrm: str, tmp_path) -> tuple[list[list[int]], list[list[int]]]:
+    engine = load_engine(persrm=persrm, dtype="fp32", device="cpu")
+    requests = [GenerationRequest(p, "concise", method="pad", beta=beta, top_k=k, reward="released",
+                                  max_new_tokens=TOKENS, ignore_eos=True) for p in PROMPTS for beta, k in SETTINGS]
+    requests.append(GenerationRequest(PROMPTS[0], method="base", max_new_tokens=TOKENS, ignore_eos=True))
+    results = engine.generate(requests)
+    jobs = [{"prompt_ids": r.prompt_token_ids, "max_tokens": TOKENS,
+             "extra_args": {"pad_beta": q.beta, "pad_top_k": q.top_k} if q.method == "pad" else None}
+            for q, r in zip(requests, results)]
+    model_dir = export_pad_model(tmp_path / "pad-model", persrm=persrm)
+    return [r.token_ids for r in results], vllm_answers(model_dir, jobs)
+
+
+def test_the_shipped_lora_persrm_runs_as_a_second_stack_and_equals_the_engine(tmp_path):
+    require_embedded_model()
+    expected, got = engine_and_vllm(str(DEFAULT_PERSRM), tmp_path)
+    assert json.loads((tmp_path / "pad-model" / "config.json").read_text())["personalign_pad"]["own_backbone"]
+    assert got == expected
+    assert len({tuple(ids) for ids in expected}) > len(PROMPTS) + 1  # beta and k change the answers
+
+
+def test_a_head_only_persrm_runs_on_the_base_pass_and_equals_the_engine(tmp_path):
+    require_embedded_model()
+    base, _ = load_causal_lm(dtype="fp32", device="cpu")
+    shipped = load_saved(str(DEFAULT_PERSRM), base)
+    head_only = PersonalizedRewardModel(shipped.causal_lm, str(embedded_model_dir()), head=shipped.head)
+    head_only.save_pretrained(tmp_path / "head-only")
+    expected, got = engine_and_vllm(str(tmp_path / "head-only"), tmp_path)
+    assert not json.loads((tmp_path / "pad-model" / "config.json").read_text())["personalign_pad"]["own_backbone"]
+    assert got == expected
+    assert len({tuple(ids) for ids in expected}) > len(PROMPTS) + 1
+
+
+def test_vllm_refuses_pad_settings_it_cannot_run():
+    for extra, says in [({"pad_beta": -1}, "pad_beta must be a number >= 0"),
+                        ({"pad_beta": 1, "pad_top_k": 0}, "pad_top_k must be an integer >= 1"),
+                        ({"pad_beta": 1, "pad_reward_form": "decoupled"}, "cannot run on vLLM")]:
+        check = ("import sys; from vllm import SamplingParams; from personalign.vllm_plugin.processor import "
+                 f"pad_params\ntry: pad_params(SamplingParams(extra_args={extra!r}))\n"
+                 "except ValueError as e: print(e)")
+        out = subprocess.run([str(VLLM_PYTHON), "-c", check], text=True, capture_output=True, timeout=120)
+        assert says in out.stdout, out.stderr[-2000:]
