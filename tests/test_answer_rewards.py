@@ -16,7 +16,6 @@ from personalign.training.answer_rewards import SummedRewardFeatures
 from personalign.training.dpo import SequenceScorer, dpo_terms
 from personalign.training.features import encode_pairs, pair_rows
 from test_pad_engine import perturbed_head
-from test_server import new_engine
 from tiny import tiny_llama
 
 DIMS = ("concise", "friendly", "expert")
@@ -44,22 +43,20 @@ def test_an_untrained_persrm_is_refused_as_features(smol_tokenizer):
         SummedRewardFeatures(PersonalizedRewardModel(tiny_llama(1)), smol_tokenizer, DIMS)
 
 
-def test_the_server_learns_from_the_persrm_when_it_is_trained(models, smol_tokenizer, tiny_model_dir, tmp_path):
-    base, tokenizer, _ = models
-    untrained = new_engine((base, tokenizer, PersonalizedRewardModel(base)))
+def test_the_server_learns_from_the_persrm_when_it_is_trained(tiny_model_dir, tmp_path):
     args = Namespace(base=tiny_model_dir, persrm=None, device=None, dtype=None)
     # auto: an untrained PersRM scores nothing, so the offline judge's scores
-    assert learner_for(ServerConfig(), args, untrained).features == "offline"
+    assert learner_for(ServerConfig(), args, persrm_untrained=True).features == "offline"
     saved = tmp_path / "persrm"
     persrm = PersonalizedRewardModel(tiny_llama(1), tiny_model_dir)
     persrm.add_lora()
     perturbed_head(persrm).save_pretrained(saved)
     learner = learner_for(ServerConfig(feedback_features="persrm"), Namespace(**{**vars(args), "persrm":
-                                                                                           str(saved)}), untrained)
+                                                                                           str(saved)}), False)
     assert learner.features == "persrm" and isinstance(learner.featurize, SummedRewardFeatures)
     direct = persrm_features(str(saved), tiny_model_dir, learner.dimensions)("Hi", ANSWERS[:2])
     assert learner.featurize("Hi", ANSWERS[:2]) == direct and len(direct[0]) == 6
-    assert learner_for(ServerConfig(feedback_features="offline"), args, untrained).features == "offline"
+    assert learner_for(ServerConfig(feedback_features="offline"), args, False).features == "offline"
 
 
 def test_persrm_features_without_a_trained_persrm_exit_2_before_loading(capsys):

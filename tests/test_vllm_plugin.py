@@ -77,3 +77,43 @@ def test_vllm_refuses_pad_settings_it_cannot_run():
                  "except ValueError as e: print(e)")
         out = subprocess.run([str(VLLM_PYTHON), "-c", check], text=True, capture_output=True, timeout=120)
         assert says in out.stdout, out.stderr[-2000:]
+
+
+def test_serve_with_the_vllm_backend_answers_as_the_engine_and_refuses_what_it_cannot_run(tmp_path, monkeypatch):
+    from argparse import Namespace
+
+    from starlette.testclient import TestClient
+
+    from personalign.commands.serve import build
+    from personalign.serving.config import ServerConfig
+
+    require_embedded_model()
+    converted = embedded_model_dir().parent
+    monkeypatch.setenv("PERSONALIGN_HOME", str(tmp_path))  # the exported PAD model goes here
+    (tmp_path / "models").symlink_to(converted)  # the converted SmolLM2, not converted again
+    messages = [{"role": "user", "content": PROMPTS[0]}]
+    expected = load_engine(dtype="fp32", device="cpu").generate(
+        [GenerationRequest(messages, "concise", method="pad", beta=2.0, max_new_tokens=TOKENS)])[0].text
+    config = ServerConfig(backend="vllm", vllm_python=str(VLLM_PYTHON), max_running=4,
+                          vllm_args="--enforce-eager --dtype float32 --kv-cache-memory-bytes 268435456 "
+                                    "--max-model-len 512")
+    app, scheduler, _ = build(config, Namespace(base=None, persrm=None, policy=None, device=None, dtype=None))
+    child = scheduler.engine.on_close.__self__.process
+    try:
+        with TestClient(app) as http:
+            ask = {"messages": messages, "max_tokens": TOKENS, "temperature": 0, "preference": "concise", "beta": 2.0}
+            answer = http.post("/v1/chat/completions", json=ask)
+            assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"] == expected
+            with http.stream("POST", "/v1/chat/completions", json=ask | {"stream": True}) as streamed:
+                chunks = [json.loads(line[6:]) for line in streamed.iter_lines()
+                          if line.startswith("data: {")]
+            assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == expected
+            for refused, says in [({"method": "fusion"}, "does not run on the vLLM backend"),
+                                  ({"preference": None, "dims": "concise=0.5,friendly=0.5"}, "weighted mix"),
+                                  ({"max_tokens": 500}, "context")]:
+                reply = http.post("/v1/chat/completions", json={k: v for k, v in (ask | refused).items()
+                                                                 if v is not None})
+                assert reply.status_code == 400 and says in reply.json()["error"]["message"], reply.text
+    finally:
+        scheduler.stop()
+    assert child.poll() is not None  # the vLLM child stopped with the server

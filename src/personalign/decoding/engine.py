@@ -57,6 +57,7 @@ class StepEvent:
     token_id: int
     delta: str  # new text safe to show
     result: GenerationResult | None = None  # set when the request finished with this step
+    error: Exception | None = None  # set when the request failed (a remote backend's; this engine raises instead)
 
 
 @dataclass(eq=False)  # compared by identity

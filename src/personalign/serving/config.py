@@ -11,6 +11,7 @@ from ..validation import check_number, read_text_lines
 
 LOOPBACK_NAMES = ("localhost",)
 FEEDBACK_FEATURES = ("auto", "persrm", "offline")
+BACKENDS = ("transformers", "vllm")
 
 
 @dataclass
@@ -40,6 +41,16 @@ class ServerConfig:
                                                             "requests that name none)"))
     max_body_bytes: int = field(default=1_000_000, metadata=flag_help("largest request body accepted"))
     timeout: float = field(default=600.0, metadata=flag_help("seconds a request may take before it is ended"))
+    backend: str = field(default="transformers", metadata=flag_help(
+        "what decodes: personalign's own engine, or vLLM (base, prompt, meta-prompting and PAD's released rule on "
+        "one preference; its environment from scripts/setup-vllm.sh)", choices=BACKENDS))
+    tensor_parallel_size: int = field(default=1, metadata=flag_help("vLLM backend: GPUs each model is split over"))
+    pipeline_parallel_size: int = field(default=1, metadata=flag_help(
+        "vLLM backend: pipeline stages (a PersRM with its own backbone needs 1)"))
+    vllm_python: str = field(default=".venv-vllm/bin/python", metadata=flag_help(
+        "vLLM backend: the Python of vLLM's environment"))
+    vllm_args: str = field(default="", metadata=flag_help(
+        "vLLM backend: more arguments for vLLM's server, e.g. '--enforce-eager --kv-cache-memory-bytes 1G'"))
 
     def __post_init__(self):
         for f in fields(self):
@@ -51,6 +62,8 @@ class ServerConfig:
         if self.feedback_features not in FEEDBACK_FEATURES:
             raise PersonalignError(f"unknown feedback features {self.feedback_features!r}; choose one of "
                                    f"{', '.join(FEEDBACK_FEATURES)}")
+        if self.backend not in BACKENDS:
+            raise PersonalignError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.api_key is not None and not self.api_key.strip():
             raise PersonalignError("--api-key is empty")
 

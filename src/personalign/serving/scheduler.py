@@ -80,6 +80,9 @@ class Scheduler:
         self._stop.set()
         self._inbox.put(None)
         self._thread.join(timeout=30)
+        close = getattr(self.engine, "close", None)  # a backend with resources of its own (vLLM's child server)
+        if close:
+            close()
 
     @property
     def alive(self) -> bool:
@@ -161,6 +164,10 @@ class Scheduler:
         for event in events:
             ticket = self._tickets.get(event.request_id)
             if ticket is None:
+                continue
+            if event.error is not None:  # this request only
+                self._forget(ticket)
+                ticket.put(event.error)
                 continue
             self._record_token(ticket, now)
             if event.result is not None:
