@@ -1,4 +1,4 @@
-"""Run by tests/test_multiprocess_training.py, alone or under `accelerate launch`: trains a PersRM on a tiny Llama
+"""Run by tests/test_multiprocess.py, alone or under `accelerate launch`: trains a PersRM on a tiny Llama
 with the toy pairs, `--batch-size` pairs per process (so 2 processes at 2 train what 1 process at 4 does)."""
 
 import argparse

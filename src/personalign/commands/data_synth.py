@@ -3,7 +3,8 @@
     personalign data synth --out runs/synth                       # 160 HelpSteer prompts, six P-SOUPS + Janus
     personalign data synth --out runs/synth --free-text janus --free-per-prompt 3
 
-Re-running the same command resumes: finished rollouts are skipped.
+Re-running the same command resumes: finished rollouts are skipped. Across processes, each decoding a share:
+    torchrun --nproc_per_node 2 .venv/bin/personalign data synth --out runs/synth     # (GPUs: accelerate launch)
 """
 
 from .flags import add_flags, flag_values
@@ -56,9 +57,12 @@ def run(args) -> int:
     from ..evaluation.judges.offline import OfflineJudge
     from ..evaluation.judges.relevance import RelevanceJudge
 
-    counts = synthesize(config, args.out, load_engine(persrm="untrained"), OfflineJudge(),
+    from ..sharding import process_device
+
+    counts = synthesize(config, args.out, load_engine(persrm="untrained", device=process_device()), OfflineJudge(),
                         RelevanceJudge() if free_text or config.min_on_question else None)
-    for name, value in counts.items():
-        print(f"{value:>7}  {name}")
-    print(f"wrote {args.out}/pairs.jsonl and {args.out}/loop_pairs.jsonl")
+    if counts:  # the first process's (several processes: torchrun or accelerate launch)
+        for name, value in counts.items():
+            print(f"{value:>7}  {name}")
+        print(f"wrote {args.out}/pairs.jsonl and {args.out}/loop_pairs.jsonl")
     return 0

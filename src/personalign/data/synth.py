@@ -40,7 +40,8 @@ from tqdm import tqdm
 from ..answer_checks import echoes_template, loops
 from ..errors import PersonalignError
 from ..flag_help import flag_help
-from ..records import append_records, read_records, repair, write_records_atomic
+from ..records import append_records, read_records, write_records_atomic
+from ..sharding import Shards
 
 PSOUPS_DIMENSIONS = ("elementary", "expert", "concise", "informative", "friendly", "unfriendly")
 ROLLOUTS = "rollouts.jsonl"
@@ -127,15 +128,15 @@ def plan_rollouts(prompts, config: SynthConfig) -> list[dict]:
     return jobs
 
 
-def roll_out(engine, jobs: list[dict], config: SynthConfig, path: Path, progress: bool = True) -> None:
-    """Decode every job not yet in `path`, appending one record per job after each batch."""
+def roll_out(engine, jobs: list[dict], config: SynthConfig, path: Path, progress: bool = True) -> Shards:
+    """Decode every job not yet in `path`, appending one record per job after each batch (several processes: each
+    its share, merged at the end); returns the shards, which say whether this is the first process."""
     from ..decoding.request import GenerationRequest
 
-    repair(path)
-    done = {r["id"] for r in read_records(path)}
-    todo = [j for j in jobs if j["id"] not in done]
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="rollouts", unit="rollout",
-               disable=not progress)
+    shards = Shards(path)  # under torchrun / accelerate launch, each process decodes a share
+    done = {r["id"] for r in shards.done()}
+    todo = shards.mine([j for j in jobs if j["id"] not in done])
+    bar = tqdm(total=len(todo), desc="rollouts", unit="rollout", disable=not progress)
     for start in range(0, len(todo), config.batch_size):
         batch = todo[start:start + config.batch_size]
         requests = [GenerationRequest(j["prompt"], preference=None if j["preference"] == NEUTRAL else j["preference"],
@@ -143,10 +144,12 @@ def roll_out(engine, jobs: list[dict], config: SynthConfig, path: Path, progress
                                       max_new_tokens=config.max_new_tokens, temperature=config.temperature,
                                       seed=_seed(config.seed, j["id"])) for j in batch]
         results = engine.generate(requests)
-        append_records(path, [dict(job, text=r.text.strip(), finish_reason=r.finish_reason)
-                              for job, r in zip(batch, results)])
+        append_records(shards.target(), [dict(job, text=r.text.strip(), finish_reason=r.finish_reason)
+                                         for job, r in zip(batch, results)])
         bar.update(len(batch))
     bar.close()
+    shards.merge("id", [j["id"] for j in jobs])
+    return shards
 
 
 def looped(text: str, rng: random.Random, min_words: int = 24) -> str | None:
@@ -243,7 +246,8 @@ def _may_be_chosen(by_prompt: dict[str, list[dict]], min_on_question: float, rel
 
 
 def synthesize(config: SynthConfig, out, engine, offline_judge, relevance_judge=None, progress: bool = True) -> dict:
-    """Run (or resume) synthesis into `out`; returns counts per preference kind. `engine` decodes the rollouts (the
+    """Run (or resume) synthesis into `out`; returns counts per preference kind (empty in processes but the first,
+    under torchrun or accelerate launch). `engine` decodes the rollouts (the
     base with an untrained PersRM), `offline_judge` judges the dimensions and `relevance_judge` the free text
     (needed when there is some); the command wires them, so this layer needs nothing of evaluation's."""
     from .prompt_sets import load_prompts
@@ -258,7 +262,8 @@ def synthesize(config: SynthConfig, out, engine, offline_judge, relevance_judge=
     out.mkdir(parents=True, exist_ok=True)
     _check_same_config(out, config)
     jobs = plan_rollouts(prompts, config)
-    roll_out(engine, jobs, config, out / ROLLOUTS, progress)
+    if not roll_out(engine, jobs, config, out / ROLLOUTS, progress).is_main:
+        return {}  # the first process judges and pairs what every process rolled out
     wanted = {j["id"] for j in jobs}
     records = [r for r in read_records(out / ROLLOUTS) if r["id"] in wanted]
     pairs = build_pairs(records, config, offline_judge, relevance_judge)

@@ -1,5 +1,6 @@
-"""PersRM training on two CPU processes (torchrun, gloo; accelerate's DDP) equals one process at the same global
-batch: the trainer cuts each global batch into one shard per process and DDP averages their gradients."""
+"""Offline jobs on two CPU processes (torchrun, gloo) equal one process: PersRM training at the same global batch
+(the trainer cuts each global batch into one shard per process, DDP averages their gradients), and pair synthesis
+(each process rolls out a share, the first merges them; a killed two-process run resumes in one process)."""
 
 import json
 import subprocess
@@ -36,3 +37,23 @@ def test_two_processes_train_the_same_persrm_as_one_at_the_same_global_batch(tmp
                if r["split"] == "train"] for run in ("one", "two")]
     assert len(losses[0]) == len(losses[1]) == 8 and losses[0][1] != losses[0][0]
     assert all(abs(a - b) < 1e-4 for a, b in zip(*losses))
+
+
+def test_two_processes_synthesize_the_same_records_as_one_and_a_killed_run_resumes_alone(tmp_path):
+    prompts = "".join(json.dumps({"id": f"q{i}", "prompt": f"Tell me about the sun, part {i}."}) + "\n"
+                      for i in range(5))
+    (tmp_path / "prompts.jsonl").write_text(prompts)
+    synth = [str(Path(__file__).parent / "ddp_synth.py"), str(tmp_path)]
+    torchrun = [str(BIN / "torchrun"), "--nproc_per_node", "2"]
+    run([sys.executable, *synth, "one"])
+    run([*torchrun, *synth, "two"])
+    files = ("rollouts.jsonl", "pairs.jsonl", "loop_pairs.jsonl")
+    read = lambda run, name: (tmp_path / run / name).read_text()
+    assert all(read("two", name) == read("one", name) for name in files)
+    assert len(read("one", "rollouts.jsonl").splitlines()) == 5 * 4 and not list((tmp_path / "two").glob("*.rank*"))
+
+    killed = subprocess.run([*torchrun, *synth, "killed", "--fail-after", "2"], capture_output=True, timeout=600)
+    assert killed.returncode != 0 and len(list((tmp_path / "killed").glob("rollouts.jsonl.rank*"))) == 2
+    run([sys.executable, *synth, "killed"])  # one process takes over the two processes' shares
+    assert all(read("killed", name) == read("one", name) for name in files)
+    assert not list((tmp_path / "killed").glob("*.rank*"))
