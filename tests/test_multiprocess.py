@@ -57,3 +57,22 @@ def test_two_processes_synthesize_the_same_records_as_one_and_a_killed_run_resum
     run([sys.executable, *synth, "killed"])  # one process takes over the two processes' shares
     assert all(read("killed", name) == read("one", name) for name in files)
     assert not list((tmp_path / "killed").glob("*.rank*"))
+
+
+def test_two_processes_evaluate_into_the_same_records_as_one(tmp_path, tiny_model_dir):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"Tell me about topic {i}."}) + "\n"
+                               for i in range(3)))
+    # one answer per batch in both runs: another batch's padding could flip a near-tie, which is not sharding's
+    flags = ["eval", "--base", tiny_model_dir, "--persrm", "untrained", "--methods", "base,prompt,pad",
+             "--preferences", "concise,friendly", "--prompts", str(prompts), "--max-new-tokens", "6",
+             "--batch-size", "1", "--quiet", "--device", "cpu", "--dtype", "fp32"]
+    run([str(BIN / "personalign"), *flags, "--out", str(tmp_path / "one")])
+    run([str(BIN / "torchrun"), "--nproc_per_node", "2", str(BIN / "personalign"), *flags,
+         "--out", str(tmp_path / "two")])
+    timeless = lambda run: [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                            for line in (tmp_path / run / "generations.jsonl").read_text().splitlines()]
+    assert timeless("two") == timeless("one") and len(timeless("one")) == 3 * 3  # base, prompt, pad; the mix of both
+    judged = [(tmp_path / run / "judgments.jsonl").read_text() for run in ("one", "two")]
+    assert judged[0] == judged[1] and judged[0]  # the report is made from these two files (and timings)
+    assert not list((tmp_path / "two").glob("*.rank*"))

@@ -21,9 +21,17 @@ class Shards:
         return self.state.is_main_process
 
     def done(self) -> list[dict]:
-        """The records on file: the merged file's and any shard's (a killed multi-process run's included)."""
-        for path in [self.path, *self._shard_files()]:
-            repair(path)
+        """The records on file, torn last lines repaired first (see `records`). Every process reads them before any
+        appends: a file repaired or read while its process writes could lose a record."""
+        if self.state.is_main_process:
+            self._repair()
+        self.state.wait_for_everyone()
+        records = self.records()
+        self.state.wait_for_everyone()
+        return records
+
+    def records(self) -> list[dict]:
+        """The records on file, read only: the merged file's and any shard's (a killed multi-process run's)."""
         return [r for path in [self.path, *self._shard_files()] for r in read_records(path)]
 
     def mine(self, todo: list) -> list:
@@ -39,13 +47,18 @@ class Shards:
         lists the keys, into `path` and removes the shard files; the others wait for it."""
         self.state.wait_for_everyone()
         if self.state.is_main_process and self._shard_files():
-            records = {r[key]: r for r in self.done()}
+            self._repair()
+            records = {r[key]: r for r in self.records()}
             position = {k: i for i, k in enumerate(order)}
             merged = sorted(records.values(), key=lambda r: position.get(r[key], len(position)))
             write_records_atomic(self.path, merged)
             for path in self._shard_files():
                 path.unlink()
         self.state.wait_for_everyone()
+
+    def _repair(self) -> None:
+        for path in [self.path, *self._shard_files()]:
+            repair(path)
 
     def _shard_files(self) -> list[Path]:
         return sorted(self.path.parent.glob(f"{self.path.name}.rank*"))

@@ -34,6 +34,8 @@ def run(args) -> int:
     config = config_from_args(args)
     quiet_loading()
     out = run_eval(config, progress=not args.quiet)
+    if out is None:  # not the first of several processes: it reports
+        return 0
     print((out / "results.md").read_text())
     print(f"wrote {out}/generations.jsonl, judgments.jsonl, results.csv, results.md and plots")
     return 0

@@ -21,6 +21,7 @@ from ..errors import PersonalignError
 from ..preferences import Preference
 from ..prompts import render_ids
 from ..records import append_records, read_records, repair
+from ..sharding import Shards, process_device
 from .config import EvalConfig
 from .identity import answer_id, check_resume, run_identity, write_run
 from .judge_reward import JudgeReward, args_reward
@@ -34,8 +35,9 @@ JUDGMENTS = "judgments.jsonl"
 JUDGE_BATCH = 64
 
 
-def run_eval(config: EvalConfig, engine=None, progress: bool = True) -> Path:
-    """Run (or resume) the evaluation `config` describes; returns the output directory."""
+def run_eval(config: EvalConfig, engine=None, progress: bool = True) -> Path | None:
+    """Run (or resume) the evaluation `config` describes; returns the output directory (None in processes but the
+    first, under torchrun or accelerate launch: they answer their share, the first judges and reports)."""
     config.validate()
     prompts = load_prompts(config.prompts, config.limit, config.data_dir)
     judges = [load_judge(spec) for spec in config.judges]
@@ -50,8 +52,8 @@ def run_eval(config: EvalConfig, engine=None, progress: bool = True) -> Path:
     _check_policy(config, engine)
     if engine is None:
         from ..api import load_engine
-        engine = load_engine(config.base, config.persrm, policy=config.policy, device=config.device,
-                             dtype=config.dtype)
+        engine = load_engine(config.base, config.persrm, policy=config.policy,
+                             device=config.device or process_device(), dtype=config.dtype)
     if reward is not None:
         engine.set_sequence_reward(args_reward(reward_judge, reward, engine.persrm.vocab_size))
     out = Path(config.out)
@@ -64,10 +66,11 @@ def run_eval(config: EvalConfig, engine=None, progress: bool = True) -> Path:
     jobs = plan_jobs(config, prompts)
     identity = run_identity(config, engine)
     settings = {job.key: settings_for(job, config, identity) for job in jobs}
-    check_resume(out, out / GENERATIONS, settings)  # before anything in `out` is touched
+    check_resume(out, Shards(out / GENERATIONS).records(), settings)  # before anything in `out` is touched
     out.mkdir(parents=True, exist_ok=True)
     write_run(out, config, identity)
-    generate_answers(engine, jobs, config, out / GENERATIONS, reward, progress, kitchen, settings)
+    if not generate_answers(engine, jobs, config, out / GENERATIONS, reward, progress, kitchen, settings).is_main:
+        return None
     answers = {r["key"]: r for r in read_records(out / GENERATIONS)}
     records = [answers[j.key] for j in jobs]
     judge_answers(engine, judges, records, answers, config, out / JUDGMENTS, progress)
@@ -97,11 +100,13 @@ def _check_judges(judges, preferences) -> None:
                                    f"{', '.join(judge.dimensions())}")
 
 
-def generate_answers(engine, jobs, config, path: Path, reward, progress: bool, kitchen, settings) -> None:
-    repair(path)
-    done = {r["key"] for r in read_records(path)}
-    todo = [j for j in jobs if j.key not in done]
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="answers", unit="answer", disable=not progress)
+def generate_answers(engine, jobs, config, path: Path, reward, progress: bool, kitchen, settings) -> Shards:
+    """Answer every job not yet on file (several processes, under torchrun or accelerate launch: each its share,
+    merged at the end); returns the shards, which say whether this is the first process."""
+    shards = Shards(path)
+    done = {r["key"] for r in shards.done()}
+    todo = shards.mine([j for j in jobs if j.key not in done])
+    bar = tqdm(total=len(todo), desc="answers", unit="answer", disable=not progress)
     groups = defaultdict(list)  # soups change weights per preference; every other method mixes them in a batch
     for job in todo:
         groups[(job.method, job.preference if EVAL_METHODS[job.method].merged_weights else None)].append(job)
@@ -129,9 +134,11 @@ def generate_answers(engine, jobs, config, path: Path, reward, progress: bool, k
             seconds = (time.perf_counter() - began) / len(batch)
             for record in records:
                 record["seconds"] = seconds
-            append_records(path, records)
+            append_records(shards.target(), records)
             bar.update(len(batch))
     bar.close()
+    shards.merge("key", [j.key for j in jobs])
+    return shards
 
 
 def judge_answers(engine, judges, records, answers, config, path: Path, progress: bool) -> None:

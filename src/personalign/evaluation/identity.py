@@ -16,7 +16,7 @@ import torch
 
 from .. import meta_prompt, prompts
 from ..errors import PersonalignError
-from ..records import read_records, write_text_atomic
+from ..records import write_text_atomic
 from .plan import methods_of
 
 RUN = "run.json"
@@ -111,10 +111,9 @@ def run_identity(config, engine) -> dict:
     return identity
 
 
-def check_resume(out: Path, answers_path: Path, settings: dict[str, dict]) -> None:
-    """Refuse to resume when an answer already in `answers_path` has this run's key but other settings
+def check_resume(out: Path, old: list[dict], settings: dict[str, dict]) -> None:
+    """Refuse to resume when an answer already on file (`old`) has this run's key but other settings
     (`settings`: key -> the settings this run would make it with)."""
-    old = read_records(answers_path)
     if any("settings" not in record for record in old):
         raise PersonalignError(f"--out {out} holds answers from before answers recorded their settings, so they "
                                "cannot be resumed safely; use another --out (or delete that directory)")
