@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from conftest import require_embedded_model
 from test_train_rm import write_toy_pairs
 
-WORKER = Path(__file__).parent / "ddp_train.py"
+WORKER = Path(__file__).parent / "multiprocess_worker.py"
 BIN = Path(sys.executable).parent
 
 
@@ -25,8 +25,9 @@ def run(command: list[str]) -> None:
 def test_two_processes_train_the_same_persrm_as_one_at_the_same_global_batch(tmp_path):
     require_embedded_model()
     write_toy_pairs(tmp_path / "pairs.jsonl")
-    run([sys.executable, str(WORKER), str(tmp_path), "one", "--batch-size", "4"])
-    run([str(BIN / "torchrun"), "--nproc_per_node", "2", str(WORKER), str(tmp_path), "two", "--batch-size", "2"])
+    run([sys.executable, str(WORKER), "train", str(tmp_path), "one", "--batch-size", "4"])
+    run([str(BIN / "torchrun"), "--nproc_per_node", "2", str(WORKER), "train", str(tmp_path), "two", "--batch-size",
+         "2"])
     for name in ("head.safetensors", "adapter/persrm/adapter_model.safetensors"):
         one, two = (load_file(tmp_path / run / "persrm" / name) for run in ("one", "two"))
         assert one.keys() == two.keys()
@@ -43,7 +44,7 @@ def test_two_processes_synthesize_the_same_records_as_one_and_a_killed_run_resum
     prompts = "".join(json.dumps({"id": f"q{i}", "prompt": f"Tell me about the sun, part {i}."}) + "\n"
                       for i in range(5))
     (tmp_path / "prompts.jsonl").write_text(prompts)
-    synth = [str(Path(__file__).parent / "ddp_synth.py"), str(tmp_path)]
+    synth = [str(WORKER), "synth", str(tmp_path)]
     torchrun = [str(BIN / "torchrun"), "--nproc_per_node", "2"]
     run([sys.executable, *synth, "one"])
     run([*torchrun, *synth, "two"])
