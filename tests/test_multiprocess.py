@@ -1,5 +1,6 @@
 """Offline jobs on two CPU processes (torchrun, gloo) equal one process: PersRM training at the same global batch
-(the trainer cuts each global batch into one shard per process, DDP averages their gradients), and pair synthesis
+(the trainer cuts each global batch into one shard per process, DDP averages their gradients), MetaAlign policy
+training (TRL's trainers: each process takes every other batch of the one-process order), and pair synthesis
 (each process rolls out a share, the first merges them; a killed two-process run resumes in one process)."""
 
 import json
@@ -11,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import require_embedded_model
+from test_train_policy import write_toy_data
 from test_train_rm import write_toy_pairs
 
 WORKER = Path(__file__).parent / "multiprocess_worker.py"
@@ -38,6 +40,31 @@ def test_two_processes_train_the_same_persrm_as_one_at_the_same_global_batch(tmp
                if r["split"] == "train"] for run in ("one", "two")]
     assert len(losses[0]) == len(losses[1]) == 8 and losses[0][1] != losses[0][0]
     assert all(abs(a - b) < 1e-4 for a, b in zip(*losses))
+
+
+def test_two_processes_train_the_same_metaalign_policy_as_one_at_the_same_global_batch(tmp_path):
+    require_embedded_model()
+    write_toy_data(tmp_path / "data")
+    run([sys.executable, str(WORKER), "policy", str(tmp_path), "one", "--batch-size", "4"])
+    run([str(BIN / "torchrun"), "--nproc_per_node", "2", str(WORKER), "policy", str(tmp_path), "two",
+         "--batch-size", "2"])
+    read = lambda run, name: (tmp_path / run / name).read_text()
+    one, two = (load_file(tmp_path / run / "policy" / "adapter" / "adapter_model.safetensors") for run in ("one", "two"))
+    assert one.keys() == two.keys() and all(torch.allclose(one[k], two[k], atol=1e-5) for k in one)
+    assert any(one[k].abs().max() > 1e-3 for k in one if "lora_B" in k), "training changed nothing"
+    lines = [[(r["stage"], r["step"], r.get("loss", r.get("eval_loss"))) for r in map(json.loads,
+              read(run, "metrics.jsonl").splitlines())] for run in ("one", "two")]
+    assert [line[:2] for line in lines[0]] == [line[:2] for line in lines[1]] and {s for s, _, _ in lines[0]} == {
+        "sft", "dpo"}
+    assert all(abs(a[2] - b[2]) < 1e-4 for a, b in zip(*lines))  # one line per log, written by the first process
+    assert json.loads(read("two", "policy/policy.json"))["recipe"] == "sft-dpo"
+
+    # DPO on pairs the SFT policy samples: the first process samples and writes them, the others wait and read them
+    # (not compared with one process: a 1e-6 difference in the SFT adapter moves a tiny random model's samples)
+    run([str(BIN / "torchrun"), "--nproc_per_node", "2", str(WORKER), "policy", str(tmp_path), "sampled",
+         "--batch-size", "2", "--sampled"])
+    assert 0 < len(read("sampled", "sampled_pairs.jsonl").splitlines()) <= 6
+    assert (tmp_path / "sampled" / "policy" / "adapter").is_dir()
 
 
 def test_two_processes_synthesize_the_same_records_as_one_and_a_killed_run_resumes_alone(tmp_path):

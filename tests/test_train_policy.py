@@ -33,14 +33,18 @@ def toy_pairs(n: int) -> list[MetaPair]:
     return pairs
 
 
-@pytest.fixture
-def data(tmp_path):
-    directory = tmp_path / "data"
+def write_toy_data(directory):
+    """A `data metaalign` directory of toy pairs: 16 questions to train on, 3 held out."""
     directory.mkdir()
     for split, pairs in (("train", toy_pairs(16)), ("valid", toy_pairs(3))):
         (directory / f"{split}.jsonl").write_text("".join(json.dumps(as_record(p)) + "\n" for p in pairs))
         (directory / f"sft_{split}.jsonl").write_text("".join(json.dumps(e) + "\n" for e in sft_examples(pairs)))
     return directory
+
+
+@pytest.fixture
+def data(tmp_path):
+    return write_toy_data(tmp_path / "data")
 
 
 def configs(data, out, recipe="sft-dpo", **run):
@@ -130,6 +134,8 @@ def test_bad_directories_are_one_line_and_exit_2(tmp_path, capsys, data):
     assert main(["train-policy", "--data", str(data), "--out", str(tmp_path / "o"), "--save-every", "5",
                  "--log-every", "2"]) == 2
     assert "must be a multiple of log_every" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    assert main(["train-policy", "--data", str(data), "--out", str(tmp_path / "o"), "--lora-dropout", "1"]) == 2
+    assert "lora_dropout must be < 1" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
 def longer_is_better(pair, answers):

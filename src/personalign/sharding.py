@@ -10,7 +10,7 @@ from .records import read_records, repair, write_records_atomic
 class Shards:
     def __init__(self, path: Path):
         """`path`: the records file every process's share ends up in."""
-        self.state, self.path = _process_state(), Path(path)
+        self.state, self.path = process_state(), Path(path)
 
     @property
     def alone(self) -> bool:
@@ -68,15 +68,17 @@ def process_device() -> str | None:
     """This process's own GPU when several processes share a machine's GPUs, else None (the usual choice)."""
     import torch
 
-    state = _process_state()
+    state = process_state()
     if state.num_processes > 1 and torch.cuda.is_available():
         return f"cuda:{state.local_process_index}"
     return None
 
 
-def _process_state():
-    """accelerate's view of the processes; without a GPU it must be told to take them as CPU processes (gloo)."""
+def process_state(cpu: bool | None = None):
+    """accelerate's view of the processes; on CPUs (by default: without a GPU) it must be told to take them as CPU
+    processes (gloo)."""
     import torch
     from accelerate import PartialState
 
-    return PartialState(cpu=not torch.cuda.is_available())
+    return PartialState(cpu=not torch.cuda.is_available() if cpu is None else cpu)
+

@@ -26,7 +26,7 @@ class PersonalignWarning(UserWarning):
 
 
 def check_number(name: str, value, *, minimum: float | None = None, maximum: float | None = None,
-                 above: float | None = None, whole: bool = False) -> None:
+                 above: float | None = None, below: float | None = None, whole: bool = False) -> None:
     """`value` is a finite number (a whole one if asked) within the bounds; bool is not a number here."""
     kind = "a whole number" if whole else "a finite number"
     if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) \
@@ -36,6 +36,8 @@ def check_number(name: str, value, *, minimum: float | None = None, maximum: flo
         raise PersonalignError(f"{name} must be >= {minimum:g}, got {value:g}")
     if above is not None and value <= above:
         raise PersonalignError(f"{name} must be > {above:g}, got {value:g}")
+    if below is not None and value >= below:
+        raise PersonalignError(f"{name} must be < {below:g}, got {value:g}")
     if maximum is not None and value > maximum:
         raise PersonalignError(f"{name} must be <= {maximum:g}, got {value:g}")
 

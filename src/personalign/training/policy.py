@@ -36,6 +36,7 @@ from ..meta_prompt import MetaPrompt, has_system_role, render_meta_ids
 from ..metaalign_policy import ADAPTER_DIR, POLICY_FILE, POLICY_FORMAT, check_policy_dir, policy_base
 from ..models import EMBEDDED_MODEL_NAME, load_causal_lm
 from ..records import append_records, read_records, write_directory_atomic, write_records_atomic
+from ..sharding import process_state
 from .checkpoint import continues_run
 from .policy_config import LORA_MODULES, DPOStage, PolicyConfig, SFTStage, outcome_settings
 from .sampled_pairs import PairJudge, sampled_pairs
@@ -56,6 +57,8 @@ def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool =
         raise PersonalignError("sampled DPO pairs need a judge (pair_judge; the command line wires the evaluation's)")
     out, settings = Path(run.out), outcome_settings(run, sft, dpo)
     _check_out(out, settings, resume)
+    processes = process_state(cpu=_on_cpu(run))
+    processes.wait_for_everyone()  # every process has checked --out before the first one writes to it
     init = _init_adapter(sft.sft_init, run) if sft.sft_init else None
     data = Path(run.data)
     sft_train, sft_valid = (read_sft_examples(data / f"sft_{split}.jsonl") for split in ("train", "valid"))
@@ -63,8 +66,9 @@ def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool =
         if run.recipe == "sft-dpo" else {}
     if model is None:
         model, tokenizer = load_causal_lm(run.base, device="cpu", dtype="fp32")  # the Trainer places it
-    out.mkdir(parents=True, exist_ok=True)
-    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+    if processes.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
     system_role = has_system_role(tokenizer)
     summary = {"sft": _stage(
         "sft", out, run, resume, progress, tokenizer, model,
@@ -74,20 +78,26 @@ def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool =
     if run.recipe == "sft-dpo":
         train_pairs = pairs["train"]
         if dpo.dpo_pairs == "sampled":
-            from peft import PeftModel
-            sft_policy = PeftModel.from_pretrained(copy.deepcopy(model), out / "sft" / ADAPTER_DIR).eval()
-            train_pairs = sampled_pairs(out, sft_policy, tokenizer, train_pairs, pair_judge,
-                                        contexts=dpo.dpo_contexts, samples=dpo.dpo_samples,
-                                        max_new_tokens=dpo.dpo_sample_tokens, temperature=dpo.dpo_temperature,
-                                        batch_size=run.batch_size, seed=run.seed, progress=progress)
-            del sft_policy
+            with processes.main_process_first():  # the first samples and writes them, the others read them
+                train_pairs = _sampled_pairs(out, run, dpo, model, tokenizer, train_pairs, pair_judge, progress)
         summary["dpo"] = _stage(
             "dpo", out, run, resume, progress, tokenizer, model,
             train=[_dpo_row(p, system_role) for p in train_pairs],
             valid=_sample([_dpo_row(p, system_role) for p in pairs["valid"]], run), steps=dpo.dpo_steps,
             lr=dpo.dpo_lr, eval_every=dpo.dpo_eval_every, beta=dpo.dpo_beta)
-    _save_policy(out, run)
+    if processes.is_main_process:
+        _save_policy(out, run)
+    processes.wait_for_everyone()
     return summary
+
+
+def _sampled_pairs(out: Path, run: PolicyConfig, dpo: DPOStage, model, tokenizer, pairs, judge, progress):
+    from peft import PeftModel
+
+    sft_policy = PeftModel.from_pretrained(copy.deepcopy(model), out / "sft" / ADAPTER_DIR).eval()
+    return sampled_pairs(out, sft_policy, tokenizer, pairs, judge, contexts=dpo.dpo_contexts, samples=dpo.dpo_samples,
+                         max_new_tokens=dpo.dpo_sample_tokens, temperature=dpo.dpo_temperature,
+                         batch_size=run.batch_size, seed=run.seed, progress=progress)
 
 
 def _init_adapter(spec: str, run: PolicyConfig) -> Path:
@@ -113,10 +123,11 @@ def _stage(name, out: Path, run: PolicyConfig, resume: bool, progress: bool, tok
     from datasets import Dataset
     from transformers.trainer_utils import get_last_checkpoint
 
-    directory = out / name
+    directory, processes = out / name, process_state(cpu=_on_cpu(run))
     if not (directory / ADAPTER_DIR).is_dir():
         checkpoint = get_last_checkpoint(str(directory)) if resume and directory.is_dir() else None
-        _trim_metrics(out / METRICS_FILE, name, int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0)
+        if processes.is_main_process:
+            _trim_metrics(out / METRICS_FILE, name, int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0)
         common = dict(output_dir=str(directory), max_steps=steps, learning_rate=lr, seed=run.seed, data_seed=run.seed,
                       per_device_train_batch_size=run.batch_size, per_device_eval_batch_size=run.batch_size,
                       gradient_accumulation_steps=run.grad_accum, logging_steps=run.log_every,
@@ -132,7 +143,9 @@ def _stage(name, out: Path, run: PolicyConfig, resume: bool, progress: bool, tok
             trainer = _dpo_trainer(base, tokenizer, out, common, beta, Dataset.from_list(train),
                                    Dataset.from_list(valid), callbacks)
         trainer.train(resume_from_checkpoint=checkpoint)
-        write_directory_atomic(directory / ADAPTER_DIR, trainer.model.save_pretrained)
+        if processes.is_main_process:
+            write_directory_atomic(directory / ADAPTER_DIR, trainer.model.save_pretrained)
+        processes.wait_for_everyone()
     evaluations = [r for r in read_records(out / METRICS_FILE) if r["stage"] == name and "eval_loss" in r]
     return evaluations[-1] if evaluations else {}
 
@@ -142,7 +155,8 @@ def _sft_trainer(base, tokenizer, run, common, train, valid, callbacks, init):
     from trl import SFTConfig, SFTTrainer
 
     if init is None:
-        model, lora = copy.deepcopy(base), LoraConfig(r=run.lora_r, lora_alpha=2 * run.lora_r, lora_dropout=0.05,
+        model, lora = copy.deepcopy(base), LoraConfig(r=run.lora_r, lora_alpha=2 * run.lora_r,
+                                                      lora_dropout=run.lora_dropout,
                                                       target_modules=LORA_MODULES[run.lora_modules])
     else:
         model, lora = PeftModel.from_pretrained(copy.deepcopy(base), init, is_trainable=True), None

@@ -29,6 +29,8 @@ class PolicyConfig:
     lora_modules: str = field(default="attention", metadata=flag_help(
         "layers the adapter trains: attention (q/k/v/o projections), or all-linear (also the MLPs: on this 2-core "
         "CPU a step took 1.5x as long, README)", choices=tuple(LORA_MODULES)))
+    lora_dropout: float = field(default=0.05, metadata=flag_help(
+        "dropout on the adapter's input during training (0: runs across processes equal one process exactly)"))
     max_length: int = field(default=256, metadata=flag_help("tokens of meta-prompt, prompt and answer"))
     batch_size: int = field(default=4, metadata=flag_help("examples (SFT) or pairs (DPO) per step and device"))
     grad_accum: int = field(default=1, metadata=flag_help("micro-batches per optimizer step"))
@@ -53,6 +55,7 @@ class PolicyConfig:
         for name in ("lora_r", "max_length", "batch_size", "grad_accum", "eval_limit", "save_every", "log_every"):
             check_number(name, getattr(self, name), minimum=1, whole=True)
         check_number("seed", self.seed, minimum=0, whole=True)
+        check_number("lora_dropout", self.lora_dropout, minimum=0, below=1)
         if self.save_every % self.log_every:
             # transformers' Trainer keeps the values of a metrics window out of its checkpoints: one taken inside a
             # window would make a resumed run's next line average fewer steps than an uninterrupted run's
