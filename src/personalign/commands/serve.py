@@ -124,17 +124,20 @@ def vllm_engine(config: ServerConfig, args, model_name: str):
     from ..api import UNTRAINED, default_persrm
     from ..models import load_tokenizer, resolve_model_source
     from ..serving.vllm_backend import VllmEngine, VllmServer
+    from ..vllm_plugin.export import exported_max_top_k
 
     if args.policy not in (None, UNTRAINED):
         raise PersonalignError("the vLLM backend runs no MetaAlign policy: serve with --backend transformers")
     base = resolve_model_source(args.base)
     persrm = args.persrm or default_persrm(base)
-    server = VllmServer(pad_model_dir(base, persrm), Path(config.vllm_python), model_name,
+    model_dir = pad_model_dir(base, persrm)
+    server = VllmServer(model_dir, Path(config.vllm_python), model_name,
                         tensor_parallel_size=config.tensor_parallel_size,
                         pipeline_parallel_size=config.pipeline_parallel_size, max_running=config.max_running,
                         extra_args=config.vllm_args).start()
     engine = VllmEngine(server.url, model_name, load_tokenizer(base), context=server.max_model_len(),
-                        max_prompt_tokens=config.max_prompt_tokens, on_close=server.stop)
+                        max_prompt_tokens=config.max_prompt_tokens, max_top_k=exported_max_top_k(model_dir),
+                        on_close=server.stop)
     return engine, persrm == UNTRAINED
 
 

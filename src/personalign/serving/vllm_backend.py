@@ -37,10 +37,11 @@ class BackendFailure(Exception):
 
 class VllmEngine:
     def __init__(self, url: str, model_name: str, tokenizer, *, context: int | None, max_prompt_tokens: int | None,
-                 on_close=None):
-        """`on_close`: called by `close` (stopping the vLLM child)."""
+                 max_top_k: int, on_close=None):
+        """`max_top_k`: the largest top-k the PAD model was exported for; `on_close`: called by `close` (stopping
+        the vLLM child)."""
         self.url, self.model_name, self.tokenizer, self.on_close = url, model_name, tokenizer, on_close
-        self.context, self.max_prompt_tokens = context, max_prompt_tokens
+        self.context, self.max_prompt_tokens, self.max_top_k = context, max_prompt_tokens, max_top_k
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._active: set[int] = set()
         self._cancelled: set[int] = set()
@@ -60,6 +61,9 @@ class VllmEngine:
         if method.guided and request.reward not in (None, "released"):
             raise PersonalignError(f"the {request.reward} reward form does not run on the vLLM backend (its "
                                    f"reference reads another prompt): {TRANSFORMERS_HINT}")
+        if method.guided and request.top_k > self.max_top_k:  # the model ranks no more candidates than this
+            raise PersonalignError(f"top_k {request.top_k} is more than the {self.max_top_k} candidates the vLLM "
+                                   f"backend's PAD model was exported with: {TRANSFORMERS_HINT}")
         prompt_ids = method.base_row(self.tokenizer, request, request.preference.text)
         if self.max_prompt_tokens is not None and len(prompt_ids) > self.max_prompt_tokens:
             raise PersonalignError(f"the prompt is {len(prompt_ids)} tokens (templates included), more than the "

@@ -9,6 +9,7 @@ adapter, merged here, or another model), that backbone (`persrm_model.*`), and c
 """
 
 import copy
+import json
 from pathlib import Path
 
 import torch
@@ -53,6 +54,11 @@ def export_pad_model(out, base: str | None = None, persrm: str | None = None, ma
 
     write_directory_atomic(out, fill)
     return Path(out)
+
+
+def exported_max_top_k(model_dir) -> int:
+    """The largest top-k the PAD model in `model_dir` ranks (its model computes no more candidates)."""
+    return int(json.loads((Path(model_dir) / "config.json").read_text())["personalign_pad"]["max_top_k"])
 
 
 def _persrm_backbone(reward_model, base_model) -> dict[str, torch.Tensor]:
