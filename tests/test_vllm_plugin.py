@@ -27,15 +27,15 @@ SETTINGS = [(0.5, 10), (2.0, 10), (8.0, 5)]  # (beta, top_k), one per request, m
 TOKENS = 24
 
 
-def vllm_answers(model_dir: Path, requests: list[dict]) -> list[list[int]]:
-    job = json.dumps({"model": str(model_dir), "requests": requests})
+def vllm_answers(model_dir: Path, requests: list[dict], tensor_parallel_size: int = 1) -> list[list[int]]:
+    job = json.dumps({"model": str(model_dir), "requests": requests, "tensor_parallel_size": tensor_parallel_size})
     done = subprocess.run([str(VLLM_PYTHON), str(ROOT / "tests" / "vllm_generate.py")], input=job, text=True,
                           capture_output=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(next(line for line in done.stdout.splitlines() if line.startswith("answers: "))[9:])
 
 
-def engine_and_vllm(persrm: str, tmp_path) -> tuple[list[list[int]], list[list[int]]]:
+def engine_and_vllm(persrm: str, tmp_path, tensor_parallel_size: int = 1) -> tuple[list[list[int]], list[list[int]]]:
     engine = load_engine(persrm=persrm, dtype="fp32", device="cpu")
     requests = [GenerationRequest(p, "concise", method="pad", beta=beta, top_k=k, reward="released",
                                   max_new_tokens=TOKENS, ignore_eos=True) for p in PROMPTS for beta, k in SETTINGS]
@@ -45,7 +45,7 @@ def engine_and_vllm(persrm: str, tmp_path) -> tuple[list[list[int]], list[list[i
              "extra_args": {"pad_beta": q.beta, "pad_top_k": q.top_k} if q.method == "pad" else None}
             for q, r in zip(requests, results)]
     model_dir = export_pad_model(tmp_path / "pad-model", persrm=persrm)
-    return [r.token_ids for r in results], vllm_answers(model_dir, jobs)
+    return [r.token_ids for r in results], vllm_answers(model_dir, jobs, tensor_parallel_size)
 
 
 def test_the_shipped_lora_persrm_runs_as_a_second_stack_and_equals_the_engine(tmp_path):
@@ -54,6 +54,13 @@ def test_the_shipped_lora_persrm_runs_as_a_second_stack_and_equals_the_engine(tm
     assert json.loads((tmp_path / "pad-model" / "config.json").read_text())["personalign_pad"]["own_backbone"]
     assert got == expected
     assert len({tuple(ids) for ids in expected}) > len(PROMPTS) + 1  # beta and k change the answers
+
+
+def test_under_tensor_parallelism_the_persrms_stack_is_sharded_like_the_base_and_equals_the_engine(tmp_path):
+    """Three CPU processes (SmolLM2's 9 heads and 3 KV heads split in three), each holding a third of both stacks."""
+    require_embedded_model()
+    expected, got = engine_and_vllm(str(DEFAULT_PERSRM), tmp_path, tensor_parallel_size=3)
+    assert got == expected
 
 
 def test_a_head_only_persrm_runs_on_the_base_pass_and_equals_the_engine(tmp_path):
