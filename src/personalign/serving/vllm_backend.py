@@ -197,7 +197,9 @@ class VllmServer:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 900.0) -> "VllmServer":
-        env = dict(os.environ, VLLM_LOGGING_LEVEL=os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"))
+        env = dict(os.environ, VLLM_LOGGING_LEVEL=os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
+                   # the plugin's processor is a V1 one: GPU builds would pick Model Runner V2, which refuses it
+                   VLLM_USE_V2_MODEL_RUNNER=os.environ.get("VLLM_USE_V2_MODEL_RUNNER", "0"))
         self.process = subprocess.Popen(self.command, env=env, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
