@@ -73,3 +73,24 @@ def test_generate_json_on_real_smollm2(capsys, smollm2, tmp_path):
     pad_prompt = tokenizer.decode(records[1]["prompt_token_ids"])
     assert "[Principles]" not in base_prompt
     assert "[Principles] Generate a response that is concise and to the point without being verbose." in pad_prompt
+
+
+def test_bench_times_every_row_and_reports_the_targets_from_them(capsys, tiny_model_dir):
+    code, out, err = run(capsys, "bench", "--base", tiny_model_dir, "--device", "cpu", "--dtype", "fp32",
+                         "--max-new-tokens", "3", "--batch-sizes", "1,2", "--repeat", "1", "--released-tokens", "4",
+                         "--lora-rank", "2", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["setup"]["persrm"] == "untrained PersRM"  # a base with no shipped PersRM
+    loops = [(r["loop"], r["batch"], r["new_tokens"]) for r in report["rows"]]
+    for batch in (1, 2):
+        for loop in ("plain model.generate", "PAD engine, untrained PersRM", "PAD engine, head-only, released",
+                     "PAD engine, head-only, decoupled", "PAD engine, LoRA r=2 PersRM"):
+            assert (loop, batch, 3) in loops
+    assert ("released PAD loop (no cache)", 1, 4) in loops and ("PAD engine, head-only, released", 1, 4) in loops
+    rows = {(r["loop"], r["batch"], r["new_tokens"]): r for r in report["rows"]}
+    targets = {t["what"]: t["value"] for t in report["targets"]}
+    ratio = rows[("PAD engine, untrained PersRM", 2, 3)]["ms_per_step"] / rows[("plain model.generate", 2, 3)][
+        "ms_per_step"]
+    assert targets["untrained PersRM: PAD step latency / plain, batch 2"] == round(ratio, 2)
+    assert len(targets) == 6

@@ -1,10 +1,12 @@
-"""Per-row LoRA (decoding/row_lora.py): a batch mixing adapters equals each row run alone through peft."""
+"""Per-row LoRA (decoding/row_lora.py): a batch mixing adapters equals each row run alone through peft; linears on
+few rows (decoding/small_rows.py) compute what F.linear does."""
 
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
 from personalign.decoding.row_lora import RowLoRA
+from personalign.decoding.small_rows import MAX_ROWS, SmallRowLinears
 from personalign.errors import PersonalignError
 from tiny import tiny_llama
 
@@ -62,3 +64,24 @@ def test_bare_is_peft_disable_adapter_and_leaves_outer_switches_alone():
         with row_lora.bare():
             pass
         torch.testing.assert_close(model(input_ids=ids).logits, bare)
+    with row_lora.bare():  # and an inner bare leaves its outer one in place
+        with row_lora.bare():
+            pass
+        torch.testing.assert_close(model(input_ids=ids).logits, bare)
+    assert not any("forward" in layer.__dict__ for layer in row_lora.tuner_layers)  # nothing left behind
+
+
+@torch.inference_mode()
+def test_few_row_linears_compute_what_f_linear_does_and_leave_no_trace():
+    model = two_adapters()
+    ids = torch.randint(3, 1000, (3, 5), generator=torch.Generator().manual_seed(2))
+    expected = model(input_ids=ids).logits
+    linears = SmallRowLinears(model)
+    linears.enabled = True  # whatever this CPU's timing said
+    with linears.rows(3 * 5):
+        assert all("forward" in linear.__dict__ for linear in linears.linears)
+        torch.testing.assert_close(model(input_ids=ids).logits, expected, rtol=1e-5, atol=1e-4)
+    assert not any("forward" in linear.__dict__ for linear in linears.linears)
+    for rows in (1, MAX_ROWS + 1):  # one row, or a prefill: F.linear
+        with linears.rows(rows):
+            assert not any("forward" in linear.__dict__ for linear in linears.linears)

@@ -26,6 +26,8 @@ PROMPTS = [
     "How should I start learning to cook?", "What causes inflation?",
 ]
 PREFERENCE = Preference.parse("concise")
+PLAIN, HEAD_ONLY = "plain model.generate", "PAD engine, head-only, released"
+RELEASED_LOOP = "released PAD loop (no cache)"
 
 
 def run(args) -> int:
@@ -40,26 +42,35 @@ def run(args) -> int:
     if args.lora_rank < 0:
         raise PersonalignError("--lora-rank must be >= 0 (0 skips the LoRA rows)")
     quiet_loading()
-    engine = load_engine(args.base, device=args.device, dtype=args.dtype)
+    engine = load_engine(args.base, device=args.device, dtype=args.dtype)  # its default PersRM and policy
+    default = "untrained PersRM" if engine.persrm.is_untrained else "shipped PersRM"
     n = args.max_new_tokens
     _plain(engine, 1, 4)  # warm-up: allocator, kernels, lazy inits
     _pad(engine, 1, 4, "released")
     plan = []
+    for batch in batch_sizes:  # plain decoding and the default PersRM on the same model: memory compares
+        plan.append((PLAIN, batch, n, lambda b=batch: _plain(engine, b, n)))
+        plan.append((f"PAD engine, {default}", batch, n, lambda b=batch: _pad(engine, b, n, "released")))
+    # built on first use, so the rows above do not include their copies of the model
+    head_only, lora = {}, {}
     for batch in batch_sizes:
-        plan.append(("plain model.generate", batch, n, lambda b=batch: _plain(engine, b, n)))
         for form in ("released", "decoupled"):
-            plan.append((f"PAD engine, {form} reward", batch, n, lambda b=batch, f=form: _pad(engine, b, n, f)))
+            plan.append((f"PAD engine, head-only, {form}", batch, n,
+                         lambda b=batch, f=form: _pad(_head_only_engine(head_only, args), b, n, f)))
     if args.lora_rank:
-        lora = {}  # built on first use, so the other rows' memory does not include its copy of the model
         for batch in batch_sizes:
             plan.append((f"PAD engine, LoRA r={args.lora_rank} PersRM", batch, n,
-                         lambda b=batch: _pad(_lora_engine(lora, engine, args.lora_rank), b, n, "released")))
+                         lambda b=batch: _pad(_lora_engine(lora, _head_only_engine(head_only, args),
+                                                           args.lora_rank), b, n, "released")))
     for length in released_lengths:
         if length != n or 1 not in batch_sizes:
-            plan.append(("PAD engine, released reward", 1, length, lambda m=length: _pad(engine, 1, m, "released")))
-        plan.append(("released PAD loop (no cache)", 1, length, lambda m=length: _released_loop(engine, m)))
+            plan.append((HEAD_ONLY, 1, length, lambda m=length: _pad(_head_only_engine(head_only, args), 1, m,
+                                                                    "released")))
+        plan.append((RELEASED_LOOP, 1, length, lambda m=length: _released_loop(_head_only_engine(head_only, args),
+                                                                             m)))
     meta = {"model": str(engine.model.config._name_or_path), "dtype": str(engine.model.dtype),
-            "device": str(engine.base_runner.device), "threads": torch.get_num_threads(), "k": 10}
+            "device": str(engine.base_runner.device), "threads": torch.get_num_threads(), "k": 10,
+            "persrm": default}
     if not args.json:
         _print_header(meta)
     rows = []
@@ -71,34 +82,38 @@ def run(args) -> int:
             print(f"[{i}/{len(plan)}] {name}, batch {batch}, {tokens} tokens", file=sys.stderr, flush=True)
         else:
             _print_row(rows[-1])
-    targets = _targets(rows, n, batch_sizes, released_lengths)
+    targets = _targets(rows, n, batch_sizes, released_lengths, default)
     if args.json:
         print(json.dumps({"setup": meta, "rows": rows, "targets": targets}, indent=2))
     else:
         print()
         for t in targets:
-            print(f"{t['what']:<58} {t['value']:>7.2f}   (target {t['target']})")
+            print(f"{t['what']:<62} {t['value']:>7.2f}   (target {t['target']})")
     return 0
 
 
-def _targets(rows: list[dict], n: int, batch_sizes: list[int], released_lengths: list[int]) -> list[dict]:
-    """The issue's three speed targets, computed from the rows."""
-    def find(loop, batch, tokens):
+def _targets(rows: list[dict], n: int, batch_sizes: list[int], released_lengths: list[int], default: str) -> list[dict]:
+    """The speed targets (issue 2's for the head-only PersRM, issue 14's for the default one), from the rows."""
+    def find(loop, batch, tokens=n):
         return next((r for r in rows if r["loop"] == loop and r["batch"] == batch and r["new_tokens"] == tokens), None)
 
-    pad, plain = "PAD engine, released reward", "plain model.generate"
-    targets = []
-    if find(pad, 1, n) and find(plain, 1, n):
-        targets.append({"what": "PAD step latency / plain, batch 1 (shared weights)", "target": "<= 1.5",
-                        "value": round(find(pad, 1, n)["ms_per_step"] / find(plain, 1, n)["ms_per_step"], 2)})
+    def ratio(what, target, row, plain, key="ms_per_step"):
+        if row and plain:
+            targets.append({"what": what, "target": target, "value": round(row[key] / plain[key], 2)})
+
+    targets, big, shipped = [], max(batch_sizes), f"PAD engine, {default}"
+    ratio(f"{default}: PAD step latency / plain, batch 1", "<= 1.15", find(shipped, 1), find(PLAIN, 1))
+    if big > 1:
+        ratio(f"{default}: PAD step latency / plain, batch {big}", "<= 1.0", find(shipped, big), find(PLAIN, big))
+    ratio(f"{default}: PAD peak memory / plain, batch {big}", "<= 1.2", find(shipped, big), find(PLAIN, big),
+          "peak_mem_mib")
+    ratio("head-only: PAD step latency / plain, batch 1", "<= 1.5", find(HEAD_ONLY, 1), find(PLAIN, 1))
     for length in released_lengths:
-        slow = find("released PAD loop (no cache)", 1, length)
-        targets.append({"what": f"PAD engine speed / released no-cache loop, {length} tokens", "target": ">= 10",
-                        "value": round(find(pad, 1, length)["tokens_per_s"] / slow["tokens_per_s"], 2)})
-    big = max(batch_sizes)
-    if big > 1 and find(pad, 1, n):
-        targets.append({"what": f"PAD throughput batch {big} / batch 1", "target": ">= 4",
-                        "value": round(find(pad, big, n)["tokens_per_s"] / find(pad, 1, n)["tokens_per_s"], 2)})
+        ratio(f"head-only: PAD engine speed / released no-cache loop, {length} tokens", ">= 10",
+              find(HEAD_ONLY, 1, length), find(RELEASED_LOOP, 1, length), "tokens_per_s")
+    if big > 1:
+        ratio(f"head-only: PAD throughput batch {big} / batch 1", ">= 4", find(HEAD_ONLY, big), find(HEAD_ONLY, 1),
+              "tokens_per_s")
     return targets
 
 
@@ -147,6 +162,17 @@ def _pad(engine, batch: int, n: int, form: str) -> None:
     engine.generate(_requests(batch, n, reward=form, beta=1.0))
 
 
+def _head_only_engine(built: dict, args):
+    """An engine over a bare copy of the base whose PersRM is that model plus an untrained head (the released
+    architecture: one forward row per request); made once, kept in `built`."""
+    if "engine" not in built:
+        from ..api import UNTRAINED, load_engine
+
+        built["engine"] = load_engine(args.base, UNTRAINED, policy=UNTRAINED, device=args.device, dtype=args.dtype)
+        _pad(built["engine"], 1, 4, "released")  # warm-up
+    return built["engine"]
+
+
 def _lora_engine(built: dict, engine, rank: int):
     """An engine whose PersRM is a copy of the base plus a LoRA adapter on q and v (random, so not a no-op), run
     through peft's per-row adapter selection in the same forward as the base rows; made once, kept in `built`."""
@@ -193,7 +219,7 @@ def _add_ratio(rows: list[dict]) -> None:
     row["x_plain_latency"] = round(row["ms_per_step"] / plain[0], 2) if plain else None
 
 
-_COLUMNS = f"{'loop':<30} {'batch':>5} {'tokens':>6} {'tok/s':>8} {'ms/step':>8} {'x plain':>8} {'peak MiB':>9}"
+_COLUMNS = f"{'loop':<34} {'batch':>5} {'tokens':>6} {'tok/s':>8} {'ms/step':>8} {'x plain':>8} {'peak MiB':>9}"
 
 
 def _print_header(meta: dict) -> None:
@@ -205,7 +231,7 @@ def _print_header(meta: dict) -> None:
 
 def _print_row(r: dict) -> None:
     ratio = f"{r['x_plain_latency']:.2f}" if r["x_plain_latency"] is not None else "-"
-    print(f"{r['loop']:<30} {r['batch']:>5} {r['new_tokens']:>6} {r['tokens_per_s']:>8.2f} "
+    print(f"{r['loop']:<34} {r['batch']:>5} {r['new_tokens']:>6} {r['tokens_per_s']:>8.2f} "
           f"{r['ms_per_step']:>8.2f} {ratio:>8} {r['peak_mem_mib']:>9.1f}", flush=True)
 
 

@@ -23,6 +23,7 @@ from transformers.cache_utils import DynamicCache, DynamicLayer
 from ..errors import PersonalignError
 from .kv_cache import RoomyLayer
 from .row_lora import RowLoRA
+from .small_rows import SmallRowLinears
 
 
 class RowRunner:
@@ -36,6 +37,7 @@ class RowRunner:
             # logits here are unembedding(decoder(x)); a model that transforms them further would be scored wrongly
             raise PersonalignError(f"{inner.config.model_type} models (final logit soft-capping) are not supported yet")
         self.decoder = inner.get_decoder()
+        self.small_rows = SmallRowLinears(self.decoder)
         self.lm_head = inner.get_output_embeddings()  # None for a sequence-classification model
         self.device = next(self.decoder.parameters()).device
         self.cache = None
@@ -129,7 +131,7 @@ class RowRunner:
         self.copies += 1
 
     def _forward(self, ids, mask, positions, cache, adapter: list[str | None]):
-        with self._adapter_context(adapter):
+        with self._adapter_context(adapter), self.small_rows.rows(ids.numel()):
             out = self.decoder(input_ids=ids, attention_mask=mask, position_ids=positions,
                                cache=cache, use_cache=True)
         return out.last_hidden_state[:, -1], out.cache
