@@ -1,9 +1,9 @@
 """`personalign bench`: tokens/s of plain decoding, PAD through the engine, and the released no-cache PAD loop.
 
-Each row is the median of --repeat runs (the no-cache loop: one run). Every run decodes a fixed number of tokens
-(end-of-sequence ignored) so rows compare like for like. Peak memory is the process's resident memory (model
-weights included) sampled during the run. Run it alone: other busy
-processes on the same cores distort every figure.
+Each row is the median of --repeat runs (the no-cache loop: one run), the rows of a group timed in turns so that
+the machine's drift spreads over them all. Every run decodes a fixed number of tokens (end-of-sequence ignored) so
+rows compare like for like. Peak memory is the process's resident memory (model weights included) sampled during
+the run. Run it alone: other busy processes on the same cores distort every figure.
 """
 
 import json
@@ -47,41 +47,43 @@ def run(args) -> int:
     n = args.max_new_tokens
     _plain(engine, 1, 4)  # warm-up: allocator, kernels, lazy inits
     _pad(engine, 1, 4, "released")
-    plan = []
-    for batch in batch_sizes:  # plain decoding and the default PersRM on the same model: memory compares
-        plan.append((PLAIN, batch, n, lambda b=batch: _plain(engine, b, n)))
-        plan.append((f"PAD engine, {default}", batch, n, lambda b=batch: _pad(engine, b, n, "released")))
-    # built on first use, so the rows above do not include their copies of the model
-    head_only, lora = {}, {}
+    # groups of rows timed in turns (each run of every row, then the next run: the machine's drift spreads over
+    # all rows of a group); each later group's engine is built on first use, so an earlier group's memory does not
+    # include its copy of the model
+    same_model = []  # plain decoding and the default PersRM on the same model: their memory compares
     for batch in batch_sizes:
-        for form in ("released", "decoupled"):
-            plan.append((f"PAD engine, head-only, {form}", batch, n,
-                         lambda b=batch, f=form: _pad(_head_only_engine(head_only, args), b, n, f)))
-    if args.lora_rank:
-        for batch in batch_sizes:
-            plan.append((f"PAD engine, LoRA r={args.lora_rank} PersRM", batch, n,
-                         lambda b=batch: _pad(_lora_engine(lora, _head_only_engine(head_only, args),
-                                                           args.lora_rank), b, n, "released")))
-    for length in released_lengths:
-        if length != n or 1 not in batch_sizes:
-            plan.append((HEAD_ONLY, 1, length, lambda m=length: _pad(_head_only_engine(head_only, args), 1, m,
-                                                                    "released")))
-        plan.append((RELEASED_LOOP, 1, length, lambda m=length: _released_loop(_head_only_engine(head_only, args),
-                                                                             m)))
+        same_model.append((PLAIN, batch, n, lambda b=batch: _plain(engine, b, n)))
+        same_model.append((f"PAD engine, {default}", batch, n, lambda b=batch: _pad(engine, b, n, "released")))
+    built = {}
+    head_only = [(f"PAD engine, head-only, {form}", batch, n,
+                  lambda b=batch, f=form: _pad(_head_only_engine(built, args), b, n, f))
+                 for batch in batch_sizes for form in ("released", "decoupled")]
+    head_only += [(HEAD_ONLY, 1, length, lambda m=length: _pad(_head_only_engine(built, args), 1, m, "released"))
+                  for length in released_lengths if length != n or 1 not in batch_sizes]
+    lora = [(f"PAD engine, LoRA r={args.lora_rank} PersRM", batch, n,
+             lambda b=batch: _pad(_lora_engine(built, _head_only_engine(built, args), args.lora_rank), b, n,
+                                  "released")) for batch in batch_sizes if args.lora_rank]
+    released = [(RELEASED_LOOP, 1, length, lambda m=length: _released_loop(_head_only_engine(built, args), m))
+                for length in released_lengths]  # minutes per run: timed once
     meta = {"model": str(engine.model.config._name_or_path), "dtype": str(engine.model.dtype),
             "device": str(engine.base_runner.device), "threads": torch.get_num_threads(), "k": 10,
             "persrm": default}
     if not args.json:
         _print_header(meta)
     rows = []
-    for i, (name, batch, tokens, fn) in enumerate(plan, 1):
-        slow = name.startswith("released")  # minutes per run: timed once
-        rows.append(_row(name, batch, tokens, fn, 1 if slow else args.repeat))
-        _add_ratio(rows)
-        if args.json:  # progress on stderr; the JSON document comes at the end
-            print(f"[{i}/{len(plan)}] {name}, batch {batch}, {tokens} tokens", file=sys.stderr, flush=True)
-        else:
-            _print_row(rows[-1])
+    for group, repeat in ((same_model, args.repeat), (head_only, args.repeat), (lora, args.repeat), (released, 1)):
+        runs = [[] for _ in group]
+        for turn in range(repeat):
+            for (name, batch, tokens, fn), timed in zip(group, runs):
+                if args.json:  # progress on stderr; the JSON document comes at the end
+                    print(f"[run {turn + 1}/{repeat}] {name}, batch {batch}, {tokens} tokens", file=sys.stderr,
+                          flush=True)
+                timed.append(_timed(fn))
+        for (name, batch, tokens, _), timed in zip(group, runs):
+            rows.append(_row(name, batch, tokens, timed))
+            _add_ratio(rows)
+            if not args.json:
+                _print_row(rows[-1])
     targets = _targets(rows, n, batch_sizes, released_lengths, default)
     if args.json:
         print(json.dumps({"setup": meta, "rows": rows, "targets": targets}, indent=2))
@@ -127,11 +129,11 @@ def _ints(text: str, flag: str) -> list[int]:
     return values
 
 
-def _row(name: str, batch: int, tokens: int, fn, repeat: int) -> dict:
-    """Median time of `repeat` runs (this machine's speed drifts from run to run), highest memory seen."""
-    runs = sorted(_timed(fn) for _ in range(repeat))
+def _row(name: str, batch: int, tokens: int, runs: list[tuple[float, int]]) -> dict:
+    """Median time of the runs (this machine's speed drifts from run to run), highest memory seen."""
+    runs = sorted(runs)
     seconds, peak = runs[len(runs) // 2][0], max(p for _, p in runs)
-    return {"loop": name, "batch": batch, "new_tokens": tokens, "runs": repeat, "seconds": round(seconds, 3),
+    return {"loop": name, "batch": batch, "new_tokens": tokens, "runs": len(runs), "seconds": round(seconds, 3),
             "tokens_per_s": round(batch * tokens / seconds, 2), "ms_per_step": round(1000 * seconds / tokens, 2),
             "peak_mem_mib": round(peak / 2**20, 1)}
 
@@ -165,19 +167,20 @@ def _pad(engine, batch: int, n: int, form: str) -> None:
 def _head_only_engine(built: dict, args):
     """An engine over a bare copy of the base whose PersRM is that model plus an untrained head (the released
     architecture: one forward row per request); made once, kept in `built`."""
-    if "engine" not in built:
+    if "head-only" not in built:
         from ..api import UNTRAINED, load_engine
 
-        built["engine"] = load_engine(args.base, UNTRAINED, policy=UNTRAINED, device=args.device, dtype=args.dtype)
-        _pad(built["engine"], 1, 4, "released")  # warm-up
-    return built["engine"]
+        built["head-only"] = load_engine(args.base, UNTRAINED, policy=UNTRAINED, device=args.device,
+                                         dtype=args.dtype)
+        _pad(built["head-only"], 1, 4, "released")  # warm-up
+    return built["head-only"]
 
 
 def _lora_engine(built: dict, engine, rank: int):
     """An engine whose PersRM is a copy of the base plus a LoRA adapter on q and v (random, so not a no-op), run
-    through peft's per-row adapter selection in the same forward as the base rows; made once, kept in `built`."""
-    if "engine" in built:
-        return built["engine"]
+    through per-row LoRA in the same forward as the base rows; made once, kept in `built`."""
+    if "lora" in built:
+        return built["lora"]
     import copy
 
     from peft import LoraConfig, get_peft_model
@@ -188,8 +191,8 @@ def _lora_engine(built: dict, engine, rank: int):
     model = copy.deepcopy(engine.model)
     config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     persrm = PersonalizedRewardModel(get_peft_model(model, config, adapter_name=ADAPTER_NAME).eval())
-    built["engine"] = Engine(model, engine.tokenizer, persrm)
-    return built["engine"]
+    built["lora"] = Engine(model, engine.tokenizer, persrm)
+    return built["lora"]
 
 
 @torch.inference_mode()
