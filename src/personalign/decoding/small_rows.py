@@ -4,7 +4,7 @@
 1536x576 layer took 439 µs at 2 rows and 258 µs at 1, while `W @ xᵀ` took 163 µs at 2 rows (README, Speed). PAD
 decodes 2 rows per request where the PersRM carries an adapter, so without this every such step paid the slow
 path. The CPU is asked once (a short timing, as for bf16 in training) instead of assuming: another CPU or BLAS may
-not pack. GPUs are left alone.
+not pack. GPUs and bf16/fp16 weights are left alone.
 """
 
 import functools
@@ -15,15 +15,17 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-MAX_ROWS = 64  # past a few dozen rows the packed product is no slower (a prefill takes F.linear)
+MAX_ROWS = 64  # decoding steps; measured faster up to here (prefills of hundreds of rows keep F.linear)
 
 
 class SmallRowLinears:
     def __init__(self, module: torch.nn.Module):
         """`module`: the decoder whose Linear layers (LoRA weights included) a forward may run on few rows."""
         self.linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
-        on_cpu = bool(self.linears) and self.linears[0].weight.device.type == "cpu"
-        self.enabled = on_cpu and transposed_product_is_faster()
+        weight = self.linears[0].weight if self.linears else None
+        # the probe times fp32 products: bf16 weights on a CPU go another way through the BLAS
+        fp32_cpu = weight is not None and weight.device.type == "cpu" and weight.dtype == torch.float32
+        self.enabled = fp32_cpu and transposed_product_is_faster()
 
     @contextmanager
     def rows(self, rows: int):
