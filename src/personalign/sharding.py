@@ -81,4 +81,3 @@ def process_state(cpu: bool | None = None):
     from accelerate import PartialState
 
     return PartialState(cpu=not torch.cuda.is_available() if cpu is None else cpu)
-

@@ -22,6 +22,7 @@ class SmallRowLinears:
     def __init__(self, module: torch.nn.Module):
         """`module`: the decoder whose Linear layers (LoRA weights included) a forward may run on few rows."""
         self.linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+        self.forwards = [types.MethodType(_forward, linear) for linear in self.linears]  # made once, set per forward
         weight = self.linears[0].weight if self.linears else None
         # the probe times fp32 products: bf16 weights on a CPU go another way through the BLAS
         fp32_cpu = weight is not None and weight.device.type == "cpu" and weight.dtype == torch.float32
@@ -35,8 +36,8 @@ class SmallRowLinears:
             return
         # an instance attribute (written straight into the instance dict: nn.Module's setattr is slow), so the
         # model's own class is untouched; the module's __call__ and its hooks run as before
-        for linear in self.linears:
-            linear.__dict__["forward"] = types.MethodType(_forward, linear)
+        for linear, forward in zip(self.linears, self.forwards):
+            linear.__dict__["forward"] = forward
         try:
             yield
         finally:
