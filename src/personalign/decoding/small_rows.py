@@ -1,10 +1,10 @@
 """Linear layers on a few rows, computed as W xᵀ where that is faster: a decoding step's shape on a CPU.
 
 `F.linear(x, W)` with a handful of rows makes MKL's sgemm pack Wᵀ first: on this project's 2-core AVX2 EPYC a
-1536x576 layer took 439 µs at 2 rows and 258 µs at 1, while `W @ xᵀ` took 163 µs at 2 rows (README, Speed). PAD
-decodes 2 rows per request where the PersRM carries an adapter, so without this every such step paid the slow
-path. The CPU is asked once (a short timing, as for bf16 in training) instead of assuming: another CPU or BLAS may
-not pack. GPUs and bf16/fp16 weights are left alone.
+1536x576 layer took 464 µs at 2 rows and 274 µs at 1, while `W @ xᵀ` took 169 µs at 2 rows
+(benchmarks/small_row_linears.py). PAD decodes 2 rows per request where the PersRM carries an adapter, so without
+this every such step paid the slow path. The CPU is asked once (a short timing, as for bf16 in training) instead of
+assuming: another CPU or BLAS may not pack. GPUs and bf16/fp16 weights are left alone.
 """
 
 import functools
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-MAX_ROWS = 64  # decoding steps; measured faster up to here (prefills of hundreds of rows keep F.linear)
+MAX_ROWS = 64  # decoding steps; from 32 rows on the two are within a few percent, so prefills keep F.linear
 
 
 class SmallRowLinears:
