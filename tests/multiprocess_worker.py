@@ -50,12 +50,12 @@ def synth(args) -> None:
     from personalign.evaluation.judges.offline import OfflineJudge
     from personalign.evaluation.judges.relevance import RelevanceJudge
     from personalign.evaluation.judges.trained import HashingEmbedder
-    from test_synth import StandInEngine
+    from test_synth import SynthStandIn
 
     config = SynthConfig(prompts=str(args.dir / "prompts.jsonl"), limit=None, dimensions=("concise", "informative"),
                          free_text=("I love cooking vegetables",), free_per_prompt=1, batch_size=2, min_margin=0.5,
                          min_on_question=0.0)
-    synthesize(config, args.dir / args.out, StandInEngine(args.fail_after), OfflineJudge(),
+    synthesize(config, args.dir / args.out, SynthStandIn(args.fail_after), OfflineJudge(),
                RelevanceJudge(HashingEmbedder()), progress=False)
 
 

@@ -110,7 +110,8 @@ def test_hh_pairs_from_the_shared_data(preference, count):
 
 def test_prompt_sets_from_the_shared_data():
     for relative in ("psoups/koala_eval_50.json", "mt_bench/question.jsonl", "hh_rlhf/harmless-base_test.jsonl.gz",
-                     "amulet/HelpSteer_train.json.gz"):
+                     "amulet/HelpSteer_train.json.gz", "amulet/UltraFeedback_ultrachat.json.gz",
+                     "amulet/UltraFeedback_truthful_qa.json.gz"):
         _require(relative)
     koala = load_prompts("koala_eval_50")
     assert len(koala) == 50 and koala[0].id == "0" and koala[0].prompt.startswith("List the layers")
@@ -120,3 +121,6 @@ def test_prompt_sets_from_the_shared_data():
     short = load_prompts("helpsteer_short")
     assert 0 < len(short) < len(load_prompts("helpsteer")) and all(len(p.prompt) <= 100 for p in short)
     assert shared_file("psoups/koala_eval_50.json").is_file()
+    for name, count in (("ultrachat", 3845), ("truthfulqa", 811)):
+        prompts = load_prompts(name)
+        assert len(prompts) == len({p.id for p in prompts}) == count and all(p.prompt.strip() for p in prompts)

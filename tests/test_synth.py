@@ -2,17 +2,16 @@
 
 import json
 import random
-from types import SimpleNamespace
-
 import pytest
 
 from personalign.data.synth import (NEUTRAL, SynthConfig, build_pairs, degenerate, loop_twins, looped,
-                                      plan_rollouts, synthesize)
+                                      offtopic_twins, onpolicy_pairs, plan_rollouts, synthesize)
 from personalign.answer_checks import loops
 from personalign.errors import PersonalignError
 from personalign.evaluation.judges.offline import OfflineJudge
 from personalign.evaluation.judges.relevance import RelevanceJudge
 from personalign.evaluation.judges.trained import HashingEmbedder
+from tiny import StandInEngine
 
 # what the stand-in model writes under each preference: wordy, terse, or about cooking
 ANSWERS = {NEUTRAL: "The sun is a star made of hot gas that shines on the planet every single day of the year.",
@@ -22,17 +21,15 @@ ANSWERS = {NEUTRAL: "The sun is a star made of hot gas that shines on the planet
            "I love cooking vegetables": "Cooking vegetables and roasting vegetables with love is what I love."}
 
 
-class StandInEngine:
-    def __init__(self, fail_after_batches=None):
-        self.requests, self.batches, self.fail_after = [], 0, fail_after_batches
+# what the stand-in writes with PAD: a loop for concise, a fine answer for informative
+PAD_ANSWERS = {"concise": "Sun. " + " ".join(["a star, a star,"] * 8), "informative": ANSWERS["informative"]}
 
-    def generate(self, requests):
-        if self.fail_after is not None and self.batches == self.fail_after:
-            raise KeyboardInterrupt
-        self.batches += 1
-        self.requests += requests
-        return [SimpleNamespace(text=ANSWERS[r.preference.label if r.method != "base" else NEUTRAL],
-                                finish_reason="eos") for r in requests]
+
+class SynthStandIn(StandInEngine):
+    def answer(self, request):
+        if request.method == "pad":
+            return PAD_ANSWERS.get(request.preference.label)
+        return ANSWERS[request.preference.label if request.method != "base" else NEUTRAL]
 
 
 @pytest.fixture
@@ -59,17 +56,18 @@ def test_each_prompt_is_rolled_out_neutrally_and_under_every_preference(setup):
 def test_pairs_are_the_judged_best_and_worst_and_a_killed_run_resumes(setup):
     tmp_path, config, judges = setup
     with pytest.raises(KeyboardInterrupt):
-        synthesize(config, tmp_path / "out", engine=StandInEngine(fail_after_batches=2), progress=False, **judges)
+        synthesize(config, tmp_path / "out", engine=SynthStandIn(fail_after_batches=2), progress=False, **judges)
     assert len((tmp_path / "out" / "rollouts.jsonl").read_text().splitlines()) == 8
-    engine = StandInEngine()
+    engine = SynthStandIn()
     counts = synthesize(config, tmp_path / "out", engine=engine, progress=False, **judges)
     assert len(engine.requests) == 4  # only the rollouts the killed run had not finished
     rollout_ids = [json.loads(line)["id"] for line in (tmp_path / "out" / "rollouts.jsonl").read_text().splitlines()]
     assert len(rollout_ids) == len(set(rollout_ids)) == 12
     pairs = [json.loads(line) for line in (tmp_path / "out" / "pairs.jsonl").read_text().splitlines()]
     twins = [json.loads(line) for line in (tmp_path / "out" / "loop_pairs.jsonl").read_text().splitlines()]
+    offtopic = [json.loads(line) for line in (tmp_path / "out" / "offtopic_pairs.jsonl").read_text().splitlines()]
     assert counts == {"rollouts": 12, "pairs": len(pairs), "dimension pairs": 6, "free-text pairs": 3,
-                      "loop pairs": len(twins)}
+                      "loop pairs": len(twins), "off-topic pairs": len(offtopic)}
     by_preference = {p["preference"]: p for p in pairs}
     assert by_preference["concise"]["chosen"] == ANSWERS["concise"]
     assert by_preference["concise"]["rejected"] == ANSWERS["informative"]
@@ -80,14 +78,45 @@ def test_pairs_are_the_judged_best_and_worst_and_a_killed_run_resumes(setup):
 
 def test_resuming_with_other_settings_is_refused(setup):
     tmp_path, config, judges = setup
-    synthesize(config, tmp_path / "out", engine=StandInEngine(), progress=False, **judges)
+    synthesize(config, tmp_path / "out", engine=SynthStandIn(), progress=False, **judges)
     config.min_margin, config.loop_pairs = 0.0, 1.0  # these only shape the pairs, rebuilt without new rollouts
-    engine = StandInEngine()
+    engine = SynthStandIn()
     synthesize(config, tmp_path / "out", engine=engine, progress=False, **judges)
     assert engine.requests == [] and (tmp_path / "out" / "loop_pairs.jsonl").read_text()
     config.temperature = 1.0
     with pytest.raises(PersonalignError, match="temperature"):
-        synthesize(config, tmp_path / "out", engine=StandInEngine(), progress=False, **judges)
+        synthesize(config, tmp_path / "out", engine=SynthStandIn(), progress=False, **judges)
+
+
+def test_pads_own_failures_are_rejected_on_policy_and_only_one_persrms_rollouts_are_kept(setup):
+    tmp_path, config, judges = setup
+    synthesize(config, tmp_path / "out", engine=SynthStandIn(), progress=False, **judges)  # without PAD first
+    config.on_policy, config.on_policy_identity = "persrm", "persrm sha256:1"
+    engine = SynthStandIn()
+    counts = synthesize(config, tmp_path / "out", engine=engine, progress=False, **judges)
+    assert [r.method for r in engine.requests] == ["pad"] * 6  # only PAD's rollouts were added
+    assert counts["PAD rollouts"] == 6 and counts["on-policy pairs"] == 3
+    failures = [json.loads(line) for line in (tmp_path / "out" / "onpolicy_pairs.jsonl").read_text().splitlines()]
+    pairs = {(p["prompt_id"], p["preference"]): p for p in
+             map(json.loads, (tmp_path / "out" / "pairs.jsonl").read_text().splitlines())}
+    assert len(failures) == 3 and all(f["preference"] == "concise" and f["rejected_flaw"] == "loop" for f in failures)
+    assert all(f["rejected"] == PAD_ANSWERS["concise"] and f["chosen"] == pairs[f["prompt_id"], "concise"]["chosen"]
+               for f in failures)
+    assert counts["pairs"] == len(pairs)  # PAD's rollouts are not candidates of the judged pairs
+    config.on_policy_identity = "persrm sha256:2"
+    with pytest.raises(PersonalignError, match="another PersRM"):
+        synthesize(config, tmp_path / "out", engine=SynthStandIn(), progress=False, **judges)
+
+
+def test_a_pad_answer_that_leaves_the_question_is_rejected_on_policy():
+    pair = dict(prompt_id="q0", preference="friendly", prompt="Tell me about the sun.", chosen="The sun is a warm star.",
+                rejected="Star.")
+    neutral = dict(prompt_id="q0", preference=NEUTRAL, prompt=pair["prompt"], text="The sun is a star, hot gas.")
+    pad = [dict(prompt_id="q0", preference="friendly", prompt=pair["prompt"], text=text) for text in
+           ("Friendly friends are lovely, be friendly to your friends today!", "The sun is a lovely, friendly star.")]
+    failures = onpolicy_pairs([pair], pad, [neutral], 0.5, RelevanceJudge(HashingEmbedder()))
+    assert [(f["rejected"], f["rejected_flaw"]) for f in failures] == [(pad[0]["text"], "off-question")]
+    assert onpolicy_pairs([pair], pad, [neutral], 0.0, None) == []  # no check asked for
 
 
 def test_a_rollout_that_echoes_the_template_or_loops_is_never_chosen(setup):
@@ -126,6 +155,21 @@ def test_loop_twins_keep_the_chosen_answer_and_reject_its_loop():
     assert loop_twins(pairs, 0.0, seed=0) == [] and len(loop_twins(pairs, 1.0, seed=0)) == 100
 
 
+def test_offtopic_twins_reject_another_prompts_answer_under_the_same_preference():
+    pairs = [dict(preference=p, prompt=f"Question {i}?", prompt_id=f"q{i}", chosen=f"Answer {i} in style {p}.",
+                  rejected="No.", judge="offline", margin=2.0) for i, p in enumerate(["a", "b"] * 50)]
+    twins = offtopic_twins(pairs, 0.5, seed=0)
+    assert 25 <= len(twins) <= 75 and twins == offtopic_twins(pairs, 0.5, seed=0)
+    own = {pair["prompt_id"]: pair for pair in pairs}
+    for twin in twins:
+        other = own[twin["rejected_prompt_id"]]
+        assert twin["chosen"] == own[twin["prompt_id"]]["chosen"] and twin["judge"] == "offtopic"
+        assert other["prompt_id"] != twin["prompt_id"] and other["preference"] == twin["preference"]
+        assert twin["rejected"] == other["chosen"]
+    assert offtopic_twins(pairs, 0.0, seed=0) == [] and len(offtopic_twins(pairs, 1.0, seed=0)) == 100
+    assert offtopic_twins(pairs[:1], 1.0, seed=0) == []  # no other prompt under that preference
+
+
 def test_an_answer_that_leaves_the_question_is_never_chosen():
     """The real MiniLM: VADER likes the cheerful answer that forgets the spelling question best; with the check the
     friendly pair chooses the cheerful answer that also spells the word, and says its rejected one may not be
@@ -144,3 +188,14 @@ def test_an_answer_that_leaves_the_question_is_never_chosen():
     pairs = {p["preference"]: p for p in build_pairs(rollouts, config, **judges)}
     assert pairs["friendly"]["chosen"] == texts["unfriendly"] and pairs["friendly"]["rejected_may_be_chosen"]
     assert pairs["unfriendly"]["rejected"] == texts["friendly"] and not pairs["unfriendly"]["rejected_may_be_chosen"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--on-policy", "untrained"], "needs a trained PersRM"),
+    (["--on-policy", "no/such/dir"], "is not a model directory"),
+    (["--offtopic-pairs", "1.5"], "offtopic_pairs must be in [0, 1]")])
+def test_bad_synth_settings_exit_2_before_anything_is_written(tmp_path, capsys, argv, message):
+    from personalign.cli import main
+    assert main(["data", "synth", "--out", str(tmp_path / "out"), "--free-text", "none", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not (tmp_path / "out").exists()

@@ -180,9 +180,11 @@ def test_train_only_pairs_join_training_but_never_leak_held_out_prompts_or_prefe
     plain = trainer.read_pair_groups(config)
     extra = [{"preference": pref, "prompt": f"Tell me about {topic}.", "chosen": "Fine.", "rejected": "Fine fine fine."}
              for topic in TOPICS for pref in (AGREE, DISAGREE)]
-    (tmp_path / "extra.jsonl").write_text("".join(json.dumps(line) + "\n" for line in extra))
-    groups = trainer.read_pair_groups(toy_config(tmp_path, hold_out=(DISAGREE,),
-                                                 train_only=str(tmp_path / "extra.jsonl")))
+    half = len(extra) // 2  # two files, as --train-only loop_pairs.jsonl,offtopic_pairs.jsonl gives them
+    (tmp_path / "extra.jsonl").write_text("".join(json.dumps(line) + "\n" for line in extra[:half]))
+    (tmp_path / "more.jsonl").write_text("".join(json.dumps(line) + "\n" for line in extra[half:]))
+    groups = trainer.read_pair_groups(toy_config(tmp_path, hold_out=(DISAGREE,), train_only=(
+        str(tmp_path / "extra.jsonl"), str(tmp_path / "more.jsonl"))))
     added = groups["train"][len(plain["train"]):]
     assert groups["valid"] == plain["valid"] and groups["unseen"] == plain["unseen"]
     valid_prompts = {p.prompt for p in plain["valid"]}

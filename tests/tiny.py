@@ -1,5 +1,7 @@
 """Tiny random Llama models that share SmolLM2's tokenizer: milliseconds to build, real shapes and ids."""
 
+from types import SimpleNamespace
+
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -16,3 +18,21 @@ def tiny_llama(seed: int = 0, tie: bool = False) -> LlamaForCausalLM:
     with torch.no_grad():
         model.lm_head.weight.mul_(40)
     return model
+
+
+class StandInEngine:
+    """An engine stand-in for data jobs: a subclass's `answer(request)` writes each text; the batch after
+    `fail_after_batches` raises KeyboardInterrupt, as a killed run would stop."""
+
+    def __init__(self, fail_after_batches=None):
+        self.requests, self.batches, self.fail_after = [], 0, fail_after_batches
+
+    def generate(self, requests):
+        if self.fail_after is not None and self.batches == self.fail_after:
+            raise KeyboardInterrupt
+        self.batches += 1
+        self.requests += requests
+        return [SimpleNamespace(text=self.answer(r), finish_reason="eos") for r in requests]
+
+    def answer(self, request) -> str:
+        raise NotImplementedError

@@ -62,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "answers, write tables and plots; re-running resumes.")
     eval_command.add_arguments(evaluation)
 
+    from .commands import eval_choices
+    choices = commands.add_parser("eval-choices", help="multiple-choice accuracy of prompting, the PersRM and PAD",
+                                  description="Score every option of a multiple-choice file by preference "
+                                              "prompting's log-likelihood, the PersRM's summed reward and PAD's "
+                                              "summed score; print how often each picks the right option.")
+    eval_choices.add_arguments(choices)
+    _model_args(choices)
+
     from .commands import train_judge
     judge = commands.add_parser("train-judge", help="train the helpfulness/harmless reward-model judges",
                                 description="Train small reward-model judges on the HH pairs; prints held-out "
@@ -119,6 +127,15 @@ def add_data_commands(data_commands) -> None:
                                                  "prompt, judge the rollouts per preference and keep the clear "
                                                  "best-vs-worst pairs. Re-running resumes.")
     data_synth.add_arguments(synth)
+    from .commands import data_constraints
+    constraints = data_commands.add_parser("constraints", help="pairs and a multiple-choice set for constraint "
+                                                               "preferences (\"I'm vegetarian\")",
+                                           description="Have the base model answer questions recommending what "
+                                                       "each constraint of the catalog allows or rules out, check "
+                                                       "the answers against the constraint's word list, and write "
+                                                       "training pairs and a held-out multiple-choice set. "
+                                                       "Re-running resumes.")
+    data_constraints.add_arguments(constraints)
     from .commands import data_metaalign
     meta = data_commands.add_parser("metaalign", help="MetaAlign data: pairs under meta-prompts, labels flipped",
                                     description="Build MetaAlign's SFT examples and DPO pairs from the shared data "
@@ -166,6 +183,8 @@ def _run(argv: list[str] | None) -> int:
             from .commands.generate import run
         elif args.command == "eval":
             from .commands.eval import run
+        elif args.command == "eval-choices":
+            from .commands.eval_choices import run
         elif args.command == "train-judge":
             from .commands.train_judge import run
         elif args.command == "train-rm":

@@ -2,6 +2,7 @@
 
     personalign data synth --out runs/synth                       # 160 HelpSteer prompts, six P-SOUPS + Janus
     personalign data synth --out runs/synth --free-text janus --free-per-prompt 3
+    personalign data synth --out runs/synth --on-policy default    # + PAD's own failures, shipped PersRM
 
 Re-running the same command resumes: finished rollouts are skipped. Across processes, each decoding a share:
     torchrun --nproc_per_node 2 .venv/bin/personalign data synth --out runs/synth     # (GPUs: accelerate launch)
@@ -12,7 +13,7 @@ from ..errors import PersonalignError
 from ..validation import read_text_lines
 
 FLAGS = ["prompts", "limit", "dimensions", "free_per_prompt", "max_new_tokens", "temperature", "min_margin",
-         "min_on_question", "loop_pairs", "batch_size", "seed", "data_dir"]
+         "min_on_question", "loop_pairs", "offtopic_pairs", "on_policy", "batch_size", "seed", "data_dir"]
 
 
 def add_arguments(parser) -> None:
@@ -49,20 +50,34 @@ def run(args) -> int:
         raise PersonalignError(f"--free-text {args.free_text!r} is neither janus, none nor a file")
     if not free_text:
         values["free_per_prompt"] = 0
+    from ..api import UNTRAINED, default_persrm, load_engine
+    from ..models import resolve_model_source
+
+    if values["on_policy"] == "default":
+        values["on_policy"] = default_persrm(resolve_model_source(None))
+    if values["on_policy"] == UNTRAINED:
+        raise PersonalignError("--on-policy needs a trained PersRM: with the untrained one PAD answers as "
+                               "prompting does")
     config = SynthConfig(**values, free_text=free_text)
     config.validate()
+    if config.on_policy:
+        from ..evaluation.identity import dir_identity
+        from ..validation import check_model_dir
+        check_model_dir(Path(config.on_policy), "--on-policy", persrm=True)
+        config.on_policy_identity = dir_identity(config.on_policy)
     from . import quiet_loading
     quiet_loading()
-    from ..api import load_engine
     from ..evaluation.judges.offline import OfflineJudge
     from ..evaluation.judges.relevance import RelevanceJudge
 
     from ..sharding import process_device
 
-    counts = synthesize(config, args.out, load_engine(persrm="untrained", device=process_device()), OfflineJudge(),
+    engine = load_engine(persrm=config.on_policy or "untrained", device=process_device())
+    counts = synthesize(config, args.out, engine, OfflineJudge(),
                         RelevanceJudge() if free_text or config.min_on_question else None)
     if counts:  # the first process's (several processes: torchrun or accelerate launch)
         for name, value in counts.items():
             print(f"{value:>7}  {name}")
-        print(f"wrote {args.out}/pairs.jsonl and {args.out}/loop_pairs.jsonl")
+        print(f"wrote {args.out}/pairs.jsonl and the twins for train-rm --train-only: loop_pairs.jsonl, "
+              f"offtopic_pairs.jsonl{', onpolicy_pairs.jsonl' if config.on_policy else ''}")
     return 0

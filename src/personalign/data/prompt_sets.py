@@ -5,6 +5,8 @@
     helpsteer         Amulet's 1236 HelpSteer prompts (id = their index)
     helpsteer_short   those of at most 100 characters (897): PAD filters its HelpSteer2 prompts the same way,
                       though this pool is HelpSteer (v1), the one Amulet ships
+    ultrachat         Amulet's 3845 UltraChat prompts (UltraFeedback's ultrachat subset; id = their index)
+    truthfulqa        Amulet's 811 TruthfulQA prompts (UltraFeedback's truthful_qa subset; id = their index)
     hh_rlhf           HH-RLHF harmless-base test dialogues with a single human turn, as plain prompts (662,
                       660 distinct; id = the dialogue's 0-based line in the file). Multi-turn dialogues are left
                       out: their last request only makes sense after the earlier turns, and their first human
@@ -59,8 +61,11 @@ def _id_prompt(records, id_key: str, prompt_key: str) -> list[PromptItem]:
     return [PromptItem(str(r[id_key]), r[prompt_key]) for r in records]
 
 
-def _helpsteer(data_dir) -> list[PromptItem]:
-    return _id_prompt(read_shared_json("amulet/HelpSteer_train.json.gz", data_dir), "index", "question")
+def _amulet(name: str):
+    return lambda data_dir: _id_prompt(read_shared_json(f"amulet/{name}.json.gz", data_dir), "index", "question")
+
+
+_helpsteer = _amulet("HelpSteer_train")
 
 
 def _hh_rlhf(data_dir) -> list[PromptItem]:
@@ -78,6 +83,8 @@ _SOURCES = {
     "koala": lambda d: _id_prompt(read_shared_jsonl("koala/koala_test_set.jsonl", d), "id", "prompt"),
     "helpsteer": _helpsteer,
     "helpsteer_short": lambda d: [p for p in _helpsteer(d) if len(p.prompt) <= HELPSTEER_SHORT_MAX_CHARS],
+    "ultrachat": _amulet("UltraFeedback_ultrachat"),
+    "truthfulqa": _amulet("UltraFeedback_truthful_qa"),
     "hh_rlhf": _hh_rlhf,
     "alpaca_eval": lambda d: [PromptItem(str(i), r["instruction"]) for i, r in enumerate(
         read_shared_json("alpaca_eval/alpaca_eval_805_example_outputs.json.gz", d))],

@@ -6,6 +6,8 @@ Two stages, so that a killed run loses at most one batch:
     rollouts.jsonl   append-only, one line per (prompt, preference it was written under); finished ids skipped
     pairs.jsonl      rebuilt from all rollouts at the end (judging is cheap next to decoding), written atomically
     loop_pairs.jsonl rebuilt with it: looped twins of some pairs (below)
+    offtopic_pairs.jsonl  rebuilt with it: off-topic twins of some pairs (below)
+    onpolicy_pairs.jsonl  rebuilt with it, with --on-policy: PAD's own failures rejected (below)
 
 The candidates of a prompt are its neutral rollout and its rollouts under every preference asked of it: the six
 P-SOUPS dimensions (judged by the offline judge: reading grade, word counts, sentiment) and a few free-text
@@ -25,6 +27,18 @@ reward, so a reward that likes some phrase for a preference makes the answer rep
 words over and over. The two share their opening, so the token-level reward can only tell them apart where the loop
 starts: every preference learns that repeating itself is worse. They are kept apart from pairs.jsonl so that
 held-out accuracy stays a measure of the preferences, not of this easy contrast.
+
+Off-topic pairs (offtopic_pairs.jsonl, for training only, kept apart for the same reason): a reward that likes a
+preference's own words pulls PAD's answers toward talk about the preference and away from the question. For a
+share of the pairs (`offtopic_pairs`), a twin keeps the chosen answer and rejects the chosen answer of another
+prompt under the same preference: both obey the preference, only one answers the question, so the reward learns
+that the question comes first.
+
+On-policy pairs (onpolicy_pairs.jsonl, `on_policy`, for training only): each prompt is also decoded with PAD
+itself (the given PersRM, sampled at the rollouts' temperature) under each dimension. Where PAD's answer loops,
+echoes the template or leaves the question (the same checks as above), it is rejected against that pair's chosen
+answer: the next PersRM learns from the failures of the current one. The PersRM is named in synth_config.json by
+its directory and a fingerprint of its files, so PAD rollouts of another PersRM are never mixed in.
 """
 
 import hashlib
@@ -47,6 +61,8 @@ PSOUPS_DIMENSIONS = ("elementary", "expert", "concise", "informative", "friendly
 ROLLOUTS = "rollouts.jsonl"
 PAIRS = "pairs.jsonl"
 LOOP_PAIRS = "loop_pairs.jsonl"
+OFFTOPIC_PAIRS = "offtopic_pairs.jsonl"
+ONPOLICY_PAIRS = "onpolicy_pairs.jsonl"
 NEUTRAL = "none"
 
 
@@ -71,6 +87,13 @@ class SynthConfig:
     loop_pairs: float = field(default=0.5, metadata=flag_help(
         "share of pairs that get a twin rejecting a looped copy of the chosen answer, written to loop_pairs.jsonl "
         "for train-rm --train-only"))
+    offtopic_pairs: float = field(default=0.5, metadata=flag_help(
+        "share of pairs that get a twin rejecting another prompt's chosen answer under the same preference, written "
+        "to offtopic_pairs.jsonl for train-rm --train-only"))
+    on_policy: str | None = field(default=None, metadata=flag_help(
+        "also decode with PAD and this PersRM ('default': the one shipped for the base) under each dimension; its "
+        "degenerate or off-question answers are rejected in onpolicy_pairs.jsonl, for train-rm --train-only"))
+    on_policy_identity: str | None = None  # the on-policy PersRM's directory and file fingerprint (the command's)
     min_on_question: float = field(default=0.5, metadata=flag_help(
         "an answer may be chosen only if its similarity to the prompt is at least this share of the prompt's neutral "
         "rollout's (0: no check)"))
@@ -90,8 +113,9 @@ class SynthConfig:
             raise PersonalignError(f"min_margin must be >= 0, got {self.min_margin}")
         if not 0 <= self.min_on_question <= 1:
             raise PersonalignError(f"min_on_question must be in [0, 1], got {self.min_on_question}")
-        if not 0 <= self.loop_pairs <= 1:
-            raise PersonalignError(f"loop_pairs must be in [0, 1], got {self.loop_pairs}")
+        for name in ("loop_pairs", "offtopic_pairs"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise PersonalignError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not self.dimensions and not self.free_text:
             raise PersonalignError("no preferences to synthesize pairs for")
 
@@ -103,13 +127,13 @@ def janus_preferences(data_dir=None) -> list[str]:
     return [text for subdims in tree.values() for texts in subdims.values() for text in texts]
 
 
-def _seed(*parts) -> int:
+def stable_seed(*parts) -> int:
     return int.from_bytes(hashlib.sha256("\0".join(map(str, parts)).encode()).digest()[:4], "big")
 
 
 def free_text_for(prompt_id: str, config: SynthConfig) -> list[str]:
     """The free-text preferences drawn for one prompt: fixed by the prompt id and the seed."""
-    rng = random.Random(_seed(config.seed, prompt_id))
+    rng = random.Random(stable_seed(config.seed, prompt_id))
     return rng.sample(list(config.free_text), min(config.free_per_prompt, len(config.free_text)))
 
 
@@ -125,6 +149,9 @@ def plan_rollouts(prompts, config: SynthConfig) -> list[dict]:
         for preference in (NEUTRAL, *config.dimensions, *free_text_for(item.id, config)):
             jobs.append(dict(id=rollout_id(item.id, preference), prompt_id=item.id, prompt=item.prompt,
                              preference=preference))
+        for dim in config.dimensions if config.on_policy else ():
+            jobs.append(dict(id=rollout_id(item.id, f"pad:{dim}"), prompt_id=item.id, prompt=item.prompt,
+                             preference=dim, method="pad"))
     return jobs
 
 
@@ -140,9 +167,9 @@ def roll_out(engine, jobs: list[dict], config: SynthConfig, path: Path, progress
     for start in range(0, len(todo), config.batch_size):
         batch = todo[start:start + config.batch_size]
         requests = [GenerationRequest(j["prompt"], preference=None if j["preference"] == NEUTRAL else j["preference"],
-                                      method="base" if j["preference"] == NEUTRAL else "prompt",
+                                      method=j.get("method", "base" if j["preference"] == NEUTRAL else "prompt"),
                                       max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                                      seed=_seed(config.seed, j["id"])) for j in batch]
+                                      seed=stable_seed(config.seed, j["id"])) for j in batch]
         results = engine.generate(requests)
         append_records(shards.target(), [dict(job, text=r.text.strip(), finish_reason=r.finish_reason)
                                          for job, r in zip(batch, results)])
@@ -171,11 +198,49 @@ def loop_twins(pairs: list[dict], share: float, seed: int) -> list[dict]:
     """For a seeded `share` of `pairs`, a pair keeping the chosen answer and rejecting a looped copy of it."""
     twins = []
     for pair in pairs:
-        rng = random.Random(_seed(seed, "loop", pair["prompt_id"], pair["preference"]))
+        rng = random.Random(stable_seed(seed, "loop", pair["prompt_id"], pair["preference"]))
         if rng.random() >= share or (rejected := looped(pair["chosen"], rng)) is None:
             continue
         twins.append(dict(pair, rejected=rejected, judge="loop", margin=None, rejected_under="loop"))
     return twins
+
+
+def offtopic_twins(pairs: list[dict], share: float, seed: int) -> list[dict]:
+    """For a seeded `share` of `pairs`, a pair keeping the chosen answer and rejecting the chosen answer of another
+    prompt under the same preference: an answer that obeys the preference but not the question."""
+    by_preference: dict[str, list[dict]] = {}
+    for pair in pairs:
+        by_preference.setdefault(pair["preference"], []).append(pair)
+    twins = []
+    for pair in pairs:
+        rng = random.Random(stable_seed(seed, "offtopic", pair["prompt_id"], pair["preference"]))
+        others = [p for p in by_preference[pair["preference"]] if p["prompt_id"] != pair["prompt_id"]]
+        if rng.random() >= share or not others:
+            continue
+        other = rng.choice(others)
+        twins.append(dict(pair, rejected=other["chosen"], judge="offtopic", margin=None, rejected_under="offtopic",
+                          rejected_prompt_id=other["prompt_id"]))
+    return twins
+
+
+def onpolicy_pairs(pairs: list[dict], pad_rollouts: list[dict], rollouts: list[dict], min_on_question: float,
+                   relevance_judge) -> list[dict]:
+    """PAD's answers that loop, echo the template or leave the question, each rejected against the chosen answer of
+    the pair of its prompt and preference (see the module docstring)."""
+    chosen = {(p["prompt_id"], p["preference"]): p for p in pairs}
+    neutral = {r["prompt_id"]: r["text"] for r in rollouts if r["preference"] == NEUTRAL and r["text"]}
+    todo = [r for r in pad_rollouts if r["text"] and (r["prompt_id"], r["preference"]) in chosen]
+    flaws = [("echo" if echoes_template(r["text"]) else "loop" if loops(r["text"]) else None) for r in todo]
+    checked = [i for i, r in enumerate(todo) if flaws[i] is None and r["prompt_id"] in neutral]
+    if min_on_question and checked:
+        prompts = [todo[i]["prompt"] for i in checked]
+        sims = relevance_judge.score_many(prompts * 2, [todo[i]["text"] for i in checked]
+                                          + [neutral[todo[i]["prompt_id"]] for i in checked])
+        for k, i in enumerate(checked):
+            if sims[k] < min_on_question * sims[len(checked) + k]:
+                flaws[i] = "off-question"
+    return [dict(chosen[(r["prompt_id"], r["preference"])], rejected=r["text"], judge="on-policy", margin=None,
+                 rejected_under="pad", rejected_flaw=flaw) for r, flaw in zip(todo, flaws) if flaw]
 
 
 def build_pairs(rollouts: list[dict], config: SynthConfig, offline_judge, relevance_judge) -> list[dict]:
@@ -266,30 +331,45 @@ def synthesize(config: SynthConfig, out, engine, offline_judge, relevance_judge=
         return {}  # the first process judges and pairs what every process rolled out
     wanted = {j["id"] for j in jobs}
     records = [r for r in read_records(out / ROLLOUTS) if r["id"] in wanted]
+    pad = [r for r in records if r.get("method") == "pad"]
+    records = [r for r in records if r.get("method") != "pad"]
     pairs = build_pairs(records, config, offline_judge, relevance_judge)
     twins = loop_twins(pairs, config.loop_pairs, config.seed)
+    offtopic = offtopic_twins(pairs, config.offtopic_pairs, config.seed)
     write_records_atomic(out / PAIRS, pairs)
     write_records_atomic(out / LOOP_PAIRS, twins)
+    write_records_atomic(out / OFFTOPIC_PAIRS, offtopic)
+    if config.on_policy:
+        failures = onpolicy_pairs(pairs, pad, records, config.min_on_question, relevance_judge)
+        write_records_atomic(out / ONPOLICY_PAIRS, failures)
     counts = {"rollouts": len(records), "pairs": len(pairs),
               "dimension pairs": sum(p["judge"] == "offline" for p in pairs),
               "free-text pairs": sum(p["judge"] == "relevance" for p in pairs),
-              "loop pairs": len(twins)}
+              "loop pairs": len(twins), "off-topic pairs": len(offtopic)}
+    if config.on_policy:
+        counts.update({"PAD rollouts": len(pad), "on-policy pairs": len(failures)})
     return counts
 
 
 def _check_same_config(out: Path, config: SynthConfig) -> None:
     """Resuming with other settings would mix two kinds of rollouts in one file: refuse it. The settings that only
-    shape pairs (margin, loop share, on-question share) may change: the pairs are rebuilt from the rollouts on every
+    shape pairs (margin, twin shares, on-question share) may change: the pairs are rebuilt from the rollouts on every
     run."""
     path = out / "synth_config.json"
-    free = ("batch_size", "limit", "data_dir", "min_margin", "loop_pairs", "min_on_question")
+    free = ("batch_size", "limit", "data_dir", "min_margin", "loop_pairs", "offtopic_pairs", "min_on_question",
+            "on_policy", "on_policy_identity")
     settings = {k: v for k, v in config.__dict__.items() if k not in free}
     settings = json.loads(json.dumps(settings))
-    if path.exists():
-        before = json.loads(path.read_text())
-        changed = sorted(k for k in settings if before.get(k) != settings[k])
-        if changed:
-            raise PersonalignError(f"{out} holds a synthesis with other settings ({', '.join(changed)}); "
-                                   "use another --out or the same settings")
-    else:
+    before = json.loads(path.read_text()) if path.exists() else {}
+    changed = sorted(k for k in settings if before and before.get(k) != settings[k])
+    if changed:
+        raise PersonalignError(f"{out} holds a synthesis with other settings ({', '.join(changed)}); "
+                               "use another --out or the same settings")
+    # PAD rollouts may be added to a finished run, but only ever those of one PersRM
+    identity = before.get("on_policy_identity")
+    if config.on_policy and identity not in (None, config.on_policy_identity):
+        raise PersonalignError(f"{out} holds PAD rollouts of another PersRM ({identity}); use another --out or "
+                               "that PersRM")
+    if not before or (config.on_policy and identity is None):
+        settings["on_policy_identity"] = config.on_policy_identity if config.on_policy else None
         path.write_text(json.dumps(settings, indent=2) + "\n")

@@ -23,9 +23,10 @@ class TrainConfig:
     hold_out: tuple[str, ...] = field(default=(), metadata=flag_help(
         "keep this preference out of training and report it as unseen; repeatable or comma-separated (e.g. a whole "
         "P-SOUPS axis: friendly,unfriendly)", action="append", sep=",", metavar="PREFERENCE"))
-    train_only: str | None = field(default=None, metadata=flag_help(
+    train_only: tuple[str, ...] = field(default=(), metadata=flag_help(
         "more pairs for training only, never held out (e.g. data synth's loop_pairs.jsonl); those of --hold-out "
-        "preferences or of held-out prompts are left out", metavar="PAIRS.jsonl"))
+        "preferences or of held-out prompts are left out; repeatable or comma-separated", action="append", sep=",",
+        metavar="PAIRS.jsonl"))
     base: str | None = field(default=None,
                              metadata=flag_help("backbone: a local dir or hub id (none: embedded SmolLM2)"))
     reference: str = field(default="with-preference", metadata=flag_help(

@@ -68,7 +68,7 @@ def read_pair_groups(config: TrainConfig) -> dict[str, list]:
     if config.train_only:
         # no held-out preference and no held-out prompt: they would carry the held-out answers into training
         valid_prompts = {prompt_key(p) for p in valid}
-        groups["train"] += [p for p in read_pairs_jsonl(config.train_only)
+        groups["train"] += [p for path in config.train_only for p in read_pairs_jsonl(path)
                             if p.preference not in held and prompt_key(p) not in valid_prompts]
     if not groups["train"]:
         raise PersonalignError(f"{config.train}: no training pairs left after the split and --hold-out")

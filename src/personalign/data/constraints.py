@@ -1,0 +1,206 @@
+"""Pairs and a held-out multiple-choice set for content and constraint preferences ("I'm vegetarian", "I don't
+drive"; the catalog is data/constraint_catalog.py).
+
+The base model writes the answers: for every question of a constraint's domain and every item the constraint
+suits or rules out, it answers the question asked to recommend that item (no preference shown). An answer counts
+as respecting when it names its item and nothing the constraint's flags find; as violating when it names its item
+and the flags find something ruled out; degenerate answers (template echo, loops) count as neither. So the labels
+come from the constraint's own word list, not from a proxy judge that could be gamed.
+
+    rollouts.jsonl  append-only, one line per (question, item, sample); a killed run resumes where it was
+    pairs.jsonl     seen constraints, seen questions: under each way of stating the constraint, a respecting answer
+                    chosen over a violating one
+    choices.jsonl   the held-out multiple-choice set: a statement of a constraint, a question, `options` (one
+                    respecting answer, the rest violating, all cut to the same number of words so that no option
+                    wins a log-likelihood comparison by being short) and `answer`, the respecting option's index.
+                    Its "unseen" group holds constraints never trained on (every `hold_out_every`-th of the catalog),
+                    its "seen" group the last question of each domain under the trained constraints.
+
+Everything is a function of the catalog, the seed and the rollouts, so the files are rebuilt on every run.
+"""
+
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import PersonalignError
+from ..flag_help import flag_help
+from ..records import read_records, write_records_atomic
+from .constraint_catalog import CONSTRAINTS, Constraint
+from .synth import NEUTRAL, degenerate, roll_out, stable_seed
+
+ROLLOUTS = "rollouts.jsonl"
+PAIRS = "pairs.jsonl"
+CHOICES = "choices.jsonl"
+_FILLER = {"with", "your", "from", "that", "this", "some", "along", "through", "nearby", "down", "away", "hours",
+           "glass", "bottle", "pint", "tray", "bowl", "slices", "cup"}
+
+
+@dataclass
+class ConstraintConfig:
+    samples: int = field(default=2, metadata=flag_help("answers written per (question, item)"))
+    pairs_per_question: int = field(default=4, metadata=flag_help(
+        "most pairs per (statement of a constraint, question)"))
+    options: int = field(default=3, metadata=flag_help("options per multiple-choice item: one respecting, the rest "
+                                                        "violating"))
+    hold_out_every: int = field(default=4, metadata=flag_help(
+        "every N-th constraint of the catalog is held out of pairs.jsonl: the unseen group of choices.jsonl"))
+    max_new_tokens: int = field(default=64, metadata=flag_help("most tokens per answer"))
+    temperature: float = field(default=0.7, metadata=flag_help("sampling temperature of the answers"))
+    batch_size: int = field(default=16, metadata=flag_help("answers decoded together"))
+    seed: int = field(default=0, metadata=flag_help("seed of the answers and of the pairing"))
+
+    def validate(self) -> None:
+        for name in ("samples", "pairs_per_question", "max_new_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise PersonalignError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.options < 2:
+            raise PersonalignError(f"options must be >= 2, got {self.options}")
+        if self.hold_out_every < 2:
+            raise PersonalignError(f"hold_out_every must be >= 2 (some constraints must be trained on), got "
+                                   f"{self.hold_out_every}")
+        if self.temperature < 0:
+            raise PersonalignError(f"temperature must be >= 0, got {self.temperature}")
+
+
+def is_held_out(index: int, config: ConstraintConfig) -> bool:
+    """Whether the catalog's `index`-th constraint is unseen (kept for choices.jsonl only)."""
+    return index % config.hold_out_every == config.hold_out_every - 1
+
+
+def instruction(question: str, item: str) -> str:
+    """What the base model is asked, to write an answer to `question` that recommends `item`."""
+    return f"{question} Recommend {item}."
+
+
+def plan_answers(config: ConstraintConfig, constraints=CONSTRAINTS) -> list[dict]:
+    """One job per (question, item, sample), items shared between constraints written once."""
+    jobs = {}
+    for constraint in constraints:
+        for question in constraint.questions:
+            for item in (*constraint.suits, *constraint.rules_out):
+                for sample in range(config.samples):
+                    job_id = f"{question}\t{item}\t{sample}"
+                    jobs[job_id] = dict(id=job_id, prompt=instruction(question, item), preference=NEUTRAL,
+                                        question=question, item=item)
+    return list(jobs.values())
+
+
+def names_item(answer: str, item: str) -> bool:
+    """Whether `answer` names `item`: one of the item's content words (4+ letters, not filler) appears in it."""
+    words = [w for w in re.findall(r"[a-z][a-z'-]{3,}", item.lower()) if w not in _FILLER]
+    text = answer.lower()
+    return any(re.search(rf"\b{re.escape(w)}", text) for w in words)
+
+
+def respects(constraint: Constraint, answer: str, item: str) -> bool:
+    return names_item(answer, item) and not constraint.violated_by(answer) and not degenerate(answer)
+
+
+def violates(constraint: Constraint, answer: str, item: str) -> bool:
+    return names_item(answer, item) and constraint.violated_by(answer) and not degenerate(answer)
+
+
+def _sorted_answers(constraint: Constraint, question: str, by_key: dict) -> tuple[list[tuple], list[tuple]]:
+    """(item, answer) that respect and that violate `constraint`, among the answers written for `question`."""
+    good = [(item, text) for item in constraint.suits for text in by_key.get((question, item), ())
+            if respects(constraint, text, item)]
+    bad = [(item, text) for item in constraint.rules_out for text in by_key.get((question, item), ())
+           if violates(constraint, text, item)]
+    return good, bad
+
+
+def build_pairs(constraints, by_key: dict, config: ConstraintConfig) -> list[dict]:
+    """Seen constraints, seen questions: respecting answers chosen over violating ones (see the module docstring)."""
+    pairs = []
+    for index, constraint in enumerate(constraints):
+        if is_held_out(index, config):
+            continue
+        for question in constraint.questions[:-1]:
+            good, bad = _sorted_answers(constraint, question, by_key)
+            for text in constraint.texts:
+                rng = random.Random(stable_seed(config.seed, "pairs", text, question))
+                combos = [(g, b) for g in good for b in bad]
+                for (good_item, chosen), (bad_item, rejected) in rng.sample(
+                        combos, min(config.pairs_per_question, len(combos))):
+                    pairs.append(dict(preference=text, prompt=question, chosen=chosen, rejected=rejected,
+                                      source="constraint", judge="constraint", constraint=constraint.name,
+                                      chosen_item=good_item, rejected_item=bad_item, rejected_may_be_chosen=False))
+    return pairs
+
+
+def build_choices(constraints, by_key: dict, config: ConstraintConfig) -> list[dict]:
+    """The held-out multiple-choice set (see the module docstring)."""
+    items = []
+    for index, constraint in enumerate(constraints):
+        unseen = is_held_out(index, config)
+        for question in constraint.questions if unseen else constraint.questions[-1:]:
+            good, bad = _sorted_answers(constraint, question, by_key)
+            for text in constraint.texts:
+                rng = random.Random(stable_seed(config.seed, "choices", text, question))
+                options = _options(constraint, good, bad, config.options, rng)
+                if options is None:
+                    continue
+                order = list(range(len(options)))
+                rng.shuffle(order)
+                items.append(dict(preference=text, prompt=question, options=[options[i] for i in order],
+                                  answer=order.index(0), constraint=constraint.name,
+                                  group="unseen" if unseen else "seen"))
+    return items
+
+
+def _options(constraint, good, bad, count, rng) -> list[str] | None:
+    """One respecting and count-1 violating answers of distinct items, cut to the same number of words and still
+    what they were; None when the answers do not allow it."""
+    bad_items = list(dict.fromkeys(item for item, _ in bad))
+    if not good or len(bad_items) < count - 1:
+        return None
+    picked = [rng.choice(good)] + [rng.choice([a for a in bad if a[0] == item])
+                                   for item in rng.sample(bad_items, count - 1)]
+    words = min(len(text.split()) for _, text in picked)
+    cut = [(item, " ".join(text.split()[:words])) for item, text in picked]
+    if not respects(constraint, *cut[0][::-1]) or not all(violates(constraint, t, i) for i, t in cut[1:]):
+        return None
+    return [text for _, text in cut]
+
+
+def write(config: ConstraintConfig, out, engine, progress: bool = True, constraints=CONSTRAINTS) -> dict:
+    """Write (or resume) the answers into `out`, then rebuild pairs.jsonl and choices.jsonl; returns counts (empty in
+    processes but the first, under torchrun or accelerate launch)."""
+    config.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_same_config(out, config)
+    jobs = plan_answers(config, constraints)
+    if not roll_out(engine, jobs, config, out / ROLLOUTS, progress).is_main:
+        return {}
+    wanted = {j["id"] for j in jobs}
+    by_key: dict[tuple, list[str]] = {}
+    for record in read_records(out / ROLLOUTS):
+        if record["id"] in wanted and record["text"]:
+            by_key.setdefault((record["question"], record["item"]), []).append(record["text"])
+    pairs = build_pairs(constraints, by_key, config)
+    choices = build_choices(constraints, by_key, config)
+    write_records_atomic(out / PAIRS, pairs)
+    write_records_atomic(out / CHOICES, choices)
+    return {"answers": sum(map(len, by_key.values())), "pairs": len(pairs),
+            "constraints in pairs": len({p["constraint"] for p in pairs}),
+            "choices (seen)": sum(c["group"] == "seen" for c in choices),
+            "choices (unseen)": sum(c["group"] == "unseen" for c in choices)}
+
+
+def _check_same_config(out: Path, config: ConstraintConfig) -> None:
+    """Answers written with other decoding settings must not be mixed in: refuse them. The settings that only shape
+    pairs and choices may change."""
+    path = out / "constraints_config.json"
+    settings = {k: getattr(config, k) for k in ("max_new_tokens", "temperature", "seed")}
+    if path.exists():
+        before = json.loads(path.read_text())
+        changed = sorted(k for k in settings if before.get(k) != settings[k])
+        if changed:
+            raise PersonalignError(f"{out} holds answers written with other settings ({', '.join(changed)}); "
+                                   "use another --out or the same settings")
+    else:
+        path.write_text(json.dumps(settings, indent=2) + "\n")

@@ -1,0 +1,148 @@
+"""Constraint preferences: the catalog's word lists, the answers written per item (resumed after a kill), the pairs
+and the held-out multiple-choice set (data/constraints.py), and multiple-choice accuracy (eval-choices)."""
+
+import json
+import pytest
+
+from personalign.cli import main
+from personalign.data.constraint_catalog import CONSTRAINTS, DOMAIN_QUESTIONS, Constraint
+from personalign.data.constraints import (ConstraintConfig, is_held_out, names_item, plan_answers, respects,
+                                          violates, write)
+from personalign.errors import PersonalignError
+from personalign.evaluation.choices import accuracy_table, credit, read_choices, score_items
+from tiny import StandInEngine
+
+VEGETARIAN = next(c for c in CONSTRAINTS if c.name == "vegetarian")
+DRIVE = next(c for c in CONSTRAINTS if c.name == "doesn't drive")
+# a two-constraint catalog, so that one is trained on and one held out (hold_out_every=2)
+SMALL = (Constraint("vegetarian", ("I'm vegetarian.",), "meal", ("a lentil curry", "a bean chili"),
+                    ("a grilled steak", "chicken wings"), VEGETARIAN.flags),
+         Constraint("doesn't drive", ("I don't drive.",), "getting_around", ("the train", "a city bus"),
+                    ("a rental car", "driving your own car"), DRIVE.flags))
+
+
+def test_the_catalog_is_consistent():
+    assert len(CONSTRAINTS) >= 25 and len({c.name for c in CONSTRAINTS}) == len(CONSTRAINTS)
+    for constraint in CONSTRAINTS:
+        assert constraint.domain in DOMAIN_QUESTIONS and len(constraint.texts) >= 2
+        # what a constraint suits is never flagged by it; what it rules out mostly is (else no answer could check)
+        assert not [item for item in constraint.suits if constraint.violated_by(item)], constraint.name
+        assert sum(constraint.violated_by(item) for item in constraint.rules_out) >= 3, constraint.name
+
+
+def test_answers_are_checked_against_the_constraint_and_their_item():
+    assert names_item("Tonight, make a lentil curry with rice.", "a lentil curry")
+    assert not names_item("Tonight, make something warm.", "a lentil curry")
+    assert respects(VEGETARIAN, "Make a lentil curry with spinach.", "a lentil curry")
+    assert not respects(VEGETARIAN, "Make a lentil curry with chicken.", "a lentil curry")
+    assert violates(VEGETARIAN, "Grill a steak, medium rare.", "a grilled steak")
+    assert not violates(VEGETARIAN, "I'm sorry, I can't suggest recipes.", "a grilled steak")
+    assert not respects(VEGETARIAN, " ".join(["a lentil curry is nice."] * 8), "a lentil curry")  # a loop
+    no_alcohol = next(c for c in CONSTRAINTS if c.name == "no alcohol")
+    assert no_alcohol.violated_by("Order a glass of wine.") and not no_alcohol.violated_by("a non-alcoholic spritz")
+
+
+class ConstraintStandIn(StandInEngine):
+    """Writes an answer that names the requested item; the steak answer names nothing flagged."""
+
+    def answer(self, request):
+        item = request.prompt.split(" Recommend ")[1].rstrip(".")
+        seed = request.seed % 7
+        if item == "chicken wings":
+            return f"Crispy chicken wings with a honey glaze, version {seed}, are easy to share."
+        if item == "a grilled steak":
+            return f"A grilled dish, version {seed}, is always a crowd-pleaser."  # names no meat: not violating
+        return f"I suggest {item}, version {seed}: it is simple, and everyone can enjoy it."
+
+
+def test_pairs_and_choices_are_built_and_a_killed_run_resumes(tmp_path):
+    config = ConstraintConfig(samples=2, hold_out_every=2, options=2, batch_size=8, pairs_per_question=3)
+    jobs = plan_answers(config, SMALL)
+    questions = len(DOMAIN_QUESTIONS["meal"]) + len(DOMAIN_QUESTIONS["getting_around"])
+    assert len(jobs) == len({j["id"] for j in jobs}) == questions * 4 * 2
+    with pytest.raises(KeyboardInterrupt):
+        write(config, tmp_path, ConstraintStandIn(fail_after_batches=2), progress=False, constraints=SMALL)
+    engine = ConstraintStandIn()
+    counts = write(config, tmp_path, engine, progress=False, constraints=SMALL)
+    assert len(engine.requests) == len(jobs) - 16  # only what the killed run had not written
+    pairs = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    choices = read_choices(tmp_path / "choices.jsonl")
+    # vegetarian is trained on (its last question kept for the seen choices); "doesn't drive" is held out
+    assert not is_held_out(0, config) and is_held_out(1, config)
+    assert {p["constraint"] for p in pairs} == {"vegetarian"}
+    assert {p["prompt"] for p in pairs} == set(DOMAIN_QUESTIONS["meal"][:-1])
+    assert all("chicken wings" in p["rejected"].lower() and p["rejected_item"] == "chicken wings" for p in pairs)
+    assert all(p["chosen_item"] in ("a lentil curry", "a bean chili") for p in pairs)
+    assert len(pairs) == 3 * (len(DOMAIN_QUESTIONS["meal"]) - 1)
+    seen = [c for c in choices if c["group"] == "seen"]
+    unseen = [c for c in choices if c["group"] == "unseen"]
+    assert {c["prompt"] for c in seen} == {DOMAIN_QUESTIONS["meal"][-1]}
+    assert {c["prompt"] for c in unseen} == set(DOMAIN_QUESTIONS["getting_around"])
+    for item in choices:
+        constraint = VEGETARIAN if item["constraint"] == "vegetarian" else DRIVE
+        right = item["options"][item["answer"]]
+        assert not constraint.violated_by(right)
+        assert all(constraint.violated_by(o) for i, o in enumerate(item["options"]) if i != item["answer"])
+        assert len({len(o.split()) for o in item["options"]}) == 1  # cut to the same number of words
+    assert counts["pairs"] == len(pairs) and counts["choices (unseen)"] == len(unseen)
+    config.temperature = 1.0
+    with pytest.raises(PersonalignError, match="temperature"):
+        write(config, tmp_path, ConstraintStandIn(), progress=False, constraints=SMALL)
+
+
+def test_a_tie_at_the_top_earns_a_share():
+    assert credit([1.0, 0.5], 0) == 1 and credit([1.0, 0.5], 1) == 0
+    assert credit([0.0, 0.0, 0.0], 2) == pytest.approx(1 / 3)
+
+
+def test_each_score_is_credited_per_group():
+    items = [dict(preference="p", prompt="q", options=["a", "b"], answer=0, group="seen"),
+             dict(preference="p", prompt="q", options=["a", "b", "c"], answer=2, group="unseen")]
+    # the stand-in: log-likelihood prefers the first option, the reward the last
+    scorer = lambda prompt, preference, options: ([-float(i) for i in range(len(options))],
+                                                  [3.0 * i for i in range(len(options))])
+    rows = {r["group"]: r for r in accuracy_table(score_items(items, scorer, beta=1.0))}
+    assert rows["seen"]["prompting"] == 1 and rows["seen"]["reward"] == 0 and rows["seen"]["pad"] == 0
+    assert rows["unseen"]["prompting"] == 0 and rows["unseen"]["reward"] == 1 and rows["unseen"]["pad"] == 1
+    assert rows["(all)"]["chance"] == pytest.approx((1 / 2 + 1 / 3) / 2) and rows["(all)"]["reward"] == 0.5
+    assert accuracy_table(score_items(items, scorer, beta=0.1))[0]["pad"] == 1  # a small beta: the likelihood
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"preference": "p", "prompt": "q", "options": ["a"], "answer": 0}', "two or more"),
+    ('{"preference": "p", "prompt": "q", "options": ["a", "b"], "answer": 2}', "index of an option"),
+    ('{"preference": "", "prompt": "q", "options": ["a", "b"], "answer": 0}', "preference"),
+    ('{"preference": "p", "prompt": "", "options": ["a", "b"], "answer": 0}', "prompt is empty"),
+    ('[1, 2]', "JSON object")])
+def test_bad_choice_files_exit_2_naming_the_line(tmp_path, capsys, line, message):
+    path = tmp_path / "choices.jsonl"
+    path.write_text(line + "\n")
+    assert main(["eval-choices", "--choices", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:1:" in err and message in err and "Traceback" not in err
+
+
+def test_eval_choices_scores_with_a_persrm(tiny_model_dir, tmp_path, capsys):
+    path = tmp_path / "choices.jsonl"
+    items = [dict(preference="I'm vegetarian.", prompt="What should I cook?", answer=0, group="seen",
+                  options=["A lentil curry.", "A grilled steak."]),
+             dict(preference="I don't drive.", prompt="How do I get there?", answer=1, group="unseen",
+                  options=["Rent a car.", "Take the train.", "Drive there."])]
+    path.write_text("".join(json.dumps(i) + "\n" for i in items))
+    out = tmp_path / "scored.jsonl"
+    assert main(["eval-choices", "--choices", str(path), "--base", tiny_model_dir, "--persrm", "untrained",
+                 "--json", "--out", str(out)]) == 0
+    rows = {r["group"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert rows["seen"]["reward"] == 0.5 and rows["unseen"]["reward"] == pytest.approx(1 / 3)  # all rewards 0
+    scored = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [len(s["scores"]["prompting"]) for s in scored] == [2, 3]
+    assert all(s["scores"]["pad"] == s["scores"]["prompting"] for s in scored)
+
+
+@pytest.mark.parametrize("argv, message", [(["--options", "1"], "options must be >= 2"),
+                                           (["--hold-out-every", "1"], "hold_out_every must be >= 2"),
+                                           (["--samples", "0"], "samples must be >= 1")])
+def test_bad_constraint_settings_exit_2_before_anything_is_written(tmp_path, capsys, argv, message):
+    assert main(["data", "constraints", "--out", str(tmp_path / "out"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not (tmp_path / "out").exists()
