@@ -6,8 +6,8 @@ import pytest
 
 from personalign.cli import main
 from personalign.data.constraint_catalog import CONSTRAINTS, DOMAIN_QUESTIONS, Constraint
-from personalign.data.constraints import (ConstraintConfig, is_held_out, names_item, plan_answers, respects,
-                                          violates, write)
+from personalign.data.constraints import (ConstraintConfig, flipped, is_held_out, names_item, plan_answers,
+                                          respects, violates, write)
 from personalign.errors import PersonalignError
 from personalign.evaluation.choices import accuracy_table, credit, read_choices, score_items
 from tiny import StandInEngine
@@ -146,3 +146,42 @@ def test_bad_constraint_settings_exit_2_before_anything_is_written(tmp_path, cap
     assert main(["data", "constraints", "--out", str(tmp_path / "out"), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_a_pair_flips_under_a_constraint_of_the_domain_that_its_chosen_answer_violates():
+    gluten = next(c for c in CONSTRAINTS if c.name == "gluten-free")
+    pair = dict(preference=VEGETARIAN.texts[0], prompt="What should I cook?", constraint="vegetarian",
+                chosen="Make a lentil curry over spaghetti.", rejected="Make chicken wings with rice.",
+                chosen_item="a lentil curry", rejected_item="chicken wings")
+    flips = flipped([pair, dict(pair, preference=VEGETARIAN.texts[1])], (VEGETARIAN, gluten, DRIVE))
+    assert [f["preference"] for f in flips] == list(gluten.texts)  # once per statement of gluten-free, not twice
+    assert all(f["chosen"] == pair["rejected"] and f["rejected"] == pair["chosen"] and f["constraint"] == "gluten-free"
+               and f["flipped_from"] == "vegetarian" and f["chosen_item"] == "chicken wings" for f in flips)
+    assert flipped([dict(pair, chosen="Make a lentil curry with rice.")], (VEGETARIAN, gluten)) == []
+
+
+def test_metaalign_data_takes_a_constraint_run_with_its_flips(tmp_path, capsys):
+    from personalign.data.metaalign import read_meta_pairs
+    gluten = next(c for c in CONSTRAINTS if c.name == "gluten-free")
+    records = [dict(preference=text, prompt=f"What should I cook on day {day}?", constraint=name, chosen=chosen,
+                    rejected=rejected, **({"flipped_from": "vegetarian"} if name == "gluten-free" else {}))
+               for day in range(12)
+               for name, texts, chosen, rejected in (
+                   ("vegetarian", VEGETARIAN.texts, "A lentil curry over spaghetti.", "Chicken wings with rice."),
+                   ("gluten-free", gluten.texts, "Chicken wings with rice.", "A lentil curry over spaghetti."))
+               for text in texts]
+    run = tmp_path / "constraints"
+    run.mkdir()
+    (run / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "meta"
+    assert main(["data", "metaalign", "--out", str(out), "--sources", "constraints", "--constraints", str(run),
+                 "--valid-fraction", "0.3"]) == 0
+    pairs = read_meta_pairs(out / "train.jsonl") + read_meta_pairs(out / "valid.jsonl")
+    assert len(pairs) == len(records) and {p.preference for p in pairs} == {"constraint:vegetarian",
+                                                                             "constraint:gluten-free"}
+    assert all(p.explicit == (p.user_info in (VEGETARIAN.texts[0], gluten.texts[0])) and p.subset == "diverse"
+               for p in pairs)
+    for argv, message in ((["--sources", "constraints"], "go together"),
+                          (["--sources", "constraints", "--constraints", str(tmp_path / "none")], "no pairs.jsonl")):
+        assert main(["data", "metaalign", "--out", str(tmp_path / "fresh"), *argv]) == 2
+        assert message in capsys.readouterr().err and not (tmp_path / "fresh").exists()

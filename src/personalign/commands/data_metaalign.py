@@ -4,11 +4,12 @@ shared data sets: DPO pairs under three-tier meta-prompts and SFT examples, spli
     personalign data metaalign --out runs/metaalign
     personalign data metaalign --out runs/metaalign-holdout --hold-out dsp:literature,priority:formal
     personalign data metaalign --out runs/metaalign --synth runs/synth --max-per-preference 1500
+    personalign data metaalign --out runs/metaalign --synth runs/synth --constraints runs/constraints
 """
 
 from .flags import add_flags, flag_values
 
-FLAGS = ["out", "sources", "synth", "hold_out", "hold_out_free_text", "max_per_preference", "valid_fraction", "seed",
+FLAGS = ["out", "sources", "synth", "constraints", "hold_out", "hold_out_free_text", "max_per_preference", "valid_fraction", "seed",
          "data_dir"]
 
 

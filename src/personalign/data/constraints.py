@@ -9,7 +9,10 @@ come from the constraint's own word list, not from a proxy judge that could be g
 
     rollouts.jsonl  append-only, one line per (question, item, sample); a killed run resumes where it was
     pairs.jsonl     seen constraints, seen questions: under each way of stating the constraint, a respecting answer
-                    chosen over a violating one
+                    chosen over a violating one; and the same pair flipped under another trained constraint of the
+                    domain that rules out the chosen answer's item but not the rejected one's (the steak answer over
+                    the lentil pasta for "I can't eat gluten"), so that no answer is simply good: what a reward
+                    model prefers must come from the stated constraint (MetaAlign's label flipping)
     choices.jsonl   the held-out multiple-choice set: a statement of a constraint, a question, `options` (one
                     respecting answer, the rest violating, all cut to the same number of words so that no option
                     wins a log-likelihood comparison by being short) and `answer`, the respecting option's index.
@@ -113,11 +116,11 @@ def _sorted_answers(constraint: Constraint, question: str, by_key: dict) -> tupl
 
 
 def build_pairs(constraints, by_key: dict, config: ConstraintConfig) -> list[dict]:
-    """Seen constraints, seen questions: respecting answers chosen over violating ones (see the module docstring)."""
+    """Seen constraints, seen questions: respecting answers chosen over violating ones, and their flips (see the
+    module docstring)."""
+    trained = [c for index, c in enumerate(constraints) if not is_held_out(index, config)]
     pairs = []
-    for index, constraint in enumerate(constraints):
-        if is_held_out(index, config):
-            continue
+    for constraint in trained:
         for question in constraint.questions[:-1]:
             good, bad = _sorted_answers(constraint, question, by_key)
             for text in constraint.texts:
@@ -128,7 +131,25 @@ def build_pairs(constraints, by_key: dict, config: ConstraintConfig) -> list[dic
                     pairs.append(dict(preference=text, prompt=question, chosen=chosen, rejected=rejected,
                                       source="constraint", judge="constraint", constraint=constraint.name,
                                       chosen_item=good_item, rejected_item=bad_item, rejected_may_be_chosen=False))
-    return pairs
+    return pairs + flipped(pairs, trained)
+
+
+def flipped(pairs: list[dict], constraints) -> list[dict]:
+    """Each pair under the first statement of its constraint, reversed under every other constraint of the domain
+    that the chosen answer violates and the rejected one respects."""
+    by_name = {c.name: c for c in constraints}
+    flips = []
+    for pair in pairs:
+        own = by_name[pair["constraint"]]
+        if pair["preference"] != own.texts[0]:
+            continue  # one flip per pair, not one per statement
+        for other in constraints:
+            if other.domain == own.domain and other is not own and other.violated_by(pair["chosen"]) \
+                    and respects(other, pair["rejected"], pair["rejected_item"]):
+                flips += [dict(pair, preference=text, chosen=pair["rejected"], rejected=pair["chosen"],
+                               constraint=other.name, chosen_item=pair["rejected_item"],
+                               rejected_item=pair["chosen_item"], flipped_from=own.name) for text in other.texts]
+    return flips
 
 
 def build_choices(constraints, by_key: dict, config: ConstraintConfig) -> list[dict]:
@@ -186,6 +207,7 @@ def write(config: ConstraintConfig, out, engine, progress: bool = True, constrai
     write_records_atomic(out / PAIRS, pairs)
     write_records_atomic(out / CHOICES, choices)
     return {"answers": sum(map(len, by_key.values())), "pairs": len(pairs),
+            "of them flipped": sum("flipped_from" in p for p in pairs),
             "constraints in pairs": len({p["constraint"] for p in pairs}),
             "choices (seen)": sum(c["group"] == "seen" for c in choices),
             "choices (unseen)": sum(c["group"] == "unseen" for c in choices)}

@@ -13,6 +13,9 @@ with the meta-prompt, built from data the project already reads. Four subsets, a
 - diverse also takes a `personalign data synth` run (`--synth DIR`, metaalign_synth.py): the six P-SOUPS
   dimensions, each pair flipped under its axis' opposite, explicit and implied by a background, and the Janus
   free-text preferences.
+- diverse also takes a `personalign data constraints` run (`--constraints DIR`, metaalign_constraints.py): content
+  and constraint preferences ("I'm vegetarian"), each pair also flipped under a constraint that rules out the chosen
+  answer's item.
 - priority: System Info sets a rule an offline check verifies (priority.py: a word limit, prose without lists, a
   formal register, refusing harm), User Info asks for the opposite, and the chosen answer obeys System Info: the
   DSP answer that keeps the rule against one that breaks it; for refusing harm, HH harmless pairs whose chosen
@@ -44,13 +47,15 @@ from . import read_shared_json
 from .converters import DSP_PREFERENCES, load_hhh_pairs
 from ..records import write_records_atomic, write_text_atomic
 from ..validation import parse_json_lines
+from .metaalign_constraints import constraint_pairs
 from .metaalign_synth import synth_pairs
 from .pairs import _problem, load_hh_pairs, prompt_key, split_pairs
 from .priority import RULES, obeys, word_count
 
 SUBSETS = ("priority", "helpful", "consensus", "diverse")
 SHARED_SOURCES = ("dsp", "hh", "hhh")  # read from the shared data directory
-SOURCES = (*SHARED_SOURCES, "synth")  # synth: a `personalign data synth` run (--synth DIR)
+# synth: a `personalign data synth` run (--synth DIR); constraints: a `personalign data constraints` run
+SOURCES = (*SHARED_SOURCES, "synth", "constraints")
 PERSONAS = {  # implicit User Info: a background that implies the domain's style
     "academy": ("I'm a professor who spends my days reading research papers.",
                 "I'm writing my doctoral thesis and practically live in the library.",
@@ -171,7 +176,7 @@ def _distinct(pairs: list[MetaPair]) -> list[MetaPair]:
 
 def build(sources: tuple[str, ...], hold_out: tuple[str, ...] = (), valid_fraction: float = 0.1, seed: int = 0,
           data_dir=None, synth=None, judge=None, hold_out_free_text: float = 0.0,
-          max_per_preference: int | None = None) -> dict[str, list[MetaPair]]:
+          max_per_preference: int | None = None, constraints=None) -> dict[str, list[MetaPair]]:
     """{"train", "valid", "unseen"}: the pairs of `sources`, split by prompt; held-out preferences only in unseen.
     The synth source reads the run `synth` with `judge` scoring the P-SOUPS dimensions (metaalign_synth.py)."""
     unknown = set(sources) - set(SOURCES)
@@ -179,9 +184,12 @@ def build(sources: tuple[str, ...], hold_out: tuple[str, ...] = (), valid_fracti
         raise PersonalignError(f"unknown source {sorted(unknown)[0]!r}; the sources are {', '.join(SOURCES)}")
     if ("synth" in sources) != (synth is not None):
         raise PersonalignError("the synth source and --synth DIR go together: give both or neither")
+    if ("constraints" in sources) != (constraints is not None):
+        raise PersonalignError("the constraints source and --constraints DIR go together: give both or neither")
     if not 0 <= hold_out_free_text < 1:
         raise PersonalignError(f"hold_out_free_text must be in [0, 1), got {hold_out_free_text}")
-    loaders = {**LOADERS, "synth": lambda data_dir, seed: synth_pairs(synth, judge, seed)}
+    loaders = {**LOADERS, "synth": lambda data_dir, seed: synth_pairs(synth, judge, seed),
+               "constraints": lambda data_dir, seed: constraint_pairs(constraints)}
     pairs = _distinct([pair for name in sources for pair in loaders[name](data_dir, seed)])
     missing = set(hold_out) - {p.preference for p in pairs}
     if missing:
@@ -253,10 +261,14 @@ class MetaDataConfig:
     out: str = field(metadata=flag_help("directory for train/valid/unseen.jsonl, sft_train/sft_valid.jsonl, "
                                     "stats.json", metavar="DIR"))
     sources: tuple[str, ...] | None = field(default=None, metadata=flag_help(
-        f"comma-separated, from: {', '.join(SOURCES)} (none: {', '.join(SHARED_SOURCES)}, and synth with --synth)"))
+        f"comma-separated, from: {', '.join(SOURCES)} (none: {', '.join(SHARED_SOURCES)}, synth with --synth and "
+        "constraints with --constraints)"))
     synth: str | None = field(default=None, metadata=flag_help(
         "a `personalign data synth` directory: its P-SOUPS pairs, flipped under each axis' opposite, and its "
         "free-text pairs", metavar="DIR"))
+    constraints: str | None = field(default=None, metadata=flag_help(
+        "a `personalign data constraints` directory: its pairs and their flips, under each statement of a "
+        "constraint", metavar="DIR"))
     hold_out: tuple[str, ...] = field(default=(), metadata=flag_help(
         "keep this preference id (e.g. dsp:literature, priority:formal) out of train and valid, for the unseen "
         "measurement; repeatable or comma-separated", action="append", sep=",", metavar="PREFERENCE"))
@@ -273,7 +285,8 @@ class MetaDataConfig:
     def source_names(self) -> tuple[str, ...]:
         if self.sources is not None:
             return tuple(self.sources)
-        return (*SHARED_SOURCES, *(("synth",) if self.synth else ()))
+        return (*SHARED_SOURCES, *(("synth",) if self.synth else ()),
+                *(("constraints",) if self.constraints else ()))
 
 
 FILES = ("train", "valid", "unseen")
@@ -285,7 +298,8 @@ def write(config: MetaDataConfig, judge=None) -> dict:
     if config.max_per_preference is not None and config.max_per_preference < 1:
         raise PersonalignError(f"max_per_preference must be >= 1, got {config.max_per_preference}")
     groups = build(config.source_names, tuple(config.hold_out), config.valid_fraction, config.seed,
-                   config.data_dir, config.synth, judge, config.hold_out_free_text, config.max_per_preference)
+                   config.data_dir, config.synth, judge, config.hold_out_free_text, config.max_per_preference,
+                   config.constraints)
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise PersonalignError(f"--out {out} is not a directory")
