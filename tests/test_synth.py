@@ -94,7 +94,7 @@ def test_pads_own_failures_are_rejected_on_policy_and_only_one_persrms_rollouts_
     config.on_policy, config.on_policy_identity = "persrm", "persrm sha256:1"
     engine = SynthStandIn()
     counts = synthesize(config, tmp_path / "out", engine=engine, progress=False, **judges)
-    assert [r.method for r in engine.requests] == ["pad"] * 6  # only PAD's rollouts were added
+    assert [(r.method, r.temperature) for r in engine.requests] == [("pad", 0)] * 6  # only PAD's, greedy
     assert counts["PAD rollouts"] == 6 and counts["on-policy pairs"] == 3
     failures = [json.loads(line) for line in (tmp_path / "out" / "onpolicy_pairs.jsonl").read_text().splitlines()]
     pairs = {(p["prompt_id"], p["preference"]): p for p in

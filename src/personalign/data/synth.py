@@ -35,7 +35,7 @@ prompt under the same preference: both obey the preference, only one answers the
 that the question comes first.
 
 On-policy pairs (onpolicy_pairs.jsonl, `on_policy`, for training only): each prompt is also decoded with PAD
-itself (the given PersRM, sampled at the rollouts' temperature) under each dimension. Where PAD's answer loops,
+itself (the given PersRM, greedily, as PAD answers by default) under each dimension. Where PAD's answer loops,
 echoes the template or leaves the question (the same checks as above), it is rejected against that pair's chosen
 answer: the next PersRM learns from the failures of the current one. The PersRM is named in synth_config.json by
 its directory and a fingerprint of its files, so PAD rollouts of another PersRM are never mixed in.
@@ -151,7 +151,7 @@ def plan_rollouts(prompts, config: SynthConfig) -> list[dict]:
                              preference=preference))
         for dim in config.dimensions if config.on_policy else ():
             jobs.append(dict(id=rollout_id(item.id, f"pad:{dim}"), prompt_id=item.id, prompt=item.prompt,
-                             preference=dim, method="pad"))
+                             preference=dim, method="pad", temperature=0.0))
     return jobs
 
 
@@ -168,7 +168,8 @@ def roll_out(engine, jobs: list[dict], config: SynthConfig, path: Path, progress
         batch = todo[start:start + config.batch_size]
         requests = [GenerationRequest(j["prompt"], preference=None if j["preference"] == NEUTRAL else j["preference"],
                                       method=j.get("method", "base" if j["preference"] == NEUTRAL else "prompt"),
-                                      max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                                      max_new_tokens=config.max_new_tokens,
+                                      temperature=j.get("temperature", config.temperature),
                                       seed=stable_seed(config.seed, j["id"])) for j in batch]
         results = engine.generate(requests)
         append_records(shards.target(), [dict(job, text=r.text.strip(), finish_reason=r.finish_reason)
