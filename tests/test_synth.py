@@ -199,3 +199,15 @@ def test_bad_synth_settings_exit_2_before_anything_is_written(tmp_path, capsys, 
     assert main(["data", "synth", "--out", str(tmp_path / "out"), "--free-text", "none", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_all_free_text_gathers_every_stated_preference_of_the_shared_data():
+    from personalign.data.free_text import all_free_text
+    from personalign.data.synth import janus_preferences
+    try:
+        texts = all_free_text()
+    except PersonalignError as error:
+        pytest.skip(f"shared data: {error}")
+    assert len(texts) == len(set(texts)) >= 140 and texts[:102] == janus_preferences()
+    assert "Your answer should be creative as much as possible." in texts
+    assert any(t.startswith("I am an academic") for t in texts) and "I teach literature at a university." in texts

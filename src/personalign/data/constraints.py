@@ -106,7 +106,7 @@ def violates(constraint: Constraint, answer: str, item: str) -> bool:
     return names_item(answer, item) and constraint.violated_by(answer) and not degenerate(answer)
 
 
-def _sorted_answers(constraint: Constraint, question: str, by_key: dict) -> tuple[list[tuple], list[tuple]]:
+def _split_answers(constraint: Constraint, question: str, by_key: dict) -> tuple[list[tuple], list[tuple]]:
     """(item, answer) that respect and that violate `constraint`, among the answers written for `question`."""
     good = [(item, text) for item in constraint.suits for text in by_key.get((question, item), ())
             if respects(constraint, text, item)]
@@ -122,7 +122,7 @@ def build_pairs(constraints, by_key: dict, config: ConstraintConfig) -> list[dic
     pairs = []
     for constraint in trained:
         for question in constraint.questions[:-1]:
-            good, bad = _sorted_answers(constraint, question, by_key)
+            good, bad = _split_answers(constraint, question, by_key)
             for text in constraint.texts:
                 rng = random.Random(stable_seed(config.seed, "pairs", text, question))
                 combos = [(g, b) for g in good for b in bad]
@@ -158,7 +158,7 @@ def build_choices(constraints, by_key: dict, config: ConstraintConfig) -> list[d
     for index, constraint in enumerate(constraints):
         unseen = is_held_out(index, config)
         for question in constraint.questions if unseen else constraint.questions[-1:]:
-            good, bad = _sorted_answers(constraint, question, by_key)
+            good, bad = _split_answers(constraint, question, by_key)
             for text in constraint.texts:
                 rng = random.Random(stable_seed(config.seed, "choices", text, question))
                 options = _options(constraint, good, bad, config.options, rng)
