@@ -13,6 +13,7 @@
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
+from ..data.prompt_sets import prompt_set_names
 from ..errors import PersonalignError
 from ..flag_help import flag_help
 from ..validation import check_beta, check_number
@@ -30,8 +31,7 @@ class EvalConfig:
     judges: list[str] = field(default_factory=lambda: ["offline"], metadata=flag_help(
         "comma-separated: offline, relevance (free-text preferences), hf:PATH[@dims], rm:DIR, llm:MODEL@URL"))
     prompts: str = field(default="koala_eval_50", metadata=flag_help(
-        "a prompt set (koala_eval_50, koala, helpsteer, hh_rlhf, alpaca_eval, mt_bench) or a JSONL file of "
-        '{"prompt": ...}'))
+        f"a prompt set ({', '.join(prompt_set_names())}) or a JSONL file of " '{"prompt": ...}'))
     limit: int | None = field(default=None, metadata=flag_help("use the first N prompts"))
     max_new_tokens: int = field(default=64, metadata=flag_help("most tokens per answer"))
     beta: list[float] = field(default_factory=lambda: [1.0], metadata=flag_help(
