@@ -231,15 +231,9 @@ def onpolicy_pairs(pairs: list[dict], pad_rollouts: list[dict], rollouts: list[d
     chosen = {(p["prompt_id"], p["preference"]): p for p in pairs}
     neutral = {r["prompt_id"]: r["text"] for r in rollouts if r["preference"] == NEUTRAL and r["text"]}
     todo = [r for r in pad_rollouts if r["text"] and (r["prompt_id"], r["preference"]) in chosen]
-    flaws = [("echo" if echoes_template(r["text"]) else "loop" if loops(r["text"]) else None) for r in todo]
-    checked = [i for i, r in enumerate(todo) if flaws[i] is None and r["prompt_id"] in neutral]
-    if min_on_question and checked:
-        prompts = [todo[i]["prompt"] for i in checked]
-        sims = relevance_judge.score_many(prompts * 2, [todo[i]["text"] for i in checked]
-                                          + [neutral[todo[i]["prompt_id"]] for i in checked])
-        for k, i in enumerate(checked):
-            if sims[k] < min_on_question * sims[len(checked) + k]:
-                flaws[i] = "off-question"
+    off = leaves_question(todo, neutral, min_on_question, relevance_judge)
+    flaws = [("echo" if echoes_template(r["text"]) else "loop" if loops(r["text"]) else "off-question" if leaves
+              else None) for r, leaves in zip(todo, off)]
     return [dict(chosen[(r["prompt_id"], r["preference"])], rejected=r["text"], judge="on-policy", margin=None,
                  rejected_under="pad", rejected_flaw=flaw) for r, flaw in zip(todo, flaws) if flaw]
 
@@ -295,20 +289,25 @@ def build_pairs(rollouts: list[dict], config: SynthConfig, offline_judge, releva
 def _may_be_chosen(by_prompt: dict[str, list[dict]], min_on_question: float, relevance_judge) -> dict:
     """prompt id -> per candidate: not degenerate, and on the question (see the module docstring; a prompt without
     a neutral rollout is not checked)."""
-    ok = {pid: [not degenerate(c["text"]) for c in cands] for pid, cands in by_prompt.items()}
-    if not min_on_question:
-        return ok
-    ids = [pid for pid, cands in by_prompt.items() if any(c["preference"] == NEUTRAL for c in cands)]
-    sims = relevance_judge.score_many([c["prompt"] for pid in ids for c in by_prompt[pid]],
-                                      [c["text"] for pid in ids for c in by_prompt[pid]]) if ids else []
-    at = 0
-    for pid in ids:
-        cands = by_prompt[pid]
-        own = sims[at:at + len(cands)]
-        at += len(cands)
-        neutral = next(own[i] for i, c in enumerate(cands) if c["preference"] == NEUTRAL)
-        ok[pid] = [good and sim >= min_on_question * neutral for good, sim in zip(ok[pid], own)]
-    return ok
+    neutral = {pid: c["text"] for pid, cands in by_prompt.items() for c in cands if c["preference"] == NEUTRAL}
+    flat = [c for cands in by_prompt.values() for c in cands]
+    off = iter(leaves_question(flat, neutral, min_on_question, relevance_judge))
+    return {pid: [not degenerate(c["text"]) and not next(off) for c in cands] for pid, cands in by_prompt.items()}
+
+
+def leaves_question(answers: list[dict], neutral: dict[str, str], share: float, relevance_judge) -> list[bool]:
+    """Per rollout record: whether it leaves its question, its MiniLM similarity to the prompt under `share` times
+    that of the prompt's neutral rollout (`neutral`: prompt id -> its text). Not checked (False): a prompt without a
+    neutral rollout, or a share of 0. One embedding pass, each neutral rollout once."""
+    checked = [a for a in answers if a["prompt_id"] in neutral] if share else []
+    if not checked:
+        return [False] * len(answers)
+    prompt_of = {a["prompt_id"]: a["prompt"] for a in checked}
+    sims = relevance_judge.score_many([a["prompt"] for a in checked] + list(prompt_of.values()),
+                                      [a["text"] for a in checked] + [neutral[pid] for pid in prompt_of])
+    bar = {pid: share * sim for pid, sim in zip(prompt_of, sims[len(checked):])}
+    off = iter(sim < bar[a["prompt_id"]] for a, sim in zip(checked, sims))
+    return [next(off) if a["prompt_id"] in neutral else False for a in answers]
 
 
 def synthesize(config: SynthConfig, out, engine, offline_judge, relevance_judge=None, progress: bool = True) -> dict:
