@@ -22,7 +22,6 @@ come from the constraint's own word list, not from a proxy judge that could be g
 Everything is a function of the catalog, the seed and the rollouts, so the files are rebuilt on every run.
 """
 
-import json
 import random
 import re
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from ..errors import PersonalignError
 from ..flag_help import flag_help
 from ..records import read_records, write_records_atomic
 from .constraint_catalog import CONSTRAINTS, Constraint
-from .synth import NEUTRAL, degenerate, roll_out, stable_seed
+from .synth import NEUTRAL, degenerate, refuse_other_settings, roll_out, stable_seed
 
 ROLLOUTS = "rollouts.jsonl"
 PAIRS = "pairs.jsonl"
@@ -216,13 +215,5 @@ def write(config: ConstraintConfig, out, engine, progress: bool = True, constrai
 def _check_same_config(out: Path, config: ConstraintConfig) -> None:
     """Answers written with other decoding settings must not be mixed in: refuse them. The settings that only shape
     pairs and choices may change."""
-    path = out / "constraints_config.json"
-    settings = {k: getattr(config, k) for k in ("max_new_tokens", "temperature", "seed")}
-    if path.exists():
-        before = json.loads(path.read_text())
-        changed = sorted(k for k in settings if before.get(k) != settings[k])
-        if changed:
-            raise PersonalignError(f"{out} holds answers written with other settings ({', '.join(changed)}); "
-                                   "use another --out or the same settings")
-    else:
-        path.write_text(json.dumps(settings, indent=2) + "\n")
+    refuse_other_settings(out / "constraints_config.json",
+                          {k: getattr(config, k) for k in ("max_new_tokens", "temperature", "seed")}, "answers written")

@@ -359,17 +359,26 @@ def _check_same_config(out: Path, config: SynthConfig) -> None:
     free = ("batch_size", "limit", "data_dir", "min_margin", "loop_pairs", "offtopic_pairs", "min_on_question",
             "on_policy", "on_policy_identity")
     settings = {k: v for k, v in config.__dict__.items() if k not in free}
-    settings = json.loads(json.dumps(settings))
-    before = json.loads(path.read_text()) if path.exists() else {}
-    changed = sorted(k for k in settings if before and before.get(k) != settings[k])
-    if changed:
-        raise PersonalignError(f"{out} holds a synthesis with other settings ({', '.join(changed)}); "
-                               "use another --out or the same settings")
+    before = refuse_other_settings(path, settings, "a synthesis")
     # PAD rollouts may be added to a finished run, but only ever those of one PersRM
     identity = before.get("on_policy_identity")
     if config.on_policy and identity not in (None, config.on_policy_identity):
         raise PersonalignError(f"{out} holds PAD rollouts of another PersRM ({identity}); use another --out or "
                                "that PersRM")
-    if not before or (config.on_policy and identity is None):
-        settings["on_policy_identity"] = config.on_policy_identity if config.on_policy else None
+    if config.on_policy and identity is None:
+        path.write_text(json.dumps({**before, "on_policy_identity": config.on_policy_identity}, indent=2) + "\n")
+
+
+def refuse_other_settings(path: Path, settings: dict, what: str) -> dict:
+    """The settings an earlier run saved at `path` (these `settings`, saved now, for a first run). A run whose
+    settings differ is refused, naming them: its records would mix with `what` made another way."""
+    settings = json.loads(json.dumps(settings))
+    if not path.exists():
         path.write_text(json.dumps(settings, indent=2) + "\n")
+        return settings
+    before = json.loads(path.read_text())
+    changed = sorted(k for k in settings if before.get(k) != settings[k])
+    if changed:
+        raise PersonalignError(f"{path.parent} holds {what} with other settings ({', '.join(changed)}); "
+                               "use another --out or the same settings")
+    return before
