@@ -34,6 +34,7 @@ from personalign import GenerationRequest, load_engine
 from personalign.answer_checks import echoes_template, loops
 from personalign.commands.serve import offline_learner, persrm_features
 from personalign.data.prompt_sets import load_prompts
+from personalign.evaluation.identity import model_identity, persrm_identity
 from personalign.evaluation.judges.offline import OfflineJudge
 from personalign.evaluation.judges.relevance import RelevanceJudge
 from personalign.models import resolve_model_source
@@ -157,7 +158,10 @@ def main() -> None:
     parser.add_argument("--l2", type=float, default=L2, help="the learner's pull toward the uniform prior")
     args = parser.parse_args()
     checkpoints = sorted(int(c) for c in args.choices.split(","))
-    settings = dict(max_new_tokens=args.max_new_tokens, model="embedded", persrm="shipped", method="pad, greedy")
+    engine, judge = load_engine(), OfflineJudge()
+    # the models by their files: "the shipped PersRM" names another one after each release
+    settings = dict(max_new_tokens=args.max_new_tokens, model=model_identity(engine.model),
+                    persrm=persrm_identity(engine.persrm, engine.model), method="pad, greedy")
     args.out.mkdir(parents=True, exist_ok=True)
     settings_path = args.out / "settings.json"
     if settings_path.exists() and json.loads(settings_path.read_text()) != settings:
@@ -166,7 +170,6 @@ def main() -> None:
 
     prompts = [p.prompt for p in load_prompts("koala_eval_50", args.pool_prompts + args.test_prompts)]
     pool_prompts, test_prompts = prompts[:args.pool_prompts], prompts[args.pool_prompts:]
-    engine, judge = load_engine(), OfflineJudge()
     cache = AnswerCache(args.out, engine, args.max_new_tokens, args.batch_size)
     cache.decode([(p, m) for p in pool_prompts for m in POOL_MIXES], "pool")
     pool = {p: [cache.get(p, m) for m in POOL_MIXES] for p in pool_prompts}

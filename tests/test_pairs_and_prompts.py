@@ -71,10 +71,13 @@ def test_split_is_by_prompt_and_deterministic():
 
 
 def test_pairs_jsonl_round_trip(tmp_path):
-    pairs = [_pair("Human: hi", 1), Pair("helpfulness", "Ünïcode ✓", "yes", "no")]
+    pairs = [_pair("Human: hi", 1), Pair("helpfulness", "Ünïcode ✓", "yes", "no"),
+             Pair("concise", "Hi?", "Hello.", "Hello, and welcome to", chosen_ends=True)]
     path = tmp_path / "pairs.jsonl"
     write_pairs_jsonl(path, pairs)
     assert read_pairs_jsonl(path) == pairs
+    assert [sorted(json.loads(line)) for line in path.read_text().splitlines()][1:] == [  # false flags left out
+        ["chosen", "preference", "prompt", "rejected"], ["chosen", "chosen_ends", "preference", "prompt", "rejected"]]
     assert [p.name for p in tmp_path.iterdir()] == ["pairs.jsonl"]  # no temporary file left behind
 
 
@@ -82,6 +85,8 @@ def test_pairs_jsonl_round_trip(tmp_path):
     ({"preference": "h", "prompt": "p", "chosen": "c"}, 'missing "rejected"'),
     ({"preference": "h", "prompt": "", "chosen": "c", "rejected": "r"}, '"prompt" must be a non-empty string'),
     ({"preference": "h", "prompt": "p", "chosen": "same", "rejected": "same"}, "identical"),
+    ({"preference": "h", "prompt": "p", "chosen": "c", "rejected": "r", "rejected_ends": "yes"},
+     '"rejected_ends" must be true or false'),
 ])
 def test_pairs_jsonl_errors_name_file_and_line(tmp_path, record, message):
     good = {"preference": "h", "prompt": "p", "chosen": "c", "rejected": "r"}

@@ -31,6 +31,9 @@ class SynthStandIn(StandInEngine):
             return PAD_ANSWERS.get(request.preference.label)
         return ANSWERS[request.preference.label if request.method != "base" else NEUTRAL]
 
+    def finish_reason(self, request):  # the wordy answer runs into the token limit, the others stop by themselves
+        return "length" if request.method != "base" and request.preference.label == "informative" else "eos"
+
 
 @pytest.fixture
 def setup(tmp_path):
@@ -71,6 +74,13 @@ def test_pairs_are_the_judged_best_and_worst_and_a_killed_run_resumes(setup):
     by_preference = {p["preference"]: p for p in pairs}
     assert by_preference["concise"]["chosen"] == ANSWERS["concise"]
     assert by_preference["concise"]["rejected"] == ANSWERS["informative"]
+    # the terse answer stopped by itself, the wordy one at the token limit: only the first keeps its end of turn
+    assert (by_preference["concise"]["chosen_ends"], by_preference["concise"]["rejected_ends"]) == (True, False)
+    assert (by_preference["informative"]["chosen_ends"], by_preference["informative"]["rejected_ends"]) == \
+        (False, True)
+    assert all(not t["rejected_ends"] for t in twins)  # a looped copy is cut, never whole
+    chosen_ends = {(p["prompt_id"], p["preference"]): p["chosen_ends"] for p in pairs}
+    assert all(t["rejected_ends"] == chosen_ends[(t["rejected_prompt_id"], t["preference"])] for t in offtopic)
     assert by_preference["informative"]["chosen"] == ANSWERS["informative"]
     assert by_preference["I love cooking vegetables"]["chosen"] == ANSWERS["I love cooking vegetables"]
     assert all(p["margin"] >= config.min_margin for p in pairs)
@@ -157,7 +167,8 @@ def test_loop_twins_keep_the_chosen_answer_and_reject_its_loop():
 
 def test_offtopic_twins_reject_another_prompts_answer_under_the_same_preference():
     pairs = [dict(preference=p, prompt=f"Question {i}?", prompt_id=f"q{i}", chosen=f"Answer {i} in style {p}.",
-                  rejected="No.", judge="offline", margin=2.0) for i, p in enumerate(["a", "b"] * 50)]
+                  rejected="No.", judge="offline", margin=2.0, chosen_ends=i % 3 == 0)
+             for i, p in enumerate(["a", "b"] * 50)]
     twins = offtopic_twins(pairs, 0.5, seed=0)
     assert 25 <= len(twins) <= 75 and twins == offtopic_twins(pairs, 0.5, seed=0)
     own = {pair["prompt_id"]: pair for pair in pairs}
@@ -165,7 +176,7 @@ def test_offtopic_twins_reject_another_prompts_answer_under_the_same_preference(
         other = own[twin["rejected_prompt_id"]]
         assert twin["chosen"] == own[twin["prompt_id"]]["chosen"] and twin["judge"] == "offtopic"
         assert other["prompt_id"] != twin["prompt_id"] and other["preference"] == twin["preference"]
-        assert twin["rejected"] == other["chosen"]
+        assert twin["rejected"] == other["chosen"] and twin["rejected_ends"] == other["chosen_ends"]
     assert offtopic_twins(pairs, 0.0, seed=0) == [] and len(offtopic_twins(pairs, 1.0, seed=0)) == 100
     assert offtopic_twins(pairs[:1], 1.0, seed=0) == []  # no other prompt under that preference
 

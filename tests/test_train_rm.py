@@ -221,3 +221,22 @@ def test_a_runs_saved_settings_give_back_its_config(tmp_path):
                   log_every=config.log_every, device=config.device)
     saved = json.loads(json.dumps(config.outcome_settings()))
     assert TrainConfig.from_outcome_settings(saved, **others) == config
+
+
+def test_a_whole_answer_is_scored_with_its_end_of_turn_and_a_cut_one_without(smol_tokenizer):
+    from personalign.data.pairs import Pair
+    from personalign.training.features import encode_pairs
+    short, long = "Paris is the capital and the largest city of France.", "The capital of France is Paris, a city on the river Seine, and"
+    ids = lambda text: tuple(smol_tokenizer(text, add_special_tokens=False)["input_ids"])
+    eos = smol_tokenizer.eos_token_id
+    [whole], _ = encode_pairs([Pair("concise", "Capital of France?", short, long, chosen_ends=True)], smol_tokenizer,
+                              2048, True)
+    assert whole.chosen == ids(short) + (eos,) and whole.rejected == ids(long)
+    [flipped], _ = encode_pairs([Pair("informative", "Capital of France?", long, short, rejected_ends=True)],
+                                smol_tokenizer, 2048, True)
+    assert flipped.chosen == ids(long) and flipped.rejected == ids(short) + (eos,)
+    # cut at --max-length, an answer is no longer whole: no end of turn after its last kept token
+    room = len(ids(short)) - 1
+    [cut], _ = encode_pairs([Pair("concise", "Capital of France?", short, long, chosen_ends=True)], smol_tokenizer,
+                            len(whole.policy_prompt) + room, True)
+    assert cut.chosen == ids(short)[:room]

@@ -32,7 +32,10 @@ class StandInEngine:
             raise KeyboardInterrupt
         self.batches += 1
         self.requests += requests
-        return [SimpleNamespace(text=self.answer(r), finish_reason="eos") for r in requests]
+        return [SimpleNamespace(text=self.answer(r), finish_reason=self.finish_reason(r)) for r in requests]
 
     def answer(self, request) -> str:
         raise NotImplementedError
+
+    def finish_reason(self, request) -> str:
+        return "eos"

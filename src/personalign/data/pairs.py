@@ -9,7 +9,10 @@ dialogues differ before that point (a response that itself continues the dialogu
 responses are empty (4 each) or whose chosen and rejected responses are identical (none) are dropped, which leaves
 2303 harmless and 2339 helpfulness pairs. `hh_messages` turns such a prompt into chat messages.
 
-A pair file holds one JSON object per line: {"preference", "prompt", "chosen", "rejected"}, other keys ignored.
+A pair file holds one JSON object per line: {"preference", "prompt", "chosen", "rejected"}, other keys ignored
+but two optional booleans, "chosen_ends" and "rejected_ends": true where that answer is whole, ended by the model's
+end of turn (a rollout that stopped by itself), so a reward model scores the end of turn as its last token; absent
+or false where it was cut at a token limit or where nobody knows (the HH and DSP answers).
 The prompt is a non-empty string or chat messages [{"role": "user"|"assistant"|"system", "content": str}, ...]
 ending with a non-empty user turn (as `prompts.as_messages` reads them).
 """
@@ -27,6 +30,7 @@ from . import read_shared_json, read_shared_jsonl
 
 PREFERENCES = ("helpfulness", "harmless")
 FIELDS = ("preference", "prompt", "chosen", "rejected")
+END_FIELDS = ("chosen_ends", "rejected_ends")
 _ASSISTANT = "\n\nAssistant:"
 _HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
 ROLES = ("user", "assistant", "system")
@@ -39,6 +43,8 @@ class Pair:
     prompt: str | list[dict]  # text, or chat messages ending with a user turn
     chosen: str
     rejected: str
+    chosen_ends: bool = False  # the answer ended with the model's end of turn (see the module docstring)
+    rejected_ends: bool = False
 
 
 def load_hh_pairs(preference: str, data_dir=None) -> list[Pair]:
@@ -132,14 +138,14 @@ def read_pairs_jsonl(path, fields: dict[str, str] | None = None, preference: str
         problem = _problem(record, columns)
         if problem:
             raise PersonalignError(problem)
-        return Pair(*(record[columns[field]] for field in FIELDS))
+        return Pair(*(record[columns[field]] for field in FIELDS), *(record.get(field, False) for field in END_FIELDS))
 
     return parse_json_lines(path, "pair file", parse, "no pairs (the file is empty)")
 
 
 def write_pairs_jsonl(path, pairs: list[Pair]) -> None:
     """Write pairs as JSONL, atomically: a reader sees the old file or the whole new one, never a part."""
-    records = [asdict(pair) for pair in pairs]
+    records = [{k: v for k, v in asdict(pair).items() if k not in END_FIELDS or v} for pair in pairs]
     for index, record in enumerate(records):
         problem = _problem(record)
         if problem:
@@ -167,6 +173,9 @@ def _problem(record, columns: dict[str, str] | None = None) -> str | None:
         elif not isinstance(value, str) or not value.strip():
             chat = " or a list of chat messages" if field == "prompt" else ""
             return f"{name(field)} must be a non-empty string{chat}"
+    for field in END_FIELDS:
+        if not isinstance(record.get(field, False), bool):
+            return f'"{field}" must be true or false'
     if record[columns["chosen"]].strip() == record[columns["rejected"]].strip():
         return f'{name("chosen")} and {name("rejected")} are identical'
     return None

@@ -19,7 +19,9 @@ words an echo repeats and the short words of a loop, and a PersRM trained on suc
 Nor may an answer that leaves the question: VADER likes "Awesome! I'm happy to help!" whatever was asked, and the
 relevance judge likes talk about the preference. An answer is on the question when its MiniLM similarity to the
 prompt is at least `min_on_question` times that of the prompt's neutral rollout (which answers it plainly).
-Each pair says whether its rejected answer could have been chosen (`rejected_may_be_chosen`), for label flipping.
+Each pair says whether its rejected answer could have been chosen (`rejected_may_be_chosen`), for label flipping,
+and whether each answer stopped by itself rather than at `max_new_tokens` (`chosen_ends`, `rejected_ends`): the
+PersRM then scores the end of turn too, and learns when a preference wants the answer to stop.
 
 Loop pairs (loop_pairs.jsonl, for training only: `train-rm --train-only`): PAD decodes greedily under the PersRM's
 reward, so a reward that likes some phrase for a preference makes the answer repeat it. For a share of the pairs
@@ -202,7 +204,8 @@ def loop_twins(pairs: list[dict], share: float, seed: int) -> list[dict]:
         rng = random.Random(stable_seed(seed, "loop", pair["prompt_id"], pair["preference"]))
         if rng.random() >= share or (rejected := looped(pair["chosen"], rng)) is None:
             continue
-        twins.append(dict(pair, rejected=rejected, judge="loop", margin=None, rejected_under="loop"))
+        twins.append(dict(pair, rejected=rejected, judge="loop", margin=None, rejected_under="loop",
+                          rejected_ends=False))
     return twins
 
 
@@ -220,7 +223,7 @@ def offtopic_twins(pairs: list[dict], share: float, seed: int) -> list[dict]:
             continue
         other = rng.choice(others)
         twins.append(dict(pair, rejected=other["chosen"], judge="offtopic", margin=None, rejected_under="offtopic",
-                          rejected_prompt_id=other["prompt_id"]))
+                          rejected_prompt_id=other["prompt_id"], rejected_ends=other["chosen_ends"]))
     return twins
 
 
@@ -235,7 +238,8 @@ def onpolicy_pairs(pairs: list[dict], pad_rollouts: list[dict], rollouts: list[d
     flaws = [("echo" if echoes_template(r["text"]) else "loop" if loops(r["text"]) else "off-question" if leaves
               else None) for r, leaves in zip(todo, off)]
     return [dict(chosen[(r["prompt_id"], r["preference"])], rejected=r["text"], judge="on-policy", margin=None,
-                 rejected_under="pad", rejected_flaw=flaw) for r, flaw in zip(todo, flaws) if flaw]
+                 rejected_under="pad", rejected_flaw=flaw, rejected_ends=_ended(r))
+            for r, flaw in zip(todo, flaws) if flaw]
 
 
 def build_pairs(rollouts: list[dict], config: SynthConfig, offline_judge, relevance_judge) -> list[dict]:
@@ -282,8 +286,14 @@ def build_pairs(rollouts: list[dict], config: SynthConfig, offline_judge, releva
                           rejected=cands[worst]["text"], source="synth", judge=judge, margin=round(margin, 3),
                           prompt_id=prompt_id, chosen_under=cands[best]["preference"],
                           rejected_under=cands[worst]["preference"],
-                          rejected_may_be_chosen=may_choose[prompt_id][worst]))
+                          rejected_may_be_chosen=may_choose[prompt_id][worst],
+                          chosen_ends=_ended(cands[best]), rejected_ends=_ended(cands[worst])))
     return pairs
+
+
+def _ended(rollout: dict) -> bool:
+    """Whether a rollout stopped by itself (its end of turn is part of the answer) rather than at the token limit."""
+    return rollout.get("finish_reason") == "eos"
 
 
 def _may_be_chosen(by_prompt: dict[str, list[dict]], min_on_question: float, relevance_judge) -> dict:

@@ -2,8 +2,10 @@
 
 The policy (the PersRM) reads the prompt with the preference in PAD's principle template, exactly the ids the engine
 builds (`prompts.render_ids`); the reference reads the same ids, or the prompt without the preference. A response
-is scored on its own tokens, with no end-of-sequence token appended: synthesized rollouts are often cut at a length
-limit, and an end token there would teach the model to stop mid-sentence.
+is scored on its own tokens, and on the tokenizer's end of turn after them only where the pair says the answer
+ended there (`chosen_ends`, `rejected_ends`) and it fits whole: synthesized rollouts are often cut at a length
+limit, and an end token there would teach the model to stop mid-sentence, while one after an answer that did stop
+teaches the reward when stopping is what the preference wants (a concise answer that ends against one that runs on).
 """
 
 from dataclasses import dataclass
@@ -42,13 +44,21 @@ def encode_pairs(pairs, tokenizer, max_length: int, reference_reads_preference: 
         policy = prompt_ids(pair.prompt, principle)
         reference = policy if reference_reads_preference else prompt_ids(pair.prompt, None)
         room = max_length - max(len(policy), len(reference))
-        chosen = tuple(tokenizer(pair.chosen, add_special_tokens=False)["input_ids"])[:max(room, 0)]
-        rejected = tuple(tokenizer(pair.rejected, add_special_tokens=False)["input_ids"])[:max(room, 0)]
+        chosen = _response_ids(tokenizer, pair.chosen, pair.chosen_ends, room)
+        rejected = _response_ids(tokenizer, pair.rejected, pair.rejected_ends, room)
         if room < MIN_RESPONSE_TOKENS or not chosen or not rejected or chosen == rejected:
             dropped += 1
             continue
         encoded.append(PairIds(pair.preference, policy, reference, chosen, rejected))
     return encoded, dropped
+
+
+def _response_ids(tokenizer, text: str, ends: bool, room: int) -> tuple[int, ...]:
+    """The answer's ids cut to `room`, with the end of turn after a whole answer that ended and still fits."""
+    ids = tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if ends and tokenizer.eos_token_id is not None and len(ids) < room:
+        return ids + (tokenizer.eos_token_id,)
+    return ids[:max(room, 0)]
 
 
 @dataclass
