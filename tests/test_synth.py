@@ -4,8 +4,8 @@ import json
 import random
 import pytest
 
-from personalign.data.synth import (NEUTRAL, SynthConfig, build_pairs, degenerate, loop_twins, looped,
-                                      offtopic_twins, onpolicy_pairs, plan_rollouts, synthesize)
+from personalign.data.synth import (NEUTRAL, SynthConfig, _may_be_chosen, build_pairs, degenerate, loop_twins,
+                                      looped, offtopic_twins, onpolicy_pairs, plan_rollouts, synthesize)
 from personalign.answer_checks import loops
 from personalign.errors import PersonalignError
 from personalign.evaluation.judges.offline import OfflineJudge
@@ -199,6 +199,19 @@ def test_an_answer_that_leaves_the_question_is_never_chosen():
     pairs = {p["preference"]: p for p in build_pairs(rollouts, config, **judges)}
     assert pairs["friendly"]["chosen"] == texts["unfriendly"] and pairs["friendly"]["rejected_may_be_chosen"]
     assert pairs["unfriendly"]["rejected"] == texts["friendly"] and not pairs["unfriendly"]["rejected_may_be_chosen"]
+
+
+def test_each_candidate_keeps_its_own_on_question_verdict_after_a_degenerate_one():
+    """A looping candidate before an off-question one: each is ruled out for its own fault, the rest may be chosen."""
+    prompt = "Tell me about the sun."
+    texts = {NEUTRAL: "The sun is a star made of hot gas that shines on the planet every day.",
+             "concise": "The sun, the sun, the sun, the sun, the sun, the sun, the sun, the sun, the sun, the sun.",
+             "friendly": "Cooking vegetables and roasting vegetables with love is what I love.",
+             "informative": "The sun is the star at the centre of the solar system, a ball of hot gas."}
+    rollouts = [dict(id=f"q0\t{p}", prompt_id="q0", prompt=prompt, preference=p, text=t) for p, t in texts.items()]
+    assert degenerate(texts["concise"]) and not degenerate(texts["friendly"])
+    by_prompt = {"q0": rollouts}
+    assert _may_be_chosen(by_prompt, 0.5, RelevanceJudge(HashingEmbedder())) == {"q0": [True, False, False, True]}
 
 
 @pytest.mark.parametrize("argv, message", [

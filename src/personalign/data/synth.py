@@ -302,7 +302,9 @@ def _may_be_chosen(by_prompt: dict[str, list[dict]], min_on_question: float, rel
     neutral = {pid: c["text"] for pid, cands in by_prompt.items() for c in cands if c["preference"] == NEUTRAL}
     flat = [c for cands in by_prompt.values() for c in cands]
     off = iter(leaves_question(flat, neutral, min_on_question, relevance_judge))
-    return {pid: [not degenerate(c["text"]) and not next(off) for c in cands] for pid, cands in by_prompt.items()}
+    # every candidate takes its own verdict from `off`, degenerate or not, so that the two stay in step
+    return {pid: [not leaves and not degenerate(c["text"]) for c, leaves in zip(cands, off)]
+            for pid, cands in by_prompt.items()}
 
 
 def leaves_question(answers: list[dict], neutral: dict[str, str], share: float, relevance_judge) -> list[bool]:
