@@ -3,6 +3,8 @@
 import torch
 
 from personalign.decoding.runner import RowRunner
+from personalign.decoding.shared_prefix import MIN_SAVED_ROW_TOKENS, plan_shared_prefixes
+from test_row_lora import two_adapters
 from tiny import tiny_llama
 
 PROMPTS = [[5, 17, 230, 44, 9], [81, 3], [7, 7, 7, 1200, 64, 31, 8, 990], [450, 12, 19]]
@@ -68,3 +70,32 @@ def test_columns_no_living_row_reads_are_dropped_once_they_are_most():
     assert runner.copies == 1 and runner.mask.shape == (1, 3)
     state = runner.step(torch.tensor([13]))[0]
     torch.testing.assert_close(state, alone(model, PROMPTS[1], [12, 13])[-1], atol=1e-4, rtol=1e-4)
+
+
+def test_rows_of_one_adapter_share_their_common_prefix_where_it_saves_enough():
+    head = list(range(100, 140))  # 40 tokens: 2 more rows sharing them save 80 row-tokens
+    prompts = [head + [5, 6], head + [7], head, [9] + head]
+    plan = plan_shared_prefixes(prompts, ["a", "a", "a", None])
+    assert plan.prefixes == [(head[:-1], "a")]  # `head` alone keeps its last token to compute
+    assert plan.group == [0, 0, 0, None] and [plan.length(i) for i in range(4)] == [39, 39, 39, 0]
+    short = [head[:MIN_SAVED_ROW_TOKENS // 2] + [5], head[:MIN_SAVED_ROW_TOKENS // 2] + [6]]
+    assert plan_shared_prefixes(short, [None, None]).prefixes == []  # one saved row of 32 tokens: not worth it
+    assert plan_shared_prefixes([head + [5], head + [6]], ["a", None]).prefixes == []  # adapters differ
+
+
+def test_a_prefill_sharing_prefixes_decodes_each_row_as_alone():
+    model = two_adapters()
+    head = [int(t) for t in torch.randint(3, 1000, (40,), generator=torch.Generator().manual_seed(1))]
+    prompts = [head + [5, 17, 230], head + [81], [7, 7] + head, head + [450, 12], head + [3, 3]]
+    adapters = ["a", "a", "a", None, "b"]  # rows 0-1 share `head` (+ row 2's own tokens, unshared), 3 and 4 alone
+    assert plan_shared_prefixes(prompts, adapters).group == [None] * 5  # row 2 breaks the "a" prefix
+    prompts[2] = head + [7, 7]
+    assert plan_shared_prefixes(prompts, adapters).group == [0, 0, 0, None, None]
+    runner = RowRunner(model, ("a", "b"))
+    states = [runner.add(prompts, adapters)]
+    for step in range(3):
+        states.append(runner.step(torch.tensor([11 + step] * len(prompts))))
+    for i, (prompt, adapter) in enumerate(zip(prompts, adapters)):
+        own = RowRunner(model, ("a", "b"))
+        expected = [own.add([prompt], [adapter])[0]] + [own.step(torch.tensor([11 + s]))[0] for s in range(3)]
+        torch.testing.assert_close(torch.stack([s[i] for s in states]), torch.stack(expected), atol=1e-4, rtol=1e-4)

@@ -23,6 +23,7 @@ from transformers.cache_utils import DynamicCache, DynamicLayer
 from ..errors import PersonalignError
 from .kv_cache import RoomyLayer
 from .row_lora import RowLoRA
+from .shared_prefix import plan_shared_prefixes
 from .small_rows import SmallRowLinears
 
 
@@ -52,17 +53,36 @@ class RowRunner:
 
     @torch.inference_mode()
     def add(self, prompts: list[list[int]], adapter: list[str | None]) -> torch.Tensor:
-        """Prefill new rows (appended after the existing ones); returns their last hidden states [n, d]."""
+        """Prefill new rows (appended after the existing ones); returns their last hidden states [n, d].
+
+        Rows of one adapter that start alike run their common prefix once (shared_prefix.py): the prefix's keys
+        and values are copied to each row, then each row's remaining tokens are prefilled on top of them."""
+        plan = plan_shared_prefixes(prompts, adapter)
+        past, past_mask = None, torch.zeros(len(prompts), 0, dtype=torch.long, device=self.device)
+        if plan.prefixes:
+            ids, mask = self._left_padded([ids for ids, _ in plan.prefixes])
+            _, prefix_cache = self._forward(ids, mask, _positions(mask), None, [a for _, a in plan.prefixes])
+            _check_cache(prefix_cache)
+            source = torch.tensor([g or 0 for g in plan.group], device=self.device)  # rows sharing none: masked
+            past = DynamicCache()
+            past.layers = [_layer(layer.keys[source], layer.values[source]) for layer in prefix_cache.layers]
+            shares = torch.tensor([g is not None for g in plan.group], device=self.device)
+            past_mask = mask[source] * shares[:, None]
+        ids, mask = self._left_padded([p[plan.length(i):] for i, p in enumerate(prompts)])
+        positions = _positions(mask) + past_mask.sum(1, keepdim=True)
+        mask = torch.cat([past_mask, mask], 1)
+        hidden, cache = self._forward(ids, mask, positions, past, adapter)
+        self._merge(cache, mask, adapter)
+        return hidden
+
+    def _left_padded(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(p) for p in prompts)
         ids = torch.zeros(len(prompts), width, dtype=torch.long, device=self.device)
         mask = torch.zeros_like(ids)
         for i, p in enumerate(prompts):
             ids[i, width - len(p):] = torch.tensor(p, device=self.device)
             mask[i, width - len(p):] = 1
-        positions = (mask.cumsum(1) - 1).clamp(min=0)
-        hidden, cache = self._forward(ids, mask, positions, None, adapter)
-        self._merge(cache, mask, adapter)
-        return hidden
+        return ids, mask
 
     @torch.inference_mode()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -151,8 +171,7 @@ class RowRunner:
 
     def _merge(self, cache, mask, adapter: list[str | None]) -> None:
         """Add freshly prefilled rows to the running batch: in place when they are no wider than it."""
-        if any(type(layer) is not DynamicLayer for layer in cache.layers):
-            raise PersonalignError("this model's cache (sliding-window or hybrid attention) is not supported yet")
+        _check_cache(cache)
         if self.cache is None:
             cache.layers = [RoomyLayer(layer.keys, layer.values) for layer in cache.layers]
             self.cache, self.mask, self.adapter_rows = cache, mask, list(adapter)
@@ -172,3 +191,21 @@ class RowRunner:
         for target, name in zip(targets, adapter):
             self.adapter_rows[target] = name
         self.slots += targets
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids of left-padded rows: real tokens count from 0 (padding reads 0)."""
+    return (mask.cumsum(1) - 1).clamp(min=0)
+
+
+def _check_cache(cache) -> None:
+    if any(type(layer) is not DynamicLayer for layer in cache.layers):
+        raise PersonalignError("this model's cache (sliding-window or hybrid attention) is not supported yet")
+
+
+def _layer(keys: torch.Tensor, values: torch.Tensor) -> DynamicLayer:
+    """A DynamicLayer already holding `keys` and `values`, for a forward to extend."""
+    layer = DynamicLayer()
+    layer.lazy_initialization(keys, values)
+    layer.keys, layer.values = keys, values
+    return layer
