@@ -87,9 +87,9 @@ def test_a_prefill_sharing_prefixes_decodes_each_row_as_alone():
     model = two_adapters()
     head = [int(t) for t in torch.randint(3, 1000, (40,), generator=torch.Generator().manual_seed(1))]
     prompts = [head + [5, 17, 230], head + [81], [7, 7] + head, head + [450, 12], head + [3, 3]]
-    adapters = ["a", "a", "a", None, "b"]  # rows 0-1 share `head` (+ row 2's own tokens, unshared), 3 and 4 alone
-    assert plan_shared_prefixes(prompts, adapters).group == [None] * 5  # row 2 breaks the "a" prefix
-    prompts[2] = head + [7, 7]
+    adapters = ["a", "a", "a", None, "b"]  # rows 3 and 4 are their adapters' only rows: they share nothing
+    assert plan_shared_prefixes(prompts, adapters).group == [None] * 5  # row 2 does not start with `head`
+    prompts[2] = head + [7, 7]  # now rows 0-2 share `head` through "a"
     assert plan_shared_prefixes(prompts, adapters).group == [0, 0, 0, None, None]
     runner = RowRunner(model, ("a", "b"))
     states = [runner.add(prompts, adapters)]
