@@ -125,6 +125,8 @@ def test_prompt_sets_from_the_shared_data():
     assert len(hh) == 662 and all("Human:" not in p.prompt and "Assistant:" not in p.prompt for p in hh)
     short = load_prompts("helpsteer_short")
     assert 0 < len(short) < len(load_prompts("helpsteer")) and all(len(p.prompt) <= 100 for p in short)
+    ultrachat_short = load_prompts("ultrachat_short")
+    assert len(ultrachat_short) == 2046 and all(len(p.prompt) <= 100 for p in ultrachat_short)
     assert shared_file("psoups/koala_eval_50.json").is_file()
     for name, count in (("ultrachat", 3845), ("truthfulqa", 811)):
         prompts = load_prompts(name)

@@ -1,6 +1,7 @@
 """Pair synthesis with a stand-in decoder: the rollouts planned, resumed after a kill, and judged into pairs."""
 
 import json
+import re
 import random
 import pytest
 
@@ -235,3 +236,20 @@ def test_all_free_text_gathers_every_stated_preference_of_the_shared_data():
     assert len(texts) == len(set(texts)) >= 140 and texts[:102] == janus_preferences()
     assert "Your answer should be creative as much as possible." in texts
     assert any(t.startswith("I am an academic") for t in texts) and "I teach literature at a university." in texts
+
+
+def test_multifaceted_preferences_take_one_example_of_each_janus_dimension():
+    from personalign.data.free_text import JANUS_DIMENSIONS, all_free_text, multifaceted_preferences, wide_free_text
+    from personalign.data.synth import janus_preferences
+    try:
+        combined = multifaceted_preferences(50, seed=3)
+    except PersonalignError as error:
+        pytest.skip(f"shared data: {error}")
+    assert len(set(combined)) == 50 and combined == multifaceted_preferences(50, seed=3)
+    assert combined != multifaceted_preferences(50, seed=4)
+    examples = {text.rstrip(".") for text in janus_preferences()}
+    shape = re.compile(r"\. ".join(f"{dim}: (.+)" for dim in JANUS_DIMENSIONS) + r"\.")
+    for text in combined:
+        assert all(example in examples for example in shape.fullmatch(text).groups())
+    wide = wide_free_text()
+    assert len(wide) == len(set(wide)) >= 300 and wide[:len(all_free_text())] == all_free_text()

@@ -22,8 +22,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="directory for rollouts.jsonl and pairs.jsonl")
     parser.add_argument("--free-text", default="janus",
                         help="free-text preferences to draw from: janus (the 102 Janus examples), all (Janus, "
-                             "Amulet, MetaAligner and DSP's stated and implied user types: 141), none, or a file with "
-                             "one preference per line (default janus)")
+                             "Amulet, MetaAligner and DSP's stated and implied user types: 141), multifaceted (all "
+                             "and 200 Janus-style combinations, one example of each Janus dimension: 341), none, or "
+                             "a file with one preference per line (default janus)")
     add_flags(parser, SynthConfig, FLAGS)
 
 
@@ -44,6 +45,9 @@ def run(args) -> int:
     elif args.free_text == "all":
         from ..data.free_text import all_free_text
         free_text = tuple(all_free_text(args.data_dir))
+    elif args.free_text == "multifaceted":
+        from ..data.free_text import wide_free_text
+        free_text = tuple(wide_free_text(args.data_dir))
     elif args.free_text == "none":
         free_text = ()
     elif Path(args.free_text).is_file():
@@ -51,7 +55,7 @@ def run(args) -> int:
         if not free_text:
             raise PersonalignError(f"{args.free_text}: no preferences (the file is empty)")
     else:
-        raise PersonalignError(f"--free-text {args.free_text!r} is neither janus, all, none nor a file")
+        raise PersonalignError(f"--free-text {args.free_text!r} is neither janus, all, multifaceted, none nor a file")
     if not free_text:
         values["free_per_prompt"] = 0
     from ..api import UNTRAINED, default_persrm, load_engine

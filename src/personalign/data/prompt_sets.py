@@ -6,6 +6,7 @@
     helpsteer_short   those of at most 100 characters (897): PAD filters its HelpSteer2 prompts the same way,
                       though this pool is HelpSteer (v1), the one Amulet ships
     ultrachat         Amulet's 3845 UltraChat prompts (UltraFeedback's ultrachat subset; id = their index)
+    ultrachat_short   those of at most 100 characters (2046), as helpsteer_short
     truthfulqa        Amulet's 811 TruthfulQA prompts (UltraFeedback's truthful_qa subset; id = their index)
     hh_rlhf           HH-RLHF harmless-base test dialogues with a single human turn, as plain prompts (662,
                       660 distinct; id = the dialogue's 0-based line in the file). Multi-turn dialogues are left
@@ -27,7 +28,7 @@ from ..errors import PersonalignError
 from ..validation import json_lines
 from . import read_shared_json, read_shared_jsonl
 
-HELPSTEER_SHORT_MAX_CHARS = 100
+SHORT_MAX_CHARS = 100
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,12 @@ def _amulet(name: str):
     return lambda data_dir: _id_prompt(read_shared_json(f"amulet/{name}.json.gz", data_dir), "index", "question")
 
 
+def _short(source):
+    return lambda data_dir: [p for p in source(data_dir) if len(p.prompt) <= SHORT_MAX_CHARS]
+
+
 _helpsteer = _amulet("HelpSteer_train")
+_ultrachat = _amulet("UltraFeedback_ultrachat")
 
 
 def _hh_rlhf(data_dir) -> list[PromptItem]:
@@ -82,8 +88,9 @@ _SOURCES = {
     "koala_eval_50": lambda d: _id_prompt(read_shared_json("psoups/koala_eval_50.json", d), "id", "prompt"),
     "koala": lambda d: _id_prompt(read_shared_jsonl("koala/koala_test_set.jsonl", d), "id", "prompt"),
     "helpsteer": _helpsteer,
-    "helpsteer_short": lambda d: [p for p in _helpsteer(d) if len(p.prompt) <= HELPSTEER_SHORT_MAX_CHARS],
-    "ultrachat": _amulet("UltraFeedback_ultrachat"),
+    "helpsteer_short": _short(_helpsteer),
+    "ultrachat": _ultrachat,
+    "ultrachat_short": _short(_ultrachat),
     "truthfulqa": _amulet("UltraFeedback_truthful_qa"),
     "hh_rlhf": _hh_rlhf,
     "alpaca_eval": lambda d: [PromptItem(str(i), r["instruction"]) for i, r in enumerate(
