@@ -234,6 +234,26 @@ def test_the_report_counts_answers_that_echo_the_template_or_loop():
         assert found == [("pad", "concise", 0.25, 4)]
 
 
+def test_failed_answers_lose_in_the_second_win_rate(prompts_file, tmp_path):
+    """Win rate with failures losing: a clean answer beats an echo or a loop whatever the judge said; between two
+    clean answers or two failures the judge's verdict stands."""
+    from personalign.evaluation.plan import baseline_key
+    cfg = config(prompts_file, tmp_path, methods=["prompt", "pad"], beta=[1.0], baseline="prompt")
+    echo, loop = "[Guidelines] Your task is to be brief.", " ".join(["I'm not sure,"] * 8)
+    # (PAD's answer, prompting's answer, the judge's verdict for PAD)
+    cases = [("Paris.", echo, 0.0), (loop, "Paris.", 0.0), ("Paris.", "It is Paris.", 0.5), (echo, loop, 0.0)]
+    answers, judgments = [], []
+    for i, (mine, theirs, verdict) in enumerate(cases):
+        pad = dict(key=f"pad|{i}", method="pad", beta=1.0, preference="concise", prompt_id=str(i), prompt="Capital?",
+                   text=mine, token_ids=[1], seconds=0.1)
+        answers += [pad, dict(pad, key=baseline_key(pad, cfg), method="prompt", beta=0.0, text=theirs)]
+        judgments.append(dict(key=pad["key"], judge="offline", dimension="concise", kind="win", value=verdict))
+    rows = {r["metric"]: r["value"] for r in aggregate(cfg, answers, judgments) if r["method"] == "pad"
+            and r["judge"] == "offline"}
+    assert rows["win_rate"] == 0.5 / 4 and rows["win_rate_failures_lose"] == 1.5 / 4
+    assert rows["win_rate_neither_failed"] == 0.5  # the one pair of clean answers
+
+
 def test_answers_that_leave_the_question_score_lower_on_question(engine, tmp_path):
     """The real MiniLM: an answer about the moon stays on "Tell me about the moon"; one about a preference's own
     words (what a gamed judge rewards) does not, and the report's on-question column shows it."""

@@ -1,13 +1,13 @@
 """Pair synthesis with a stand-in decoder: the rollouts planned, resumed after a kill, and judged into pairs."""
 
 import json
-import re
 import random
+import re
 import pytest
 
-from personalign.data.synth import (NEUTRAL, SynthConfig, _may_be_chosen, build_pairs, degenerate, loop_twins,
-                                      looped, offtopic_twins, onpolicy_pairs, plan_rollouts, synthesize)
-from personalign.answer_checks import loops
+from personalign.data.synth import (NEUTRAL, SynthConfig, _may_be_chosen, build_pairs, loop_twins, looped,
+                                      offtopic_twins, onpolicy_pairs, plan_rollouts, synthesize)
+from personalign.answer_checks import degenerate, loops
 from personalign.errors import PersonalignError
 from personalign.evaluation.judges.offline import OfflineJudge
 from personalign.evaluation.judges.relevance import RelevanceJudge

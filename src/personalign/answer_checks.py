@@ -1,7 +1,8 @@
 """Checks of an answer's text that every layer needs: does it copy PAD's prompt template back, does it loop.
 
 Small models fail in these two ways, and proxy judges reward both (the preference words an echo repeats, the short
-words of a loop), so synthesis keeps such answers out of `chosen` and the evaluation report counts them.
+words of a loop), so synthesis keeps such answers out of `chosen`, and the evaluation report counts them and
+reports a win rate in which such an answer loses to one that does not fail.
 """
 
 import re
@@ -22,3 +23,8 @@ def loops(text: str) -> bool:
     """Whether an answer of 16+ words has fewer than half distinct (lower-cased) words: a model repeating a phrase."""
     words = text.lower().split()
     return len(words) >= LOOP_MIN_WORDS and len(set(words)) < LOOP_DISTINCT_FRACTION * len(words)
+
+
+def degenerate(text: str) -> bool:
+    """Whether an answer failed in either way: it copies PAD's prompt template back or it loops."""
+    return echoes_template(text) or loops(text)

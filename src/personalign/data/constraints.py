@@ -27,11 +27,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..answer_checks import degenerate
 from ..errors import PersonalignError
 from ..flag_help import flag_help
 from ..records import read_records, write_records_atomic
 from .constraint_catalog import CONSTRAINTS, Constraint
-from .synth import NEUTRAL, degenerate, refuse_other_settings, roll_out, stable_seed
+from .synth import NEUTRAL, refuse_other_settings, roll_out, stable_seed
 
 ROLLOUTS = "rollouts.jsonl"
 PAIRS = "pairs.jsonl"

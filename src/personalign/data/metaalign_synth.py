@@ -23,10 +23,11 @@ import random
 from pathlib import Path
 
 from .. import catalog
+from ..answer_checks import degenerate
 from ..errors import PersonalignError
 from ..meta_prompt import DEFAULT_SYSTEM_INFO
 from ..records import read_records
-from .synth import PAIRS, PSOUPS_DIMENSIONS, ROLLOUTS, degenerate, rollout_id
+from .synth import PAIRS, PSOUPS_DIMENSIONS, ROLLOUTS, rollout_id
 
 PSOUPS_PERSONAS = {  # implicit User Info for training; the measurement's backgrounds differ (see the docstring)
     "elementary": ("I'm a fourth-grader doing my homework.", "I'm nine years old.",

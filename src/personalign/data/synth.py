@@ -53,7 +53,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..answer_checks import echoes_template, loops
+from ..answer_checks import degenerate, echoes_template, loops
 from ..errors import PersonalignError
 from ..flag_help import flag_help
 from ..records import append_records, read_records, write_records_atomic
@@ -66,11 +66,6 @@ LOOP_PAIRS = "loop_pairs.jsonl"
 OFFTOPIC_PAIRS = "offtopic_pairs.jsonl"
 ONPOLICY_PAIRS = "onpolicy_pairs.jsonl"
 NEUTRAL = "none"
-
-
-def degenerate(text: str) -> bool:
-    """Whether a rollout copies PAD's prompt template back or loops (see the module docstring)."""
-    return echoes_template(text) or loops(text)
 
 
 @dataclass

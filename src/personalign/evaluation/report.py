@@ -2,7 +2,8 @@
 
 results.csv is tidy: one line per (method, beta, preference, metric, judge, dimension) with its mean and count.
 results.md holds the paper-style tables: per preference the judge's mean score on that preference's own
-dimension(s), win rate against the baseline, and per method diversity, perplexity, how often an answer echoes
+dimension(s), win rate against the baseline (the judge's verdict; again with failed answers losing, see
+`failures_lose`; and over the prompts where neither answer failed, their count in results.csv), and per method diversity, perplexity, how often an answer echoes
 PAD's prompt template or loops on a phrase (failures small models show, which proxy judges reward), how close it
 stays to its question (mean cosine similarity of answer and prompt; a win bought by leaving the question shows
 here) and speed.
@@ -15,9 +16,9 @@ from pathlib import Path
 from statistics import fmean
 
 from ..preferences import Preference
-from ..answer_checks import echoes_template, loops
+from ..answer_checks import degenerate, echoes_template, loops
 from .metrics import diversity
-from .plan import EVAL_METHODS, GUIDED, NONE
+from .plan import EVAL_METHODS, GUIDED, NONE, baseline_key
 
 CSV_FIELDS = ["method", "beta", "preference", "metric", "judge", "dimension", "value", "n"]
 
@@ -50,6 +51,13 @@ def aggregate(config, answers, judgments) -> list[dict]:
         metric = {"score": "score", "win": "win_rate", "perplexity": "perplexity", "on_question": "on_question"}[
             j["kind"]]
         groups[(a["method"], a["beta"], a["preference"], metric, j["judge"], j["dimension"])].append(j["value"])
+        baseline = by_key.get(baseline_key(a, config)) if metric == "win_rate" else None
+        if baseline is not None:
+            where = (a["method"], a["beta"], a["preference"])
+            groups[(*where, "win_rate_failures_lose", j["judge"], j["dimension"])].append(
+                failures_lose(j["value"], a["text"], baseline["text"]))
+            if not degenerate(a["text"]) and not degenerate(baseline["text"]):
+                groups[(*where, "win_rate_neither_failed", j["judge"], j["dimension"])].append(j["value"])
     rows = []
     for (method, beta, preference, metric, judge, dimension), values in sorted(groups.items(), key=str):
         values = [v for v in values if not math.isnan(v)]
@@ -63,6 +71,15 @@ def aggregate(config, answers, judgments) -> list[dict]:
         rows.append(dict(method=method, beta=beta, preference=preference, metric="tokens_per_second", judge="",
                          dimension="", value=tokens, n=0))
     return rows
+
+
+def failures_lose(verdict: float, answer: str, baseline: str) -> float:
+    """The judge's verdict (1 win, 0.5 tie, 0 loss), unless exactly one of the two answers failed (copied PAD's
+    template back or looped): a failed answer loses. Proxy judges score the preference words an echo repeats and
+    the short words of a loop, so a method that fails this way more often than its baseline would otherwise
+    collect wins for it; the judge still decides between two failures or two clean answers."""
+    failed, baseline_failed = degenerate(answer), degenerate(baseline)
+    return verdict if failed == baseline_failed else float(baseline_failed)
 
 
 def _speed(answers):
@@ -103,7 +120,12 @@ def markdown(config, rows) -> str:
     judges = list(dict.fromkeys(r["judge"] for r in rows if r["metric"] in ("score", "win_rate")))
     for judge in judges:
         for metric, title in (("score", f"Mean {judge} score on each preference's own dimension (higher = more of it)"),
-                              ("win_rate", f"Win rate against `{config.baseline}` ({judge}; ties count half)")):
+                              ("win_rate", f"Win rate against `{config.baseline}` ({judge}; ties count half)"),
+                              ("win_rate_failures_lose", f"Win rate against `{config.baseline}`, failures lose "
+                               f"({judge}; an answer that echoes PAD's template or loops loses to one that does "
+                               "not)"),
+                              ("win_rate_neither_failed", f"Win rate against `{config.baseline}` where neither answer "
+                               f"failed ({judge}; how many: n in results.csv)")):
             table = [[_label(m, b)] + [own_dimension_value(rows, metric, judge, m, b, p) for p in prefs]
                      for m, b in variants]
             if all(v is None for row in table for v in row[1:]):

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..data.metaalign import MetaPair, as_record, read_meta_pairs
 from ..data.pairs import prompt_key
-from ..data.synth import degenerate
+from ..answer_checks import degenerate
 from ..errors import PersonalignError
 from ..meta_prompt import render_meta_ids
 from ..records import write_records_atomic
