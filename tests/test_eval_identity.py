@@ -95,6 +95,7 @@ def test_answers_carry_their_settings_and_the_run_its_identity(finished):
     (dict(seed=1), {}, "seed"),
     (dict(temperature=0.9), {}, "temperature"),
     (dict(best_of_n=3), {}, "best_of_n"),
+    (dict(end_of_turn="base"), {}, "end_of_turn"),
     (dict(reward_judge="hf:{root}/rm@concise"), {}, "reward_judge"),
     (dict(soups={"concise": "{root}/b"}), {}, "soups"),
     (dict(prompts="{root}/other.jsonl"), {}, "prompt"),

@@ -53,6 +53,7 @@ def generate_argv(draw):
                          ("--top-p", numbers), ("--seed", numbers), ("--stop", texts),
                          ("--method", st.sampled_from(["pad", "prompt", "base", "fusion", "args", "nope"])),
                          ("--reward", st.sampled_from(["released", "decoupled", "x"])),
+                         ("--end-of-turn", st.sampled_from(["reward", "base", "x"])),
                          ("--batch-size", st.integers(-1, 3))):
         if draw(st.integers(0, 3)) == 0:
             argv += [flag, str(draw(values))]

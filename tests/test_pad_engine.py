@@ -18,19 +18,24 @@ EOS = 2
 
 
 @torch.no_grad()
-def oracle(base_logits, rm_logits, base_ids, policy_ids, weights, reference_ids, beta, k, n):
-    """The released loop, written plainly: every step re-encodes everything, one prompt at a time."""
+def oracle(base_logits, rm_logits, base_ids, policy_ids, weights, reference_ids, beta, k, n, eos=EOS,
+           base_ends=False):
+    """The released loop, written plainly: every step re-encodes everything, one prompt at a time. base_ends:
+    end_of_turn="base", the end token's reward is 0 and the others' log-softmaxes leave it out."""
     generated = []
     for _ in range(n):
         z_b = base_logits(base_ids + generated)
         cand = z_b.topk(k).indices
-        l_b = z_b[cand].log_softmax(-1)
-        l_theta = sum(w * rm_logits(ids + generated)[cand].log_softmax(-1) for ids, w in zip(policy_ids, weights))
-        l_ref = l_b if reference_ids is None else rm_logits(reference_ids + generated)[cand].log_softmax(-1)
-        score = z_b[cand] + beta * (l_theta - l_ref)
+        scored = cand[cand != eos] if base_ends else cand
+        l_b = z_b[scored].log_softmax(-1)
+        l_theta = sum(w * rm_logits(ids + generated)[scored].log_softmax(-1) for ids, w in zip(policy_ids, weights))
+        l_ref = l_b if reference_ids is None else rm_logits(reference_ids + generated)[scored].log_softmax(-1)
+        reward = torch.zeros(k)
+        reward[torch.isin(cand, scored)] = l_theta - l_ref
+        score = z_b[cand] + beta * reward
         token = int(cand[score.argmax()])
         generated.append(token)
-        if token == EOS:
+        if token == eos:
             break
     return generated
 
@@ -101,6 +106,30 @@ def test_weighted_mix_matches_oracle(setup, smol_tokenizer):
     [result] = engine.generate([GenerationRequest(PROMPTS[1], pref, beta=2.0, max_new_tokens=10)])
     assert result.token_ids == run_oracle(smol_tokenizer, base_fn, rm_fn, PROMPTS[1], pref, 2.0, n=10,
                                           reward=engine.reward_form)
+
+
+def test_end_of_turn_left_to_the_base_matches_oracle(smol_tokenizer):
+    """end_of_turn="base": the end token competes on its base logit alone. The end token here is a candidate of
+    the second step that the reward pushes down: the released rule never picks it, this one stops there."""
+    base = tiny_llama(0)
+    persrm = perturbed_head(PersonalizedRewardModel(tiny_llama(1)))
+    engine = Engine(base, smol_tokenizer, persrm)
+    pref = Preference.from_text("Answer like a pirate")
+    ids = render_ids(smol_tokenizer, PROMPTS[0], pref.text)
+    base_fn, rm_fn = full_logits(base), persrm_logits(persrm)
+    first = oracle(base_fn, rm_fn, ids, [ids], [1.0], None, 1.0, 10, 1)
+    cand = base_fn(ids + first).topk(10).indices.tolist()
+    end = next(c for c in cand if oracle(base_fn, rm_fn, ids, [ids], [1.0], None, 1.0, 10, 2, eos=c,
+                                         base_ends=True) == first + [c])
+    engine.eos_ids = {end}
+    request = dict(prompt=PROMPTS[0], preference=pref, beta=1.0, max_new_tokens=8)
+    [released] = engine.generate([GenerationRequest(**request)])
+    [left] = engine.generate([GenerationRequest(**request, end_of_turn="base")])
+    assert left.token_ids == first + [end] and left.finish_reason == "eos"
+    assert released.token_ids == oracle(base_fn, rm_fn, ids, [ids], [1.0], None, 1.0, 10, 8, eos=end)
+    assert released.token_ids[:2] != first + [end], "the released rule stops there too: the test proves nothing"
+    together = engine.generate([GenerationRequest(**request), GenerationRequest(**request, end_of_turn="base")])
+    assert [r.token_ids for r in together] == [released.token_ids, left.token_ids]
 
 
 def test_beta_zero_equals_base_generate(smol_tokenizer):

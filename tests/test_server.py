@@ -274,6 +274,7 @@ def test_every_route_but_health_needs_the_key(models, tmp_path):
     ({"dims": "concise", "preference": "expert"}, 400, "dims"),
     ({"beta": -2, "preference": "concise"}, 400, "beta"),
     ({"top_k": 0, "preference": "concise"}, 400, "top_k"),
+    ({"end_of_turn": "never", "preference": "concise"}, 400, "end_of_turn"),
     ({"stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
     ({"seed": -5, "temperature": 0.5}, 400, "seed"),
     ({"system_info": "Be brief.", "preference": "concise"}, 400, "system_info"),  # pad reads no System Info

@@ -118,7 +118,8 @@ def test_serve_with_the_vllm_backend_answers_as_the_engine_and_refuses_what_it_c
             assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == expected
             for refused, says in [({"method": "fusion"}, "does not run on the vLLM backend"),
                                   ({"preference": None, "dims": "concise=0.5,friendly=0.5"}, "weighted mix"),
-                                  ({"max_tokens": 500}, "context"), ({"top_k": 21}, "exported with")]:
+                                  ({"max_tokens": 500}, "context"), ({"top_k": 21}, "exported with"),
+                                  ({"end_of_turn": "base"}, "released rule")]:
                 reply = http.post("/v1/chat/completions", json={k: v for k, v in (ask | refused).items()
                                                                  if v is not None})
                 assert reply.status_code == 400 and says in reply.json()["error"]["message"], reply.text

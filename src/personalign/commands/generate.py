@@ -15,8 +15,8 @@ from ..prompts import as_messages
 from ..validation import parse_json_lines
 
 # the decoding settings a user sets per command (flags) or per line (--input)
-SETTINGS = ["beta", "top_k", "max_new_tokens", "temperature", "top_p", "seed", "stop", "reward", "system_info",
-            "allow_negative_beta"]
+SETTINGS = ["beta", "top_k", "max_new_tokens", "temperature", "top_p", "seed", "stop", "reward", "end_of_turn",
+            "system_info", "allow_negative_beta"]
 _LINE_FIELDS = {"id", "prompt", "preference", "dims", "method", *SETTINGS}
 HINT = ("personalign: hint: no preference given, so this is the base model's answer; personalize it with -p "
         "concise (a catalog name) or -p 'any text'")

@@ -335,7 +335,14 @@ class Engine:
             decoupled = [i for i, a in enumerate(actives) if a.reference_index is not None]
             ref_rows = torch.tensor([offsets[guided[i]] + actives[i].reference_index for i in decoupled])
             reference_c[decoupled] = self._candidate_logits(hidden[ref_rows.to(cand.device)], cand[decoupled])
-        return pad_reward(policy_c, weights, reference_c, live)
+        return pad_reward(policy_c, weights, reference_c, live, self._neutral_ends(actives, cand))
+
+    def _neutral_ends(self, actives, cand) -> torch.Tensor | None:
+        """Where rows asking end_of_turn="base" have an end-of-turn token among their candidates."""
+        base_decides = torch.tensor([a.request.end_of_turn == "base" for a in actives], device=cand.device)
+        if not base_decides.any():
+            return None
+        return torch.isin(cand, torch.tensor(sorted(self.eos_ids), device=cand.device)) & base_decides[:, None]
 
     def _guide_log_probs(self, guided: list[int]):
         """Whole-vocabulary log-probabilities of each request's guide rows [G, n, V] and their weights [G, n]."""

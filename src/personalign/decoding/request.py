@@ -11,6 +11,7 @@ from ..validation import check_beta, check_number, check_top_k
 from . import methods
 
 REWARD_FORMS = ("decoupled", "released")
+END_OF_TURN = ("reward", "base")
 
 
 def check_beta_top_k(beta: float, top_k: int, allow_negative_beta: bool = False) -> None:
@@ -44,6 +45,9 @@ class GenerationRequest:
     stop: tuple[str, ...] = field(default=(), metadata=flag_help("stop string; repeatable", action="append"))
     reward: str | None = field(default=None, metadata=flag_help("PAD reward form (none: released, see README)",
                                                             choices=REWARD_FORMS))
+    end_of_turn: str = field(default="reward", metadata=flag_help(
+        "how PAD scores the end of turn: reward (the PersRM's reward, the released rule) or base (no reward: the base "
+        "decides when to stop; for PersRMs trained on answers cut at a token limit)", choices=END_OF_TURN))
     system_info: str | None = field(default=None, metadata=flag_help(
         "MetaAlign's System Info, what the provider requires (meta-prompting; none: 'You are an AI assistant.')"))
     allow_negative_beta: bool = field(default=False, metadata=flag_help("accept beta < 0 (steer away from the "
@@ -57,6 +61,8 @@ class GenerationRequest:
         method = methods.get(self.method)  # refuses an unknown name, listing the registry's
         if self.reward is not None and self.reward not in REWARD_FORMS:
             raise PersonalignError(f"unknown reward form {self.reward!r}; choose one of {', '.join(REWARD_FORMS)}")
+        if self.end_of_turn not in END_OF_TURN:
+            raise PersonalignError(f"unknown end_of_turn {self.end_of_turn!r}; choose one of {', '.join(END_OF_TURN)}")
         if method.needs_preference and self.preference.is_empty:
             raise PersonalignError(f"method {self.method!r} needs a preference (--preference or --dims); "
                                    f"use --method {methods.UNPERSONALIZED} for none")

@@ -31,11 +31,15 @@ def candidate_log_softmax(logits_c: torch.Tensor, live: torch.Tensor) -> torch.T
 
 
 def pad_reward(policy_c: torch.Tensor, weights: torch.Tensor, reference_c: torch.Tensor,
-               live: torch.Tensor) -> torch.Tensor:
+               live: torch.Tensor, neutral: torch.Tensor | None = None) -> torch.Tensor:
     """Token rewards [B, K] from PersRM candidate logits [B, n, K] weighted by [B, n] against a reference [B, K].
 
     Weights sum to one per row, so a single preference gives exactly the released r = l_theta - l_ref.
+    `neutral` [B, K] marks candidates the reward has no say on (the end of turn under end_of_turn="base"): reward 0,
+    and left out of both log-softmaxes, so that the mass a PersRM moved off them does not lift the others' rewards.
     """
+    if neutral is not None:
+        live = live & ~neutral
     policy = candidate_log_softmax(policy_c, live[:, None, :])
     reference = candidate_log_softmax(reference_c, live)
     mixed = (weights[:, :, None] * policy.masked_fill(~live[:, None, :], 0.0)).sum(1)

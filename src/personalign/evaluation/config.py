@@ -14,6 +14,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from ..data.prompt_sets import prompt_set_names
+from ..decoding.request import END_OF_TURN
 from ..errors import PersonalignError
 from ..flag_help import flag_help
 from ..validation import check_beta, check_number
@@ -37,6 +38,9 @@ class EvalConfig:
     beta: list[float] = field(default_factory=lambda: [1.0], metadata=flag_help(
         "comma-separated; several values make a beta sweep of the guided methods"))
     top_k: int = field(default=10, metadata=flag_help("candidates re-ranked per step"))
+    end_of_turn: str = field(default="reward", metadata=flag_help(
+        "how the PAD methods score the end of turn: reward (released) or base (no reward: the base decides when to "
+        "stop)", choices=END_OF_TURN))
     out: str = field(default="eval-out", metadata=flag_help("output directory (re-running into it resumes)"))
     baseline: str = field(default="base", metadata=flag_help("the method whose answer to the same prompt win rates are "
                                                          "measured against"))
@@ -104,6 +108,8 @@ class EvalConfig:
             raise PersonalignError(f"baseline: unknown method {self.baseline!r}")
         if not self.beta:
             raise PersonalignError("beta: give at least one value")
+        if self.end_of_turn not in END_OF_TURN:
+            raise PersonalignError(f"end_of_turn: {self.end_of_turn!r} is not one of {', '.join(END_OF_TURN)}")
         for beta in self.beta:
             check_beta(beta)
         for name in ("max_new_tokens", "top_k", "best_of_n", "batch_size"):

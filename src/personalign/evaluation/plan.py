@@ -127,6 +127,8 @@ def requests_for(job: Job, config) -> list[GenerationRequest]:
     if method.samples:
         return [GenerationRequest(job.prompt, preference, method=method.engine, temperature=config.temperature,
                                   seed=config.seed + i, **common) for i in range(config.best_of_n)]
+    if method.decoding.rule is Rule.PAD:
+        common["end_of_turn"] = config.end_of_turn
     return [GenerationRequest(job.prompt, preference, method=method.engine, beta=job.beta, reward=method.reward,
                               **common)]
 
@@ -145,6 +147,8 @@ def settings_for(job: Job, config, identity: dict) -> dict:
         settings.update(meta_rendering=identity["meta_rendering"], system_info=config.system_info)
     if method.uses_persrm:
         settings["persrm"] = identity["persrm"]
+    if method.decoding.rule is Rule.PAD and config.end_of_turn != "reward":  # answers made before it stay valid
+        settings["end_of_turn"] = config.end_of_turn
     if method.decoding.base_adapter:
         settings["policy"] = identity["policy"]
     if method.uses_reward_judge:

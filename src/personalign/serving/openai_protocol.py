@@ -18,7 +18,8 @@ from ..preferences import Preference
 from .http_errors import ApiError
 
 # personalign's own fields, sent with the openai client's `extra_body`
-EXTENSIONS = ("preference", "dims", "beta", "top_k", "method", "reward", "system_info", "allow_negative_beta")
+EXTENSIONS = ("preference", "dims", "beta", "top_k", "method", "reward", "end_of_turn", "system_info",
+              "allow_negative_beta")
 _COMMON = ("model", "max_tokens", "temperature", "top_p", "seed", "stop", "n", "stream", "stream_options", "user")
 CHAT_FIELDS = _COMMON + ("messages", "max_completion_tokens") + EXTENSIONS
 COMPLETION_FIELDS = _COMMON + ("prompt",) + EXTENSIONS
@@ -126,7 +127,7 @@ def _parse(body: dict, prompt, model_name: str, limits: Limits, max_tokens, toke
                        param=tokens_param)
     settings = {"max_new_tokens": max_tokens, "temperature": body.get("temperature", 1.0),
                 "top_p": body.get("top_p", 1.0), "seed": body.get("seed"), "stop": _stop(body.get("stop"))}
-    for name in ("beta", "top_k", "reward", "system_info", "allow_negative_beta"):
+    for name in ("beta", "top_k", "reward", "end_of_turn", "system_info", "allow_negative_beta"):
         if body.get(name) is not None:
             settings[name] = body[name]
     for name in ("temperature", "top_p"):
@@ -188,6 +189,7 @@ def _is_int(value) -> bool:
 def _param_named(message: str, tokens_param: str) -> str | None:
     """The request field a GenerationRequest error is about, from how its message starts."""
     starts = [("max_new_tokens", tokens_param), ("unknown method", "method"), ("unknown reward", "reward"),
+              ("unknown end_of_turn", "end_of_turn"),
               ("system_info", "system_info"), ("the prompt", "messages"), ("a chat prompt", "messages")]
     starts += [(name, name) for name in ("beta", "top_k", "temperature", "top_p", "seed", "stop")]
     if "needs a preference" in message:

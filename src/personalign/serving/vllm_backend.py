@@ -61,6 +61,9 @@ class VllmEngine:
         if method.guided and request.reward not in (None, "released"):
             raise PersonalignError(f"the {request.reward} reward form does not run on the vLLM backend (its "
                                    f"reference reads another prompt): {TRANSFORMERS_HINT}")
+        if method.guided and request.end_of_turn != "reward":
+            raise PersonalignError(f"end_of_turn {request.end_of_turn!r} does not run on the vLLM backend (its "
+                                   f"logits processor applies the released rule): {TRANSFORMERS_HINT}")
         if method.guided and request.top_k > self.max_top_k:  # the model ranks no more candidates than this
             raise PersonalignError(f"top_k {request.top_k} is more than the {self.max_top_k} candidates the vLLM "
                                    f"backend's PAD model was exported with: {TRANSFORMERS_HINT}")
