@@ -30,6 +30,7 @@ import torch
 from transformers import BatchEncoding, LogitsProcessor
 
 from ..errors import PersonalignError
+from ..padding import left_padded
 from ..preferences import Preference
 from ..prompts import Messages
 from ..reward_model import ADAPTER_NAME, PersonalizedRewardModel
@@ -173,13 +174,9 @@ def _requests(caller: str, prompts, preference, method: str, system_info: str | 
 
 
 def _left_padded(tokenizer, rows: list[list[int]], device) -> BatchEncoding:
-    width = max(len(r) for r in rows)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # masked out: any id will do
-    inputs = BatchEncoding({
-        "input_ids": torch.tensor([[pad] * (width - len(r)) + r for r in rows]),
-        "attention_mask": torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows]),
-    })
-    return inputs.to(device) if device is not None else inputs
+    ids, mask = left_padded(rows, pad, device)
+    return BatchEncoding({"input_ids": ids, "attention_mask": mask})
 
 
 def _runs_through_adapter(model) -> bool:

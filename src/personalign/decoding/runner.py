@@ -21,6 +21,7 @@ import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from ..errors import PersonalignError
+from ..padding import left_padded
 from .kv_cache import RoomyLayer
 from .row_lora import RowLoRA
 from .shared_prefix import plan_shared_prefixes
@@ -60,7 +61,7 @@ class RowRunner:
         plan = plan_shared_prefixes(prompts, adapter)
         past, past_mask = None, torch.zeros(len(prompts), 0, dtype=torch.long, device=self.device)
         if plan.prefixes:
-            ids, mask = self._left_padded([ids for ids, _ in plan.prefixes])
+            ids, mask = left_padded([ids for ids, _ in plan.prefixes], 0, self.device)
             _, prefix_cache = self._forward(ids, mask, _positions(mask), None, [a for _, a in plan.prefixes])
             _check_cache(prefix_cache)
             source = torch.tensor([g or 0 for g in plan.group], device=self.device)  # rows sharing none: masked
@@ -68,21 +69,12 @@ class RowRunner:
             past.layers = [_layer(layer.keys[source], layer.values[source]) for layer in prefix_cache.layers]
             shares = torch.tensor([g is not None for g in plan.group], device=self.device)
             past_mask = mask[source] * shares[:, None]
-        ids, mask = self._left_padded([p[plan.length(i):] for i, p in enumerate(prompts)])
+        ids, mask = left_padded([p[plan.length(i):] for i, p in enumerate(prompts)], 0, self.device)
         positions = _positions(mask) + past_mask.sum(1, keepdim=True)
         mask = torch.cat([past_mask, mask], 1)
         hidden, cache = self._forward(ids, mask, positions, past, adapter)
         self._merge(cache, mask, adapter)
         return hidden
-
-    def _left_padded(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(p) for p in prompts)
-        ids = torch.zeros(len(prompts), width, dtype=torch.long, device=self.device)
-        mask = torch.zeros_like(ids)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p):] = torch.tensor(p, device=self.device)
-            mask[i, width - len(p):] = 1
-        return ids, mask
 
     @torch.inference_mode()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -20,10 +20,11 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
+from ..answer_checks import degenerate
 from ..data.metaalign import MetaPair, as_record, read_meta_pairs
 from ..data.pairs import prompt_key
-from ..answer_checks import degenerate
 from ..errors import PersonalignError
+from ..padding import left_padded
 from ..meta_prompt import render_meta_ids
 from ..records import write_records_atomic
 
@@ -66,10 +67,9 @@ def sampled_pairs(out: Path, policy, tokenizer, pairs: list[MetaPair], judge: Pa
 def _sample(policy, tokenizer, batch: list[MetaPair], samples: int, max_new_tokens: int, temperature: float,
             generator: torch.Generator) -> list[list[str]]:
     rows = [render_meta_ids(tokenizer, pair.prompt, pair.meta_prompt) for pair in batch]
-    width = max(len(r) for r in rows)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=policy.device)
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=policy.device)
+    ids, mask = left_padded(rows, pad, policy.device)
+    width = ids.shape[1]
     torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))  # generate samples from torch's
     out = policy.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature, top_k=0,
                           top_p=1.0, max_new_tokens=max_new_tokens, num_return_sequences=samples, pad_token_id=pad)
