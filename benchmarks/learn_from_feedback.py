@@ -1,6 +1,7 @@
 """Do weights learned from a user's choices find their hidden preference? A simulation of issue 16's learning.
 
     .venv/bin/python benchmarks/learn_from_feedback.py --out runs/learn-sim --features offline,persrm [--beta 2]
+        [--end-of-turn base]
 
 1. A pool of PAD answers: the first `--pool-prompts` koala_eval_50 prompts, each answered under every one of the
    six P-SOUPS dimensions alone, under all six equally weighted, and by the base (greedy).
@@ -52,9 +53,9 @@ POOL_MIXES = [{d: 1.0} for d in DIMS] + [UNIFORM, None]  # None: the base's answ
 class AnswerCache:
     """PAD answers by (prompt, weights), decoded in batches and appended to OUT/answers.jsonl."""
 
-    def __init__(self, out: Path, engine, max_new_tokens: int, batch_size: int, beta: float):
+    def __init__(self, out: Path, engine, max_new_tokens: int, batch_size: int, beta: float, end_of_turn: str):
         self.path, self.engine = out / "answers.jsonl", engine
-        self.max_new_tokens, self.batch_size, self.beta = max_new_tokens, batch_size, beta
+        self.max_new_tokens, self.batch_size, self.beta, self.end_of_turn = max_new_tokens, batch_size, beta, end_of_turn
         self.texts = {(r["prompt"], r["mix"]): r["text"] for r in read_records(self.path)} if self.path.exists() else {}
 
     def get(self, prompt: str, mix: dict | None) -> str:
@@ -65,7 +66,8 @@ class AnswerCache:
         with tqdm(total=len(todo), desc=label, unit="answer") as bar:
             for start in range(0, len(todo), self.batch_size):
                 chunk = todo[start:start + self.batch_size]
-                results = self.engine.generate([_request(p, m, self.max_new_tokens, self.beta) for p, m in chunk])
+                results = self.engine.generate([_request(p, m, self.max_new_tokens, self.beta, self.end_of_turn)
+                                                for p, m in chunk])
                 records = [dict(prompt=p, mix=_mix_key(m), text=r.text) for (p, m), r in zip(chunk, results)]
                 append_records(self.path, records)
                 self.texts.update({(r["prompt"], r["mix"]): r["text"] for r in records})
@@ -76,11 +78,11 @@ def _mix_key(mix: dict | None) -> str:
     return "base" if mix is None else json.dumps({d: round(w, 4) for d, w in sorted(mix.items())})
 
 
-def _request(prompt: str, mix: dict | None, max_new_tokens: int, beta: float) -> GenerationRequest:
+def _request(prompt: str, mix: dict | None, max_new_tokens: int, beta: float, end_of_turn: str) -> GenerationRequest:
     if mix is None:
         return GenerationRequest(prompt, method="base", max_new_tokens=max_new_tokens)
     return GenerationRequest(prompt, Preference.from_dims(mix), method="pad", max_new_tokens=max_new_tokens,
-                             beta=beta)
+                             beta=beta, end_of_turn=end_of_turn)
 
 
 def judge_scores(judge: OfflineJudge, texts: list[str]) -> np.ndarray:
@@ -156,6 +158,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--beta", type=float, default=1.0, help="PAD's beta for every answer, pool and test")
+    parser.add_argument("--end-of-turn", default="reward", choices=("reward", "base"),
+                        help="how PAD scores the end of turn (see README, How PAD is decoded)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--l2", type=float, default=L2, help="the learner's pull toward the uniform prior")
     args = parser.parse_args()
@@ -164,6 +168,8 @@ def main() -> None:
     # the models by their files: "the shipped PersRM" names another one after each release
     settings = dict(max_new_tokens=args.max_new_tokens, model=model_identity(engine.model),
                     persrm=persrm_identity(engine.persrm, engine.model), method="pad, greedy", beta=args.beta)
+    if args.end_of_turn != "reward":  # directories made before the flag stay valid
+        settings["end_of_turn"] = args.end_of_turn
     args.out.mkdir(parents=True, exist_ok=True)
     settings_path = args.out / "settings.json"
     if settings_path.exists() and json.loads(settings_path.read_text()) != settings:
@@ -172,7 +178,7 @@ def main() -> None:
 
     prompts = [p.prompt for p in load_prompts("koala_eval_50", args.pool_prompts + args.test_prompts)]
     pool_prompts, test_prompts = prompts[:args.pool_prompts], prompts[args.pool_prompts:]
-    cache = AnswerCache(args.out, engine, args.max_new_tokens, args.batch_size, args.beta)
+    cache = AnswerCache(args.out, engine, args.max_new_tokens, args.batch_size, args.beta, args.end_of_turn)
     cache.decode([(p, m) for p in pool_prompts for m in POOL_MIXES], "pool")
     pool = {p: [cache.get(p, m) for m in POOL_MIXES] for p in pool_prompts}
     scores = judge_scores(judge, [a for answers in pool.values() for a in answers])
@@ -207,8 +213,8 @@ def main() -> None:
         looping, echoing = fmean(map(loops, texts)), fmean(map(echoes_template, texts))
         return f"{looping:>6.1%} {echoing:>5.1%} {fmean(on_question):>11.3f}"
 
-    print(f"\nPAD at beta {args.beta}; {len(DIMS)} P-SOUPS dimensions, {args.users} users (Dirichlet {args.alpha}), "
-          f"noise {args.noise}, "
+    print(f"\nPAD at beta {args.beta}, end of turn by {args.end_of_turn}; {len(DIMS)} P-SOUPS dimensions, "
+          f"{args.users} users (Dirichlet {args.alpha}), noise {args.noise}, "
           f"pool {args.pool_prompts} prompts x {len(POOL_MIXES)} answers, {args.test_prompts} test prompts")
     print(f"{'features':<9} {'choices':>7} {'cosine':>7} {'mix cos':>7} {'prior cos':>9} {'axis cos':>8} "
           f"{'win vs uniform':>14} {'loops':>6} {'echo':>5} {'on question':>11}")
