@@ -110,6 +110,29 @@ def test_single_unpadded_prompt_matches_the_engine(smol_tokenizer):
     assert generate_with(base, [row], [PADLogitsProcessor(persrm, beta=3.0, top_k=4)]) == [expected]
 
 
+def test_end_ids_leave_the_end_of_turn_to_the_base_as_the_engine_does(smol_tokenizer):
+    """end_ids is the engine's end_of_turn="base"; the end token is a candidate of the second step for which the
+    two rules part ways (found by trying each), so the comparison is not vacuous."""
+    base, persrm = tiny_llama(0), perturbed_head(PersonalizedRewardModel(tiny_llama(1)))
+    engine = Engine(base, smol_tokenizer, persrm)
+    request = dict(prompt=PROMPTS[0], preference=Preference.parse("Answer like a pirate"), beta=1.0, top_k=TOP_K,
+                   max_new_tokens=N)
+    row = render_ids(smol_tokenizer, PROMPTS[0], request["preference"].text)
+    first = engine.generate([GenerationRequest(**request)])[0].token_ids[:1]
+    for end in base(torch.tensor([row + first])).logits[0, -1].topk(TOP_K).indices.tolist():
+        engine.eos_ids = {end}
+        left, released = engine.generate([GenerationRequest(**request, end_of_turn="base"),
+                                          GenerationRequest(**request)])
+        if left.token_ids != released.token_ids:
+            break
+    else:
+        pytest.fail("no candidate ends the answer differently under the two rules: the test proves nothing")
+    processor = PADLogitsProcessor(persrm, beta=1.0, top_k=TOP_K, end_ids=[end])
+    out = base.generate(torch.tensor([row]), logits_processor=[processor], do_sample=False, max_new_tokens=N,
+                        eos_token_id=end, pad_token_id=EOS)
+    assert out[0, len(row):].tolist() == left.token_ids
+
+
 def test_only_top_k_candidates_survive(smol_tokenizer):
     persrm = perturbed_head(PersonalizedRewardModel(tiny_llama(1)))
     row = render_ids(smol_tokenizer, PROMPTS[1], "concise")
@@ -274,3 +297,10 @@ def test_the_readme_logits_processor_snippet_runs(smollm2, capsys):
     exec(snippet.replace("max_new_tokens=64", "max_new_tokens=4"), {})
     answers = ast.literal_eval(capsys.readouterr().out)
     assert len(answers) == 2 and all(answers)
+
+
+@pytest.mark.parametrize("kwargs, message", [(dict(end_of_turn="never"), "unknown end_of_turn"),
+                                             (dict(end_of_turn="base"), "needs tokenizer=")])
+def test_pad_logits_processor_checks_end_of_turn_before_loading(kwargs, message):
+    with pytest.raises(PersonalignError, match=message):
+        pad_logits_processor(tiny_llama(0), **kwargs)

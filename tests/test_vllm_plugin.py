@@ -79,7 +79,8 @@ def test_a_head_only_persrm_runs_on_the_base_pass_and_equals_the_engine(tmp_path
 def test_vllm_refuses_pad_settings_it_cannot_run():
     for extra, says in [({"pad_beta": -1}, "pad_beta must be a number >= 0"),
                         ({"pad_beta": 1, "pad_top_k": 0}, "pad_top_k must be an integer >= 1"),
-                        ({"pad_beta": 1, "pad_reward_form": "decoupled"}, "cannot run on vLLM")]:
+                        ({"pad_beta": 1, "pad_reward_form": "decoupled"}, "cannot run on vLLM"),
+                        ({"pad_beta": 1, "pad_end_ids": "2"}, "pad_end_ids must be a list of token ids")]:
         check = ("import sys; from vllm import SamplingParams; from personalign.vllm_plugin.processor import "
                  f"pad_params\ntry: pad_params(SamplingParams(extra_args={extra!r}))\n"
                  "except ValueError as e: print(e)")
@@ -100,8 +101,12 @@ def test_serve_with_the_vllm_backend_answers_as_the_engine_and_refuses_what_it_c
     monkeypatch.setenv("PERSONALIGN_HOME", str(tmp_path))  # the exported PAD model goes here
     (tmp_path / "models").symlink_to(converted)  # the converted SmolLM2, not converted again
     messages = [{"role": "user", "content": PROMPTS[0]}]
-    expected = load_engine(dtype="fp32", device="cpu").generate(
-        [GenerationRequest(messages, "concise", method="pad", beta=2.0, max_new_tokens=TOKENS)])[0].text
+    short = [{"role": "user", "content": "What is the capital of France?"}]  # the base would stop after one line
+    expected, base_ends = load_engine(dtype="fp32", device="cpu").generate(
+        [GenerationRequest(messages, "concise", method="pad", beta=2.0, max_new_tokens=TOKENS),
+         GenerationRequest(short, "concise", method="pad", beta=1.0, max_new_tokens=TOKENS, end_of_turn="base")])
+    expected = expected.text
+    assert base_ends.finish_reason == "eos"  # else the end-of-turn rule below is not exercised
     config = ServerConfig(backend="vllm", vllm_python=str(VLLM_PYTHON), max_running=4,
                           vllm_args="--enforce-eager --dtype float32 --kv-cache-memory-bytes 268435456 "
                                     "--max-model-len 512")
@@ -116,10 +121,13 @@ def test_serve_with_the_vllm_backend_answers_as_the_engine_and_refuses_what_it_c
                 chunks = [json.loads(line[6:]) for line in streamed.iter_lines()
                           if line.startswith("data: {")]
             assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == expected
+            answer = http.post("/v1/chat/completions",
+                               json=ask | {"messages": short, "beta": 1.0, "end_of_turn": "base"}).json()
+            assert answer["choices"][0]["message"]["content"] == base_ends.text
+            assert answer["choices"][0]["finish_reason"] == "stop"
             for refused, says in [({"method": "fusion"}, "does not run on the vLLM backend"),
                                   ({"preference": None, "dims": "concise=0.5,friendly=0.5"}, "weighted mix"),
-                                  ({"max_tokens": 500}, "context"), ({"top_k": 21}, "exported with"),
-                                  ({"end_of_turn": "base"}, "released rule")]:
+                                  ({"max_tokens": 500}, "context"), ({"top_k": 21}, "exported with")]:
                 reply = http.post("/v1/chat/completions", json={k: v for k, v in (ask | refused).items()
                                                                  if v is not None})
                 assert reply.status_code == 400 and says in reply.json()["error"]["message"], reply.text

@@ -8,8 +8,9 @@
 import copy
 from pathlib import Path
 
-from .decoding.engine import DEFAULT_REWARD_FORM, Engine
+from .decoding.engine import DEFAULT_REWARD_FORM, Engine, end_of_turn_ids
 from .decoding.logits_processor import PADLogitsProcessor
+from .decoding.request import END_OF_TURN
 from .errors import PersonalignError
 from .metaalign_policy import attach_policy, check_policy_dir, policy_base
 from .models import load_causal_lm, resolve_model_source
@@ -81,13 +82,19 @@ def load_engine(base: str | None = None, persrm: str | None = None, *, policy: s
                   policy=carrier, policy_source=policy, **limits)
 
 
-def pad_logits_processor(model, persrm: str | None = None, *, beta: float = 1.0,
-                         top_k: int = 10) -> PADLogitsProcessor:
+def pad_logits_processor(model, persrm: str | None = None, *, beta: float = 1.0, top_k: int = 10,
+                         end_of_turn: str = "reward", tokenizer=None) -> PADLogitsProcessor:
     """PAD as a logits processor for `model.generate`, set up the supported way. `persrm` as in `load_persrm`
     (None: the default for this model, the shipped trained PersRM for the embedded SmolLM2). A PersRM whose LoRA
     adapter would sit on `model` is loaded on a copy of it (one more copy of the weights), so `model.generate`
     stays the plain base; a MetaAlign policy's `model` (load_policy) gets its PersRM on a copy of the bare base.
-    `processor.prepare(tokenizer, prompts, preference)` gives the inputs (method="metaalign-pad" for a policy)."""
+    `processor.prepare(tokenizer, prompts, preference)` gives the inputs (method="metaalign-pad" for a policy).
+    end_of_turn="base" leaves the end of turn to the base (README, How PAD is decoded); it needs the tokenizer."""
+    if end_of_turn not in END_OF_TURN:
+        raise PersonalignError(f"unknown end_of_turn {end_of_turn!r}; choose one of {', '.join(END_OF_TURN)}")
+    if end_of_turn == "base" and tokenizer is None:
+        raise PersonalignError('end_of_turn="base" needs tokenizer= (the end-of-turn tokens are the tokenizer\'s '
+                               "and the model's generation config's)")
     from peft import PeftModel
 
     base_source = model.name_or_path
@@ -97,7 +104,8 @@ def pad_logits_processor(model, persrm: str | None = None, *, beta: float = 1.0,
     else:
         backbone = copy.deepcopy(model) if _adapter_over(spec, base_source) else model
     reward_model = load_persrm(spec, backbone, base_source, device=model.device, dtype=model.dtype)
-    return PADLogitsProcessor(reward_model, beta=beta, top_k=top_k, model=model)
+    end_ids = end_of_turn_ids(model.generation_config, tokenizer) if end_of_turn == "base" else ()
+    return PADLogitsProcessor(reward_model, beta=beta, top_k=top_k, model=model, end_ids=end_ids)
 
 
 def load_policy(policy: str | None = None, base: str | None = None, *, device=None, dtype=None):

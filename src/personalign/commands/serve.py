@@ -121,7 +121,10 @@ def transformers_engine(config: ServerConfig, args, model_name: str):
 def vllm_engine(config: ServerConfig, args, model_name: str):
     """(the vLLM backend over a child vLLM server, whether the PersRM is untrained): the PAD model directory is
     written once per base and PersRM (and their files' fingerprints) under personalign's home."""
+    from transformers import GenerationConfig
+
     from ..api import UNTRAINED, default_persrm
+    from ..decoding.engine import end_of_turn_ids
     from ..models import load_tokenizer, resolve_model_source
     from ..serving.vllm_backend import VllmEngine, VllmServer
     from ..vllm_plugin.export import exported_max_top_k
@@ -135,9 +138,12 @@ def vllm_engine(config: ServerConfig, args, model_name: str):
                         tensor_parallel_size=config.tensor_parallel_size,
                         pipeline_parallel_size=config.pipeline_parallel_size, max_running=config.max_running,
                         extra_args=config.vllm_args).start()
-    engine = VllmEngine(server.url, model_name, load_tokenizer(base), context=server.max_model_len(),
+    tokenizer = load_tokenizer(base)
+    saved = (model_dir / "generation_config.json").is_file()  # save_pretrained writes it when the model has one
+    end_ids = end_of_turn_ids(GenerationConfig.from_pretrained(model_dir) if saved else None, tokenizer)
+    engine = VllmEngine(server.url, model_name, tokenizer, context=server.max_model_len(),
                         max_prompt_tokens=config.max_prompt_tokens, max_top_k=exported_max_top_k(model_dir),
-                        on_close=server.stop)
+                        end_ids=end_ids, on_close=server.stop)
     return engine, persrm == UNTRAINED
 
 

@@ -110,7 +110,7 @@ class Engine:
             self.base_runner = RowRunner(policy if policy is not None else model, policy_adapters)
         # the peft model whose adapters peft injected into `model` itself: calling `model` runs through them
         self._carrier = policy if policy is not None else self.persrm.backbone if self.shared and adapters else None
-        self.eos_ids = _eos_ids(model, tokenizer)
+        self.eos_ids = end_of_turn_ids(model.generation_config, tokenizer)
         self.context = min(filter(None, (_context(m) for m in (model, self.persrm.causal_lm))), default=None)
         limits = {"max_running": max_running, "max_prefill_tokens": max_prefill_tokens,
                   "max_prompt_tokens": max_prompt_tokens}
@@ -450,8 +450,9 @@ class Engine:
         return own
 
 
-def _eos_ids(model, tokenizer) -> set[int]:
-    ids = model.generation_config.eos_token_id if model.generation_config is not None else None
+def end_of_turn_ids(generation_config, tokenizer) -> set[int]:
+    """The tokens that end an answer: the model's generation config's end ids and the tokenizer's."""
+    ids = generation_config.eos_token_id if generation_config is not None else None
     ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)

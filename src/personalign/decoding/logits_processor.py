@@ -26,6 +26,8 @@ prompts belong to one batch: the same prompts may be generated from again, other
 `reset(...)` first.
 """
 
+from collections.abc import Sequence
+
 import torch
 from transformers import BatchEncoding, LogitsProcessor
 
@@ -44,13 +46,15 @@ class PADLogitsProcessor(LogitsProcessor):
     def __init__(self, persrm: PersonalizedRewardModel, beta: float = 1.0, top_k: int = 10,
                  prompt_attention_mask: torch.Tensor | None = None,
                  reference_prompt_ids: list[list[int]] | None = None, *, model=None,
-                 persrm_prompt_ids: list[list[int]] | None = None):
+                 persrm_prompt_ids: list[list[int]] | None = None, end_ids: Sequence[int] = ()):
         """prompt_attention_mask: the mask of left-padded batched prompts (None: no padding).
         reference_prompt_ids: per row, the prompt without the preference, for the decoupled reward
         (None: the released reward, against the base model's own logits).
         persrm_prompt_ids: per row, the prompt the PersRM reads when it is not the generating model's
         (metaalign-pad: PAD's template while the policy reads the meta-prompt; None: the generating model's).
-        model: the model whose `generate` calls this processor; required when the PersRM has a LoRA adapter."""
+        model: the model whose `generate` calls this processor; required when the PersRM has a LoRA adapter.
+        end_ids: end_of_turn="base" (README, How PAD is decoded): these tokens (the end of turn) get no reward and
+        compete on the base's logit alone; empty, the released rule."""
         check_beta_top_k(beta, top_k)
         if persrm.has_adapter and model is None:
             raise PersonalignError("this PersRM has a LoRA adapter: pass model=<the model that calls generate>, "
@@ -61,6 +65,7 @@ class PADLogitsProcessor(LogitsProcessor):
                                    "PersRM on a copy of it (personalign.pad_logits_processor(model) does)")
         self.persrm = persrm.eval()
         self.beta, self.top_k = beta, top_k
+        self.end_ids = torch.tensor(sorted(end_ids), dtype=torch.long)
         self.reset(prompt_attention_mask, reference_prompt_ids, persrm_prompt_ids)
 
     def reset(self, prompt_attention_mask: torch.Tensor | None = None,
@@ -111,7 +116,8 @@ class PADLogitsProcessor(LogitsProcessor):
         reference_c = base_c
         if self.reference_prompt_ids:
             reference_c = self.persrm.candidate_logits(self._hidden[batch:], rm_cand).float().to(scores.device)
-        reward = pad_reward(policy_c[:, None], torch.ones(batch, 1, device=scores.device), reference_c, live)
+        neutral = torch.isin(cand, self.end_ids.to(cand.device)) if len(self.end_ids) else None
+        reward = pad_reward(policy_c[:, None], torch.ones(batch, 1, device=scores.device), reference_c, live, neutral)
         out = torch.full_like(scores, NEG_INF)
         return out.scatter(1, cand, pad_scores(base_c, reward, torch.full((batch,), self.beta), live).to(scores.dtype))
 

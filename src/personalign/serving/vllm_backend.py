@@ -37,10 +37,11 @@ class BackendFailure(Exception):
 
 class VllmEngine:
     def __init__(self, url: str, model_name: str, tokenizer, *, context: int | None, max_prompt_tokens: int | None,
-                 max_top_k: int, on_close=None):
-        """`max_top_k`: the largest top-k the PAD model was exported for; `on_close`: called by `close` (stopping
-        the vLLM child)."""
+                 max_top_k: int, end_ids: set[int], on_close=None):
+        """`max_top_k`: the largest top-k the PAD model was exported for; `end_ids`: the tokens that end an answer
+        (decoding.engine.end_of_turn_ids); `on_close`: called by `close` (stopping the vLLM child)."""
         self.url, self.model_name, self.tokenizer, self.on_close = url, model_name, tokenizer, on_close
+        self.end_ids = sorted(end_ids)
         self.context, self.max_prompt_tokens, self.max_top_k = context, max_prompt_tokens, max_top_k
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._active: set[int] = set()
@@ -61,9 +62,6 @@ class VllmEngine:
         if method.guided and request.reward not in (None, "released"):
             raise PersonalignError(f"the {request.reward} reward form does not run on the vLLM backend (its "
                                    f"reference reads another prompt): {TRANSFORMERS_HINT}")
-        if method.guided and request.end_of_turn != "reward":
-            raise PersonalignError(f"end_of_turn {request.end_of_turn!r} does not run on the vLLM backend (its "
-                                   f"logits processor applies the released rule): {TRANSFORMERS_HINT}")
         if method.guided and request.top_k > self.max_top_k:  # the model ranks no more candidates than this
             raise PersonalignError(f"top_k {request.top_k} is more than the {self.max_top_k} candidates the vLLM "
                                    f"backend's PAD model was exported with: {TRANSFORMERS_HINT}")
@@ -126,6 +124,8 @@ class VllmEngine:
             body["stop"] = list(request.stop)
         if guided:
             body["vllm_xargs"] = {"pad_beta": request.beta, "pad_top_k": request.top_k}
+            if request.end_of_turn == "base":
+                body["vllm_xargs"]["pad_end_ids"] = self.end_ids
         return body
 
     def _stream(self, request_id: int, request: GenerationRequest, prompt_ids: list[int], guided: bool) -> None:

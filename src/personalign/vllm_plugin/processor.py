@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 class PadParams:
     beta: float
     top_k: int | None
+    end_ids: tuple[int, ...] = ()  # end_of_turn="base": candidates scored by the base alone (rules.pad_reward)
 
 
 def pad_params(params: SamplingParams) -> PadParams | None:
@@ -34,16 +35,19 @@ def pad_params(params: SamplingParams) -> PadParams | None:
     if "pad_beta" not in extra:
         return None
     beta, top_k, form = extra["pad_beta"], extra.get("pad_top_k"), extra.get("pad_reward_form", "released")
+    end_ids = extra.get("pad_end_ids", [])
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
         raise ValueError(f"pad_beta must be a number >= 0, got {beta!r}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"pad_top_k must be an integer >= 1, got {top_k!r}")
+    if not isinstance(end_ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in end_ids):
+        raise ValueError(f"pad_end_ids must be a list of token ids, got {end_ids!r}")
     if form not in REWARD_FORMS:
         raise ValueError(f"pad_reward_form {form!r} cannot run on vLLM (one token sequence per request): use "
                          f"{' or '.join(REWARD_FORMS)}, or personalign's transformers backend")
     if params.prompt_logprobs is not None:
         raise ValueError("prompt_logprobs cannot be combined with PAD on vLLM")
-    return PadParams(float(beta), top_k)
+    return PadParams(float(beta), top_k, tuple(end_ids))
 
 
 class PadLogitsProcessor(LogitsProcessor):
@@ -81,7 +85,10 @@ class PadLogitsProcessor(LogitsProcessor):
         live = torch.arange(candidates.shape[1], device=logits.device)[None, :] < top_k[:, None]
         base_c = logits[rows].gather(-1, candidates)
         persrm_c = step.persrm_logits[rows].to(logits.dtype)
-        reward = pad_reward(persrm_c[:, None, :], torch.ones_like(beta)[:, None], base_c, live)
+        ends = [torch.isin(candidates[i], torch.tensor(s.end_ids, dtype=candidates.dtype, device=logits.device))
+                for i, s in enumerate(settings)]
+        neutral = torch.stack(ends) if any(s.end_ids for s in settings) else None
+        reward = pad_reward(persrm_c[:, None, :], torch.ones_like(beta)[:, None], base_c, live, neutral)
         scored = torch.full_like(logits[rows], NEG_INF).scatter_(-1, candidates, pad_scores(base_c, reward, beta, live))
         logits[rows] = scored
         return logits
