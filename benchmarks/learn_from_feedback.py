@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--beta", type=float, default=1.0, help="PAD's beta for every answer, pool and test")
-    parser.add_argument("--end-of-turn", default="reward", choices=("reward", "base"),
+    parser.add_argument("--end-of-turn", default="base", choices=("base", "reward"),
                         help="how PAD scores the end of turn (see README, How PAD is decoded)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--l2", type=float, default=L2, help="the learner's pull toward the uniform prior")
@@ -168,7 +168,7 @@ def main() -> None:
     # the models by their files: "the shipped PersRM" names another one after each release
     settings = dict(max_new_tokens=args.max_new_tokens, model=model_identity(engine.model),
                     persrm=persrm_identity(engine.persrm, engine.model), method="pad, greedy", beta=args.beta)
-    if args.end_of_turn != "reward":  # directories made before the flag stay valid
+    if args.end_of_turn != "reward":  # directories made before the flag were made with reward
         settings["end_of_turn"] = args.end_of_turn
     args.out.mkdir(parents=True, exist_ok=True)
     settings_path = args.out / "settings.json"

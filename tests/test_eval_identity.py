@@ -79,7 +79,7 @@ def test_answers_carry_their_settings_and_the_run_its_identity(finished):
     assert set(answers["base"]) == {"method", "beta", "prompt", "base", "dtype", "max_new_tokens"}
     assert set(answers["soups"]) == set(answers["base"]) | {"soups"}
     assert set(answers["prompt"]) == set(answers["base"]) | {"template"}
-    assert set(answers["pad"]) == set(answers["prompt"]) | {"top_k", "persrm"}
+    assert set(answers["pad"]) == set(answers["prompt"]) | {"top_k", "persrm", "end_of_turn"}
     assert set(answers["args"]) == set(answers["prompt"]) | {"top_k", "reward_judge"}
     assert set(answers["best-of-n"]) == set(answers["args"]) | {"best_of_n", "temperature", "seed"}
     assert answers["pad"]["max_new_tokens"] == 3 and answers["best-of-n"]["seed"] == 0
@@ -95,7 +95,7 @@ def test_answers_carry_their_settings_and_the_run_its_identity(finished):
     (dict(seed=1), {}, "seed"),
     (dict(temperature=0.9), {}, "temperature"),
     (dict(best_of_n=3), {}, "best_of_n"),
-    (dict(end_of_turn="base"), {}, "end_of_turn"),
+    (dict(end_of_turn="reward"), {}, "end_of_turn"),
     (dict(reward_judge="hf:{root}/rm@concise"), {}, "reward_judge"),
     (dict(soups={"concise": "{root}/b"}), {}, "soups"),
     (dict(prompts="{root}/other.jsonl"), {}, "prompt"),

@@ -123,12 +123,13 @@ def test_end_of_turn_left_to_the_base_matches_oracle(smol_tokenizer):
                                          base_ends=True) == first + [c])
     engine.eos_ids = {end}
     request = dict(prompt=PROMPTS[0], preference=pref, beta=1.0, max_new_tokens=8)
-    [released] = engine.generate([GenerationRequest(**request)])
+    [released] = engine.generate([GenerationRequest(**request, end_of_turn="reward")])
     [left] = engine.generate([GenerationRequest(**request, end_of_turn="base")])
     assert left.token_ids == first + [end] and left.finish_reason == "eos"
     assert released.token_ids == oracle(base_fn, rm_fn, ids, [ids], [1.0], None, 1.0, 10, 8, eos=end)
     assert released.token_ids[:2] != first + [end], "the released rule stops there too: the test proves nothing"
-    together = engine.generate([GenerationRequest(**request), GenerationRequest(**request, end_of_turn="base")])
+    together = engine.generate([GenerationRequest(**request, end_of_turn="reward"),
+                                GenerationRequest(**request, end_of_turn="base")])
     assert [r.token_ids for r in together] == [released.token_ids, left.token_ids]
 
 

@@ -83,18 +83,17 @@ def load_engine(base: str | None = None, persrm: str | None = None, *, policy: s
 
 
 def pad_logits_processor(model, persrm: str | None = None, *, beta: float = 1.0, top_k: int = 10,
-                         end_of_turn: str = "reward", tokenizer=None) -> PADLogitsProcessor:
+                         end_of_turn: str = "base", tokenizer=None) -> PADLogitsProcessor:
     """PAD as a logits processor for `model.generate`, set up the supported way. `persrm` as in `load_persrm`
     (None: the default for this model, the shipped trained PersRM for the embedded SmolLM2). A PersRM whose LoRA
     adapter would sit on `model` is loaded on a copy of it (one more copy of the weights), so `model.generate`
     stays the plain base; a MetaAlign policy's `model` (load_policy) gets its PersRM on a copy of the bare base.
     `processor.prepare(tokenizer, prompts, preference)` gives the inputs (method="metaalign-pad" for a policy).
-    end_of_turn="base" leaves the end of turn to the base (README, How PAD is decoded); it needs the tokenizer."""
+    end_of_turn="base" (default) leaves the end of turn to the base (README, How PAD is decoded): the end tokens
+    are the model's generation config's, and the tokenizer's when `tokenizer` is given, as the engine's; "reward" is
+    PAD's released rule."""
     if end_of_turn not in END_OF_TURN:
         raise PersonalignError(f"unknown end_of_turn {end_of_turn!r}; choose one of {', '.join(END_OF_TURN)}")
-    if end_of_turn == "base" and tokenizer is None:
-        raise PersonalignError('end_of_turn="base" needs tokenizer= (the end-of-turn tokens are the tokenizer\'s '
-                               "and the model's generation config's)")
     from peft import PeftModel
 
     base_source = model.name_or_path

@@ -71,8 +71,6 @@ def run(args) -> int:
 
     reward = _args_reward(args.reward_judge, jobs)
     engine = load_engine(args.base, args.persrm, policy=args.policy, device=args.device, dtype=args.dtype)
-    if not args.input and args.method is None and not (args.preference or args.dims):
-        print(HINT, file=sys.stderr)  # once everything is known to be valid: a hint never precedes an error
     if reward is not None:
         from ..evaluation.judge_reward import args_reward
         engine.set_sequence_reward(args_reward(reward.judge, reward, engine.persrm.vocab_size))
@@ -80,7 +78,7 @@ def run(args) -> int:
         for delta in engine.stream(jobs[0].request):
             print(delta, end="", flush=True)
         print()
-        return 0
+        return _hint(args)
     for start in range(0, len(jobs), args.batch_size):
         chunk = jobs[start:start + args.batch_size]
         results = engine.generate([j.request for j in chunk])
@@ -88,6 +86,14 @@ def run(args) -> int:
             print(f"[{start + len(chunk)}/{len(jobs)}]", file=sys.stderr, flush=True)
         for job, result in zip(chunk, results):
             _print(job, result, args.json, several=len(jobs) > 1)
+    return _hint(args)
+
+
+def _hint(args) -> int:
+    """After the answers (a request can still be refused while decoding, by the context length): a hint never
+    precedes an error."""
+    if not args.input and args.method is None and not (args.preference or args.dims):
+        print(HINT, file=sys.stderr)
     return 0
 
 

@@ -450,11 +450,11 @@ class Engine:
         return own
 
 
-def end_of_turn_ids(generation_config, tokenizer) -> set[int]:
+def end_of_turn_ids(generation_config, tokenizer=None) -> set[int]:
     """The tokens that end an answer: the model's generation config's end ids and the tokenizer's."""
     ids = generation_config.eos_token_id if generation_config is not None else None
     ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
-    if tokenizer.eos_token_id is not None:
+    if tokenizer is not None and tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
     return ids
 

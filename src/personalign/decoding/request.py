@@ -45,9 +45,10 @@ class GenerationRequest:
     stop: tuple[str, ...] = field(default=(), metadata=flag_help("stop string; repeatable", action="append"))
     reward: str | None = field(default=None, metadata=flag_help("PAD reward form (none: released, see README)",
                                                             choices=REWARD_FORMS))
-    end_of_turn: str = field(default="reward", metadata=flag_help(
-        "how PAD scores the end of turn: reward (the PersRM's reward, the released rule) or base (no reward: the base "
-        "decides when to stop; for PersRMs trained on answers cut at a token limit)", choices=END_OF_TURN))
+    end_of_turn: str = field(default="base", metadata=flag_help(
+        "how PAD scores the end of turn: base (no reward: the base decides when to stop, as PersRMs trained on "
+        "answers cut at a token limit never learned it) or reward (its reward, like any token: PAD's released rule)",
+        choices=END_OF_TURN))
     system_info: str | None = field(default=None, metadata=flag_help(
         "MetaAlign's System Info, what the provider requires (meta-prompting; none: 'You are an AI assistant.')"))
     allow_negative_beta: bool = field(default=False, metadata=flag_help("accept beta < 0 (steer away from the "

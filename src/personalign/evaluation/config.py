@@ -38,9 +38,9 @@ class EvalConfig:
     beta: list[float] = field(default_factory=lambda: [1.0], metadata=flag_help(
         "comma-separated; several values make a beta sweep of the guided methods"))
     top_k: int = field(default=10, metadata=flag_help("candidates re-ranked per step"))
-    end_of_turn: str = field(default="reward", metadata=flag_help(
-        "how the PAD methods score the end of turn: reward (released) or base (no reward: the base decides when to "
-        "stop)", choices=END_OF_TURN))
+    end_of_turn: str = field(default="base", metadata=flag_help(
+        "how the PAD methods score the end of turn: base (no reward: the base decides when to stop) or reward "
+        "(PAD's released rule)", choices=END_OF_TURN))
     out: str = field(default="eval-out", metadata=flag_help("output directory (re-running into it resumes)"))
     baseline: str = field(default="base", metadata=flag_help("the method whose answer to the same prompt win rates are "
                                                          "measured against"))

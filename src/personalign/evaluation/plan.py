@@ -147,7 +147,7 @@ def settings_for(job: Job, config, identity: dict) -> dict:
         settings.update(meta_rendering=identity["meta_rendering"], system_info=config.system_info)
     if method.uses_persrm:
         settings["persrm"] = identity["persrm"]
-    if method.decoding.rule is Rule.PAD and config.end_of_turn != "reward":  # answers made before it stay valid
+    if method.decoding.rule is Rule.PAD and config.end_of_turn != "reward":  # answers made before the flag: reward
         settings["end_of_turn"] = config.end_of_turn
     if method.decoding.base_adapter:
         settings["policy"] = identity["policy"]
