@@ -370,8 +370,8 @@ def _check_same_config(out: Path, config: SynthConfig) -> None:
     # PAD rollouts may be added to a finished run, but only ever those of one PersRM
     identity = before.get("on_policy_identity")
     if config.on_policy and identity not in (None, config.on_policy_identity):
-        raise PersonalignError(f"{out} holds PAD rollouts of another PersRM ({identity}); use another --out or "
-                               "that PersRM")
+        raise PersonalignError(f"{out} holds PAD rollouts of another PersRM or rule ({identity}); use another "
+                               "--out or that PersRM")
     if config.on_policy and identity is None:
         path.write_text(json.dumps({**before, "on_policy_identity": config.on_policy_identity}, indent=2) + "\n")
 
