@@ -35,6 +35,7 @@ from personalign import GenerationRequest, load_engine
 from personalign.answer_checks import echoes_template, loops
 from personalign.commands.serve import offline_learner, persrm_features
 from personalign.data.prompt_sets import load_prompts
+from personalign.decoding.request import DEFAULT_END_OF_TURN, END_OF_TURN
 from personalign.evaluation.identity import model_identity, persrm_identity
 from personalign.evaluation.judges.offline import OfflineJudge
 from personalign.evaluation.judges.relevance import RelevanceJudge
@@ -158,7 +159,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--beta", type=float, default=1.0, help="PAD's beta for every answer, pool and test")
-    parser.add_argument("--end-of-turn", default="base", choices=("base", "reward"),
+    parser.add_argument("--end-of-turn", default=DEFAULT_END_OF_TURN, choices=END_OF_TURN,
                         help="how PAD scores the end of turn (see README, How PAD is decoded)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--l2", type=float, default=L2, help="the learner's pull toward the uniform prior")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .decoding.engine import DEFAULT_REWARD_FORM, Engine, end_of_turn_ids
 from .decoding.logits_processor import PADLogitsProcessor
-from .decoding.request import END_OF_TURN
+from .decoding.request import DEFAULT_END_OF_TURN, END_OF_TURN
 from .errors import PersonalignError
 from .metaalign_policy import attach_policy, check_policy_dir, policy_base
 from .models import load_causal_lm, resolve_model_source
@@ -83,7 +83,7 @@ def load_engine(base: str | None = None, persrm: str | None = None, *, policy: s
 
 
 def pad_logits_processor(model, persrm: str | None = None, *, beta: float = 1.0, top_k: int = 10,
-                         end_of_turn: str = "base", tokenizer=None) -> PADLogitsProcessor:
+                         end_of_turn: str = DEFAULT_END_OF_TURN, tokenizer=None) -> PADLogitsProcessor:
     """PAD as a logits processor for `model.generate`, set up the supported way. `persrm` as in `load_persrm`
     (None: the default for this model, the shipped trained PersRM for the embedded SmolLM2). A PersRM whose LoRA
     adapter would sit on `model` is loaded on a copy of it (one more copy of the weights), so `model.generate`

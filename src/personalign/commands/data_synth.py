@@ -69,13 +69,12 @@ def run(args) -> int:
     config = SynthConfig(**values, free_text=free_text)
     config.validate()
     if config.on_policy:
-        from ..decoding.request import GenerationRequest
+        from ..decoding.request import DEFAULT_END_OF_TURN
         from ..evaluation.identity import dir_identity
         from ..validation import check_model_dir
         check_model_dir(Path(config.on_policy), "--on-policy", persrm=True)
         # PAD's rule is part of how its rollouts were made: the end of turn's default changed once already
-        end_of_turn = GenerationRequest.__dataclass_fields__["end_of_turn"].default
-        config.on_policy_identity = f"{dir_identity(config.on_policy)}; end_of_turn={end_of_turn}"
+        config.on_policy_identity = f"{dir_identity(config.on_policy)}; end_of_turn={DEFAULT_END_OF_TURN}"
     from . import quiet_loading
     quiet_loading()
     from ..evaluation.judges.offline import OfflineJudge

@@ -33,7 +33,6 @@ def all_free_text(data_dir=None) -> list[str]:
 def multifaceted_preferences(count: int = MULTIFACETED, seed: int = 0, data_dir=None) -> list[str]:
     """`count` distinct Janus-style preferences, each one example of every Janus dimension ("Style: Evocative
     title. Background knowledge: ... Harmlessness: ..."), the same for the same seed."""
-    from . import read_shared_json
     tree = read_shared_json("janus/multifaceted_preference_taxonomy_sample.json", data_dir)["tree"]
     pools = [[text for texts in tree[dim].values() for text in texts] for dim in JANUS_DIMENSIONS]
     rng, chosen = random.Random(seed), {}

@@ -12,6 +12,7 @@ from . import methods
 
 REWARD_FORMS = ("decoupled", "released")
 END_OF_TURN = ("reward", "base")
+DEFAULT_END_OF_TURN = "base"  # not the released rule: README, How PAD is decoded
 
 
 def check_beta_top_k(beta: float, top_k: int, allow_negative_beta: bool = False) -> None:
@@ -45,7 +46,7 @@ class GenerationRequest:
     stop: tuple[str, ...] = field(default=(), metadata=flag_help("stop string; repeatable", action="append"))
     reward: str | None = field(default=None, metadata=flag_help("PAD reward form (none: released, see README)",
                                                             choices=REWARD_FORMS))
-    end_of_turn: str = field(default="base", metadata=flag_help(
+    end_of_turn: str = field(default=DEFAULT_END_OF_TURN, metadata=flag_help(
         "how PAD scores the end of turn: base (no reward: the base decides when to stop, as PersRMs trained on "
         "answers cut at a token limit never learned it) or reward (its reward, like any token: PAD's released rule)",
         choices=END_OF_TURN))

@@ -14,7 +14,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from ..data.prompt_sets import prompt_set_names
-from ..decoding.request import END_OF_TURN
+from ..decoding.request import DEFAULT_END_OF_TURN, END_OF_TURN
 from ..errors import PersonalignError
 from ..flag_help import flag_help
 from ..validation import check_beta, check_number
@@ -38,7 +38,7 @@ class EvalConfig:
     beta: list[float] = field(default_factory=lambda: [1.0], metadata=flag_help(
         "comma-separated; several values make a beta sweep of the guided methods"))
     top_k: int = field(default=10, metadata=flag_help("candidates re-ranked per step"))
-    end_of_turn: str = field(default="base", metadata=flag_help(
+    end_of_turn: str = field(default=DEFAULT_END_OF_TURN, metadata=flag_help(
         "how the PAD methods score the end of turn: base (no reward: the base decides when to stop) or reward "
         "(PAD's released rule)", choices=END_OF_TURN))
     out: str = field(default="eval-out", metadata=flag_help("output directory (re-running into it resumes)"))

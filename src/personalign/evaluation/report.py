@@ -3,8 +3,8 @@
 results.csv is tidy: one line per (method, beta, preference, metric, judge, dimension) with its mean and count.
 results.md holds the paper-style tables: per preference the judge's mean score on that preference's own
 dimension(s), win rate against the baseline (the judge's verdict; again with failed answers losing, see
-`failures_lose`; and over the prompts where neither answer failed, their count in results.csv), and per method diversity, perplexity, how often an answer echoes
-PAD's prompt template or loops on a phrase (failures small models show, which proxy judges reward), how close it
+`failures_lose`; and over the prompts where neither answer failed, their count in results.csv), and per method
+diversity, perplexity, how often an answer echoes PAD's prompt template or loops on a phrase (failures small models show, which proxy judges reward), how close it
 stays to its question (mean cosine similarity of answer and prompt; a win bought by leaving the question shows
 here) and speed.
 """
@@ -54,9 +54,10 @@ def aggregate(config, answers, judgments) -> list[dict]:
         baseline = by_key.get(baseline_key(a, config)) if metric == "win_rate" else None
         if baseline is not None:
             where = (a["method"], a["beta"], a["preference"])
+            failed, baseline_failed = degenerate(a["text"]), degenerate(baseline["text"])
             groups[(*where, "win_rate_failures_lose", j["judge"], j["dimension"])].append(
-                failures_lose(j["value"], a["text"], baseline["text"]))
-            if not degenerate(a["text"]) and not degenerate(baseline["text"]):
+                failures_lose(j["value"], failed, baseline_failed))
+            if not failed and not baseline_failed:
                 groups[(*where, "win_rate_neither_failed", j["judge"], j["dimension"])].append(j["value"])
     rows = []
     for (method, beta, preference, metric, judge, dimension), values in sorted(groups.items(), key=str):
@@ -73,12 +74,11 @@ def aggregate(config, answers, judgments) -> list[dict]:
     return rows
 
 
-def failures_lose(verdict: float, answer: str, baseline: str) -> float:
+def failures_lose(verdict: float, failed: bool, baseline_failed: bool) -> float:
     """The judge's verdict (1 win, 0.5 tie, 0 loss), unless exactly one of the two answers failed (copied PAD's
     template back or looped): a failed answer loses. Proxy judges score the preference words an echo repeats and
     the short words of a loop, so a method that fails this way more often than its baseline would otherwise
     collect wins for it; the judge still decides between two failures or two clean answers."""
-    failed, baseline_failed = degenerate(answer), degenerate(baseline)
     return verdict if failed == baseline_failed else float(baseline_failed)
 
 
