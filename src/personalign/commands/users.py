@@ -12,7 +12,6 @@ import sys
 
 from ..preferences import parse_dims
 from ..serving.profiles import ProfileStore, default_db
-from ..serving.user_routes import stated_from
 from ..serving.http_errors import ApiError
 from ..errors import PersonalignError
 
@@ -39,6 +38,7 @@ def run(args) -> int:
         dims = dict(parse_dims(args.dims)) if args.dims else None
         body = {"preference": args.preference, "dims": dims, "beta": args.beta, "method": args.method}
         try:
+            from ..serving.user_routes import stated_from  # FastAPI: loaded only when a user is added
             stated = stated_from({k: v for k, v in body.items() if v is not None})
         except ApiError as error:
             raise PersonalignError(error.message) from None

@@ -11,10 +11,13 @@ def choose(cand: torch.Tensor, scores: torch.Tensor, temperature: list[float], t
            generators: list[torch.Generator | None]) -> list[int]:
     """The chosen token id for each row of candidate ids [B, K] and scores [B, K] (-inf = not a candidate)."""
     picks = scores.argmax(-1)  # greedy rows keep this; argmax takes the first of equal scores, as torch.topk order
-    for row, temp in enumerate(temperature):
-        if temp > 0:
-            picks[row] = _sample(scores[row], temp, top_p[row], generators[row])
-    return cand.gather(1, picks[:, None]).squeeze(1).tolist()
+    if any(temp > 0 for temp in temperature):
+        # one copy to the host per step: on a GPU, a sync per sampled row costs more than the sampling
+        host, picks = scores.float().cpu(), picks.cpu()
+        for row, temp in enumerate(temperature):
+            if temp > 0:
+                picks[row] = _sample(host[row], temp, top_p[row], generators[row])
+    return cand.gather(1, picks.to(cand.device)[:, None]).squeeze(1).tolist()
 
 
 def _sample(scores: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> int:
@@ -24,4 +27,4 @@ def _sample(scores: torch.Tensor, temperature: float, top_p: float, generator: t
         # drop a candidate once the ones before it already hold top_p of the mass (the best one always stays)
         drop = sorted_probs.cumsum(0) - sorted_probs > top_p
         probs = probs.scatter(0, order, sorted_probs.masked_fill(drop, 0.0))
-    return int(torch.multinomial(probs.cpu(), 1, generator=generator))
+    return int(torch.multinomial(probs, 1, generator=generator))
