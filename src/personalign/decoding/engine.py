@@ -339,10 +339,11 @@ class Engine:
 
     def _neutral_ends(self, actives, cand) -> torch.Tensor | None:
         """Where rows asking end_of_turn="base" have an end-of-turn token among their candidates."""
-        base_decides = torch.tensor([a.request.end_of_turn == "base" for a in actives], device=cand.device)
-        if not base_decides.any():
+        base_decides = [a.request.end_of_turn == "base" for a in actives]
+        if not any(base_decides):  # decided on the host: no device sync when every row leaves it to the reward
             return None
-        return torch.isin(cand, torch.tensor(sorted(self.eos_ids), device=cand.device)) & base_decides[:, None]
+        ends = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=cand.device)
+        return torch.isin(cand, ends) & torch.tensor(base_decides, device=cand.device)[:, None]
 
     def _guide_log_probs(self, guided: list[int]):
         """Whole-vocabulary log-probabilities of each request's guide rows [G, n, V] and their weights [G, n]."""
