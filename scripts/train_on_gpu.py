@@ -70,7 +70,7 @@ def complete_prompts(run_dir: Path) -> int:
     for line in path.open() if path.exists() else ():
         record = json.loads(line)
         counts[record["prompt_id"]] = counts.get(record["prompt_id"], 0) + 1
-    return sum(n >= ROLLOUTS_PER_PROMPT for n in counts.values()) - 1  # the last batch may end mid-prompt
+    return sum(n >= ROLLOUTS_PER_PROMPT for n in counts.values())  # a prompt cut mid-batch is not counted
 
 
 def synthesize(s: Sitting, prompt_set: str, limit: int, seconds: float) -> Path:
