@@ -12,6 +12,7 @@ each finished step's outputs there as a .tar.gz at once, so a sitting cut short 
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -19,10 +20,11 @@ import tarfile
 import time
 from pathlib import Path
 
+from personalign.records import read_records
+
 PERSONALIGN = [sys.executable, "-c", "import sys; from personalign.cli import main; sys.exit(main())"]
 # transformers fetches hub kernels when a model enters training mode on CUDA, which fails on an offline machine
 os.environ.setdefault("USE_HUB_KERNELS", "NO")
-ROLLOUTS_PER_PROMPT = 1 + 6 + 3  # neutral, the six P-SOUPS dimensions, three free-text draws
 
 
 class Sitting:
@@ -64,13 +66,17 @@ class Sitting:
 
 
 def complete_prompts(run_dir: Path) -> int:
-    """How many leading prompts have all their rollouts (rollouts are written in prompt order, a batch at a time)."""
-    path = run_dir / "rollouts.jsonl"
+    """How many leading prompts have all their rollouts (rollouts are written in prompt order, a batch at a time;
+    read_records drops the torn last line of a killed run)."""
+    config_path = run_dir / "synth_config.json"
+    if not config_path.exists():
+        return 0
+    config = json.loads(config_path.read_text())
+    per_prompt = 1 + len(config["dimensions"]) + config["free_per_prompt"]  # the neutral rollout, then the rest
     counts = {}
-    for line in path.open() if path.exists() else ():
-        record = json.loads(line)
+    for record in read_records(run_dir / "rollouts.jsonl"):
         counts[record["prompt_id"]] = counts.get(record["prompt_id"], 0) + 1
-    return sum(n >= ROLLOUTS_PER_PROMPT for n in counts.values())  # a prompt cut mid-batch is not counted
+    return sum(n >= per_prompt for n in counts.values())  # a prompt cut mid-batch is not counted
 
 
 def synthesize(s: Sitting, prompt_set: str, limit: int, seconds: float) -> Path:
@@ -87,9 +93,14 @@ def synthesize(s: Sitting, prompt_set: str, limit: int, seconds: float) -> Path:
 
 
 def seconds_per_step(metrics: Path, stage) -> float:
-    lines = [json.loads(line) for line in metrics.open()] if metrics.exists() else []
-    times = [r["seconds_per_step"] for r in lines if r.get("stage") == stage and "seconds_per_step" in r]
+    times = [r["seconds_per_step"] for r in read_records(metrics)
+             if r.get("stage") == stage and "seconds_per_step" in r]
     return min(times) if times else float("nan")
+
+
+def steps_for(seconds: float, per_step: float, most: int) -> int:
+    """Steps (a multiple of 10, at least 10) that fit `seconds` with 15% to spare."""
+    return min(most, max(10, int(seconds / per_step / 1.15) // 10 * 10))
 
 
 def train_policy(s: Sitting, data: Path, seconds: float) -> None:
@@ -100,12 +111,11 @@ def train_policy(s: Sitting, data: Path, seconds: float) -> None:
           "--log-every", 5, "--save-every", 10, "--sft-eval-every", 10, "--dpo-eval-every", 10, "--eval-limit", 8,
           timeout=min(120, s.left()))
     sft, dpo = seconds_per_step(probe / "metrics.jsonl", "sft"), seconds_per_step(probe / "metrics.jsonl", "dpo")
-    if sft != sft or dpo != dpo:
+    if math.isnan(sft) or math.isnan(dpo):
         s.say("  the policy probe gave no step times: no policy trained")
         return
     usable = min(seconds, s.left() - 30) - 60  # loading, tokenizing the pairs, two evaluations, saving
-    sft_steps = min(a.max_steps, max(10, int(usable * 0.5 / sft / 1.15) // 10 * 10))
-    dpo_steps = min(a.max_steps, max(10, int(usable * 0.5 / dpo / 1.15) // 10 * 10))
+    sft_steps, dpo_steps = steps_for(usable / 2, sft, a.max_steps), steps_for(usable / 2, dpo, a.max_steps)
     s.say(f"  probe: SFT {sft:.3f} s/step, DPO {dpo:.3f} s/step -> {sft_steps} SFT and {dpo_steps} DPO steps")
     out = s.work / "policy"
     s.run("train-policy", "--data", data, "--out", out, *shape, "--sft-steps", sft_steps, "--dpo-steps", dpo_steps,
@@ -129,11 +139,11 @@ def train_persrm(s: Sitting, synth_dirs: list[Path], constraints: Path | None, s
     s.run("train-rm", "--train", train, "--out", probe, *shape, "--stage1-steps", 10, "--stage2-steps", 1,
           "--eval-every", 10, "--eval-limit", 8, "--save-every", 10, timeout=min(90, s.left()))
     step = seconds_per_step(probe / "metrics.jsonl", 1)
-    if step != step:
+    if math.isnan(step):
         s.say("  the PersRM probe gave no step times: no PersRM trained")
         return
     usable = min(seconds, s.left() - 20) - 45
-    stage1 = min(a.max_steps, max(10, int(usable * 0.9 / step / 1.15) // 10 * 10))
+    stage1 = steps_for(usable * 0.9, step, a.max_steps)
     stage2 = max(1, stage1 // 8)
     s.say(f"  probe: PersRM {step:.3f} s/step -> {stage1} + {stage2} steps")
     out = s.work / "persrm"
@@ -160,9 +170,9 @@ def main() -> int:
     args = parser.parse_args()
     s = Sitting(args)
     sets = [(name, int(limit)) for name, limit in (item.split(":") for item in args.prompt_sets.split(","))]
-    synth_dirs, weights = [], [limit for _, limit in sets]
-    for (name, limit), weight in zip(sets, weights):
-        run = synthesize(s, name, limit, args.synth_share * args.budget * weight / sum(weights))
+    synth_dirs, total = [], sum(limit for _, limit in sets)
+    for name, limit in sets:
+        run = synthesize(s, name, limit, args.synth_share * args.budget * limit / total)
         synth_dirs += [run] if run else []
     constraints = Path(args.constraints) if args.constraints else s.work / "constraints"
     if not args.constraints:
