@@ -1,7 +1,7 @@
 """Do weights learned from a user's choices find their hidden preference? A simulation of issue 16's learning.
 
     .venv/bin/python benchmarks/learn_from_feedback.py --out runs/learn-sim --features offline,persrm [--beta 2]
-        [--end-of-turn base]
+        [--end-of-turn base] [--methods pad,metaalign-pad]
 
 1. A pool of PAD answers: the first `--pool-prompts` koala_eval_50 prompts, each answered under every one of the
    six P-SOUPS dimensions alone, under all six equally weighted, and by the base (greedy).
@@ -13,14 +13,16 @@
    scale); since the offline judge scores each axis' two ends as one measure (expert = -elementary, friendly =
    -unfriendly, concise ~ -informative), choices only identify each axis' contrast (w_expert - w_elementary, ...),
    so the cosine of those three contrasts is printed too. Then the next `--test-prompts` koala prompts (never in
-   the pool) are decoded with PAD under the learned weights (their positive part, summing to one) and under uniform
-   weights; the learned answer wins when the hidden utility scores it higher (ties half). The decoded mix nets each
+   the pool) are decoded under the learned weights (their positive part, summing to one) and under uniform weights,
+   with each of `--methods` (PAD; metaalign-pad, PAD over the shipped MetaAlign policy reading the mix as User Info,
+   as a profile whose method is metaalign-pad is served); the learned answer wins when the hidden utility scores it higher (ties half). The decoded mix nets each
    axis as the server does (LearnedWeights.as_dims); `mix cos` is its cosine to the hidden weights' own decoded mix.
    Loops, template echo and closeness to the question (relevance judge) of both are printed beside the win rate.
    The last row, `hidden`, decodes with the hidden weights themselves: what a learner that found them would win.
 
-Answers are cached in OUT/answers.jsonl and reused by a rerun (a killed run resumes); OUT/settings.json holds what
-they depend on and a rerun with other settings is refused.
+Answers are cached in OUT/answers.jsonl and reused by a rerun (a killed run resumes, and a rerun with more methods
+decodes only theirs); OUT/settings.json holds what they depend on and a rerun with other settings is refused. The
+pool is PAD's whatever `--methods` says, so every method is tested on weights learned from the same choices.
 """
 
 import argparse
@@ -36,7 +38,7 @@ from personalign.answer_checks import echoes_template, loops
 from personalign.commands.serve import offline_learner, persrm_features
 from personalign.data.prompt_sets import load_prompts
 from personalign.decoding.request import DEFAULT_END_OF_TURN, END_OF_TURN
-from personalign.evaluation.identity import model_identity, persrm_identity
+from personalign.evaluation.identity import dir_identity, model_identity, persrm_identity
 from personalign.evaluation.judges.offline import OfflineJudge
 from personalign.evaluation.judges.relevance import RelevanceJudge
 from personalign.models import resolve_model_source
@@ -49,41 +51,44 @@ DIMS = ("elementary", "expert", "concise", "informative", "friendly", "unfriendl
 AXES = (("expert", "elementary"), ("informative", "concise"), ("friendly", "unfriendly"))
 UNIFORM = {d: 1 / len(DIMS) for d in DIMS}
 POOL_MIXES = [{d: 1.0} for d in DIMS] + [UNIFORM, None]  # None: the base's answer
+METHODS = ("pad", "metaalign-pad")
 
 
 class AnswerCache:
-    """PAD answers by (prompt, weights), decoded in batches and appended to OUT/answers.jsonl."""
+    """Answers by (prompt, weights, method), decoded in batches and appended to OUT/answers.jsonl."""
 
     def __init__(self, out: Path, engine, max_new_tokens: int, batch_size: int, beta: float, end_of_turn: str):
         self.path, self.engine = out / "answers.jsonl", engine
         self.max_new_tokens, self.batch_size, self.beta, self.end_of_turn = max_new_tokens, batch_size, beta, end_of_turn
-        self.texts = {(r["prompt"], r["mix"]): r["text"] for r in read_records(self.path)} if self.path.exists() else {}
+        # records made before methods were named are PAD's
+        self.texts = ({(r["prompt"], r["mix"], r.get("method", "pad")): r["text"] for r in read_records(self.path)}
+                      if self.path.exists() else {})
 
-    def get(self, prompt: str, mix: dict | None) -> str:
-        return self.texts[(prompt, _mix_key(mix))]
+    def get(self, prompt: str, mix: dict | None, method: str = "pad") -> str:
+        return self.texts[(prompt, _mix_key(mix), method)]
 
-    def decode(self, wanted: list[tuple[str, dict | None]], label: str) -> None:
-        todo = list({(p, _mix_key(m)): (p, m) for p, m in wanted if (p, _mix_key(m)) not in self.texts}.values())
+    def decode(self, wanted: list[tuple[str, dict | None]], label: str, method: str = "pad") -> None:
+        todo = list({(p, _mix_key(m)): (p, m) for p, m in wanted
+                     if (p, _mix_key(m), method) not in self.texts}.values())
         with tqdm(total=len(todo), desc=label, unit="answer") as bar:
             for start in range(0, len(todo), self.batch_size):
                 chunk = todo[start:start + self.batch_size]
-                results = self.engine.generate([_request(p, m, self.max_new_tokens, self.beta, self.end_of_turn)
-                                                for p, m in chunk])
-                records = [dict(prompt=p, mix=_mix_key(m), text=r.text) for (p, m), r in zip(chunk, results)]
+                results = self.engine.generate([self._request(p, m, method) for p, m in chunk])
+                records = [dict(prompt=p, mix=_mix_key(m), method=method, text=r.text)
+                           for (p, m), r in zip(chunk, results)]
                 append_records(self.path, records)
-                self.texts.update({(r["prompt"], r["mix"]): r["text"] for r in records})
+                self.texts.update({(r["prompt"], r["mix"], method): r["text"] for r in records})
                 bar.update(len(chunk))
+
+    def _request(self, prompt: str, mix: dict | None, method: str) -> GenerationRequest:
+        if mix is None:
+            return GenerationRequest(prompt, method="base", max_new_tokens=self.max_new_tokens)
+        return GenerationRequest(prompt, Preference.from_dims(mix), method=method, max_new_tokens=self.max_new_tokens,
+                                 beta=self.beta, end_of_turn=self.end_of_turn)
 
 
 def _mix_key(mix: dict | None) -> str:
     return "base" if mix is None else json.dumps({d: round(w, 4) for d, w in sorted(mix.items())})
-
-
-def _request(prompt: str, mix: dict | None, max_new_tokens: int, beta: float, end_of_turn: str) -> GenerationRequest:
-    if mix is None:
-        return GenerationRequest(prompt, method="base", max_new_tokens=max_new_tokens)
-    return GenerationRequest(prompt, Preference.from_dims(mix), method="pad", max_new_tokens=max_new_tokens,
-                             beta=beta, end_of_turn=end_of_turn)
 
 
 def judge_scores(judge: OfflineJudge, texts: list[str]) -> np.ndarray:
@@ -161,14 +166,19 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=1.0, help="PAD's beta for every answer, pool and test")
     parser.add_argument("--end-of-turn", default=DEFAULT_END_OF_TURN, choices=END_OF_TURN,
                         help="how PAD scores the end of turn (see README, How PAD is decoded)")
+    parser.add_argument("--methods", default="pad", help=f"how test answers are decoded: {', '.join(METHODS)}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--l2", type=float, default=L2, help="the learner's pull toward the uniform prior")
     args = parser.parse_args()
     checkpoints = sorted(int(c) for c in args.choices.split(","))
+    methods = args.methods.split(",")
+    if unknown := set(methods) - set(METHODS):
+        parser.error(f"unknown method {', '.join(sorted(unknown))}; choose from {', '.join(METHODS)}")
     engine, judge = load_engine(), OfflineJudge()
     # the models by their files: "the shipped PersRM" names another one after each release
     settings = dict(max_new_tokens=args.max_new_tokens, model=model_identity(engine.model),
-                    persrm=persrm_identity(engine.persrm, engine.model), method="pad, greedy", beta=args.beta)
+                    persrm=persrm_identity(engine.persrm, engine.model), decoding="greedy", beta=args.beta,
+                    policy=dir_identity(engine.policy_source) if engine.policy_source else "none")
     if args.end_of_turn != "reward":  # directories made before the flag were made with reward
         settings["end_of_turn"] = args.end_of_turn
     args.out.mkdir(parents=True, exist_ok=True)
@@ -204,9 +214,8 @@ def main() -> None:
     for user in range(args.users):  # the ceiling: PAD decoding with the hidden weights themselves
         learned[("hidden", user, 0)] = hidden[user]
     mixes = [UNIFORM] + [decodable(w) for w in learned.values()]
-    cache.decode([(p, m) for m in mixes for p in test_prompts], "test answers")
-    uniform_texts = [cache.get(p, UNIFORM) for p in test_prompts]
-    uniform_z = standardise(uniform_texts)
+    for method in methods:
+        cache.decode([(p, m) for m in mixes for p in test_prompts], f"test answers ({method})", method)
     relevance = RelevanceJudge()
 
     def checks(texts: list[str]) -> str:
@@ -217,23 +226,26 @@ def main() -> None:
     print(f"\nPAD at beta {args.beta}, end of turn by {args.end_of_turn}; {len(DIMS)} P-SOUPS dimensions, "
           f"{args.users} users (Dirichlet {args.alpha}), noise {args.noise}, "
           f"pool {args.pool_prompts} prompts x {len(POOL_MIXES)} answers, {args.test_prompts} test prompts")
-    print(f"{'features':<9} {'choices':>7} {'cosine':>7} {'mix cos':>7} {'prior cos':>9} {'axis cos':>8} "
-          f"{'win vs uniform':>14} {'loops':>6} {'echo':>5} {'on question':>11}")
-    for name, n in [(name, n) for name in args.features.split(",") for n in checkpoints] + [("hidden", 0)]:
-        cos, mix, prior, axis, wins, texts = [], [], [], [], [], []
-        for user in range(args.users):
-            w, h = learned[(name, user, n)], hidden[user]
-            cos.append(cosine(w, h))
-            mix.append(cosine(_vector(decodable(w)), _vector(decodable(h))))
-            prior.append(cosine(np.full(len(DIMS), 1 / len(DIMS)), h))
-            axis.append(cosine(contrasts(w), contrasts(h)))
-            mine = [cache.get(p, decodable(w)) for p in test_prompts]
-            gain = standardise(mine) @ h - uniform_z @ h
-            wins += [1.0 if g > 1e-9 else 0.0 if g < -1e-9 else 0.5 for g in gain]
-            texts += mine
-        print(f"{name:<9} {n or '':>7} {fmean(cos):>7.3f} {fmean(mix):>7.3f} {fmean(prior):>9.3f} {fmean(axis):>8.3f} "
-              f"{fmean(wins):>14.3f} {checks(texts)}")
-    print(f"{'uniform':<9} {'':>7} {'':>7} {'':>7} {'':>9} {'':>8} {'':>14} {checks(uniform_texts)}")
+    print(f"{'method':<13} {'features':<9} {'choices':>7} {'cosine':>7} {'mix cos':>7} {'prior cos':>9} "
+          f"{'axis cos':>8} {'win vs uniform':>14} {'loops':>6} {'echo':>5} {'on question':>11}")
+    for method in methods:
+        uniform_texts = [cache.get(p, UNIFORM, method) for p in test_prompts]
+        uniform_z = standardise(uniform_texts)
+        for name, n in [(name, n) for name in args.features.split(",") for n in checkpoints] + [("hidden", 0)]:
+            cos, mix, prior, axis, wins, texts = [], [], [], [], [], []
+            for user in range(args.users):
+                w, h = learned[(name, user, n)], hidden[user]
+                cos.append(cosine(w, h))
+                mix.append(cosine(_vector(decodable(w)), _vector(decodable(h))))
+                prior.append(cosine(np.full(len(DIMS), 1 / len(DIMS)), h))
+                axis.append(cosine(contrasts(w), contrasts(h)))
+                mine = [cache.get(p, decodable(w), method) for p in test_prompts]
+                gain = standardise(mine) @ h - uniform_z @ h
+                wins += [1.0 if g > 1e-9 else 0.0 if g < -1e-9 else 0.5 for g in gain]
+                texts += mine
+            print(f"{method:<13} {name:<9} {n or '':>7} {fmean(cos):>7.3f} {fmean(mix):>7.3f} {fmean(prior):>9.3f} "
+                  f"{fmean(axis):>8.3f} {fmean(wins):>14.3f} {checks(texts)}")
+        print(f"{method:<13} {'uniform':<9} {'':>7} {'':>7} {'':>7} {'':>9} {'':>8} {'':>14} {checks(uniform_texts)}")
 
 
 if __name__ == "__main__":
