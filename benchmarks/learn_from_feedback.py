@@ -7,7 +7,7 @@
    six P-SOUPS dimensions alone, under all six equally weighted, and by the base (greedy).
 2. `--users` simulated users, each with hidden weights over the six dimensions (Dirichlet(`--alpha`), seeded).
    At each choice the user is shown a pool prompt (a seeded order per user, cycling) and the two of its answers the
-   learner asks about (uncertainty sampling), and picks one with probability sigmoid((u_a - u_b) / `--noise`),
+   learner asks about (`PreferenceLearner.suggest`), and picks one with probability sigmoid((u_a - u_b) / `--noise`),
    u = the hidden weights . the offline judge's scores (each standardised by its spread over the pool).
 3. After each of `--choices`: the cosine of the learned weights to the hidden ones (and of the uniform prior, for
    scale); since the offline judge scores each axis' two ends as one measure (expert = -elementary, friendly =
@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--choices", default="10,20,40", help="checkpoints, in choices made")
     parser.add_argument("--pool-prompts", type=int, default=30)
-    parser.add_argument("--test-prompts", type=int, default=6)
+    parser.add_argument("--test-prompts", type=int, default=6, help="0: the learning alone, nothing decoded")
     parser.add_argument("--alpha", type=float, default=1.0, help="Dirichlet concentration of the hidden weights")
     parser.add_argument("--noise", type=float, default=0.25, help="temperature of the users' choices")
     parser.add_argument("--max-new-tokens", type=int, default=48)
@@ -228,9 +228,9 @@ def main() -> None:
           f"pool {args.pool_prompts} prompts x {len(POOL_MIXES)} answers, {args.test_prompts} test prompts")
     print(f"{'method':<13} {'features':<9} {'choices':>7} {'cosine':>7} {'mix cos':>7} {'prior cos':>9} "
           f"{'axis cos':>8} {'win vs uniform':>14} {'loops':>6} {'echo':>5} {'on question':>11}")
-    for method in methods:
+    for method in methods if test_prompts else ["(no tests)"]:  # --test-prompts 0: the learning alone, in seconds
         uniform_texts = [cache.get(p, UNIFORM, method) for p in test_prompts]
-        uniform_z = standardise(uniform_texts)
+        uniform_z = standardise(uniform_texts) if test_prompts else None
         for name, n in [(name, n) for name in args.features.split(",") for n in checkpoints] + [("hidden", 0)]:
             cos, mix, prior, axis, wins, texts = [], [], [], [], [], []
             for user in range(args.users):
@@ -239,13 +239,17 @@ def main() -> None:
                 mix.append(cosine(_vector(decodable(w)), _vector(decodable(h))))
                 prior.append(cosine(np.full(len(DIMS), 1 / len(DIMS)), h))
                 axis.append(cosine(contrasts(w), contrasts(h)))
-                mine = [cache.get(p, decodable(w), method) for p in test_prompts]
-                gain = standardise(mine) @ h - uniform_z @ h
-                wins += [1.0 if g > 1e-9 else 0.0 if g < -1e-9 else 0.5 for g in gain]
-                texts += mine
+                if test_prompts:
+                    mine = [cache.get(p, decodable(w), method) for p in test_prompts]
+                    gain = standardise(mine) @ h - uniform_z @ h
+                    wins += [1.0 if g > 1e-9 else 0.0 if g < -1e-9 else 0.5 for g in gain]
+                    texts += mine
+            tested = f" {fmean(wins):>14.3f} {checks(texts)}" if test_prompts else ""
             print(f"{method:<13} {name:<9} {n or '':>7} {fmean(cos):>7.3f} {fmean(mix):>7.3f} {fmean(prior):>9.3f} "
-                  f"{fmean(axis):>8.3f} {fmean(wins):>14.3f} {checks(texts)}")
-        print(f"{method:<13} {'uniform':<9} {'':>7} {'':>7} {'':>7} {'':>9} {'':>8} {'':>14} {checks(uniform_texts)}")
+                  f"{fmean(axis):>8.3f}{tested}")
+        if test_prompts:
+            print(f"{method:<13} {'uniform':<9} {'':>7} {'':>7} {'':>7} {'':>9} {'':>8} {'':>14} "
+                  f"{checks(uniform_texts)}")
 
 
 if __name__ == "__main__":
