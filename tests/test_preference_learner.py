@@ -65,6 +65,8 @@ def test_the_next_pair_asked_is_the_one_whose_outcome_would_teach_most():
     # not the identical pair (p = 1/2 exactly, but it teaches nothing), nor one that differs in words alone, the
     # direction eight choices have settled: one whose answers differ in marks, which one tie has barely touched
     assert 2 in (i, j) and 0.05 < p < 0.95
+    words_only = learner.fit(longer_wins)  # marks have never varied: still a direction worth asking about
+    assert 2 in learner.suggest(words_only, "q", answers)[:2]
     fresh = learner.fit([])  # no feedback yet: the prior's uncertainty, the same along each direction
     assert learner.suggest(fresh, "q", answers)[:2] != (0, 1)
     assert fresh.covariance is None and learned.covariance is not None

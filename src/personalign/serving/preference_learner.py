@@ -57,7 +57,10 @@ class PreferenceLearner:
         if not events:
             return LearnedWeights(dict(zip(self.dimensions, w0.tolist())), 0)
         features = [self._features_of(event_id, event) for event_id, event in events]
-        scale = np.concatenate(features).std(0) + 1e-6
+        spread = np.concatenate(features).std(0)
+        # a feature that has not varied yet keeps its own units: dividing by ~0 would make any later difference in
+        # it look infinite, and suggest() would never ask about it
+        scale = np.where(spread > 1e-6, spread, 1.0)
         reference = np.concatenate(features).mean(0)
         deltas, wins = [], []
         for (_, event), f in zip(events, features):
