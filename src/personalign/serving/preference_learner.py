@@ -57,10 +57,7 @@ class PreferenceLearner:
         if not events:
             return LearnedWeights(dict(zip(self.dimensions, w0.tolist())), 0)
         features = [self._features_of(event_id, event) for event_id, event in events]
-        spread = np.concatenate(features).std(0)
-        # a feature that has not varied yet keeps its own units: dividing by ~0 would make any later difference in
-        # it look infinite, and suggest() would never ask about it
-        scale = np.where(spread > 1e-6, spread, 1.0)
+        scale = spread_of(np.concatenate(features))
         reference = np.concatenate(features).mean(0)
         deltas, wins = [], []
         for (_, event), f in zip(events, features):
@@ -84,13 +81,13 @@ class PreferenceLearner:
         already known; in the simulation (README) this rule found hidden weights in fewer choices.
         Returns (i, j, P(answers[i] beats answers[j]))."""
         z = np.array(self.featurize(prompt, answers), dtype=float)
-        z /= np.array(learned.scale) if learned.scale else z.std(0) + 1e-6
+        z /= np.array(learned.scale) if learned.scale else spread_of(z)
         w = np.array([learned.weights[name] for name in self.dimensions])
         covariance = (np.array(learned.covariance) if learned.covariance
                       else np.eye(len(w)) / (2 * self.l2))  # no events yet: the prior's
         pairs = [(i, j) for i in range(len(answers)) for j in range(i + 1, len(answers))]
         d = np.array([z[i] - z[j] for i, j in pairs])
-        p = 1.0 / (1.0 + np.exp(-d @ w))
+        p = sigmoid(d @ w)
         information = p * (1 - p) * np.einsum("pi,ij,pj->p", d, covariance, d)
         best = int(np.argmax(information))
         return *pairs[best], float(p[best])
@@ -111,7 +108,7 @@ def bradley_terry(deltas: np.ndarray, wins: np.ndarray, prior: np.ndarray, l2: f
     """argmin_w  -sum[y log s(w.d) + (1 - y) log s(-w.d)] + l2 |w - prior|^2  (s: the sigmoid), by Newton."""
     w = prior.copy()
     for _ in range(NEWTON_STEPS):
-        p = 1.0 / (1.0 + np.exp(-deltas @ w))
+        p = sigmoid(deltas @ w)
         gradient = deltas.T @ (p - wins) + 2 * l2 * (w - prior)
         step = np.linalg.solve(hessian(deltas, w, l2), gradient)
         w -= step
@@ -122,5 +119,17 @@ def bradley_terry(deltas: np.ndarray, wins: np.ndarray, prior: np.ndarray, l2: f
 
 def hessian(deltas: np.ndarray, w: np.ndarray, l2: float) -> np.ndarray:
     """Of bradley_terry's objective at w; its inverse at the optimum is the weights' covariance (Laplace)."""
-    p = 1.0 / (1.0 + np.exp(-deltas @ w))
+    p = sigmoid(deltas @ w)
     return (deltas.T * (p * (1 - p))) @ deltas + 2 * l2 * np.eye(len(w))
+
+
+def spread_of(features: np.ndarray) -> np.ndarray:
+    """Each feature's spread over rows of answers, what standardising divides by. A feature that has not varied
+    keeps its own units: dividing by ~0 would make any later difference in it look infinite (and suggest() would
+    never ask about it)."""
+    spread = features.std(0)
+    return np.where(spread > 1e-6, spread, 1.0)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
