@@ -126,11 +126,28 @@ def test_sft_init_goes_on_training_a_saved_policys_adapter(data, tmp_path, smol_
     assert not (tmp_path / "other-rank").exists()
 
 
+def test_dpo_straight_from_a_saved_policy_starts_from_its_adapter(data, tmp_path, smol_tokenizer):
+    first = tmp_path / "first"
+    run, sft, dpo = configs(data, first, recipe="sft")
+    train_policy(run, sft, dpo, progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer)
+    run, _, dpo = configs(data, tmp_path / "dpo")
+    skip = SFTStage(sft_steps=0, sft_init=str(first / "policy"))
+    train_policy(run, skip, dpo, progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer)
+    saved = adapter(first)
+    start = load_file(tmp_path / "dpo" / "sft" / "adapter" / "adapter_model.safetensors")
+    assert start.keys() == saved.keys() and all(torch.equal(start[k], saved[k]) for k in saved)
+    assert {line["stage"] for line in metrics(tmp_path / "dpo")} == {"dpo"}  # no SFT step ran
+    trained = adapter(tmp_path / "dpo")
+    assert not all(torch.equal(trained[k], saved[k]) for k in saved)
+
+
 def test_bad_directories_are_one_line_and_exit_2(tmp_path, capsys, data):
     assert main(["train-policy", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "SFT file not found" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    assert main(["train-policy", "--data", str(data), "--out", str(tmp_path / "o"), "--sft-steps", "-1"]) == 2
+    assert "sft_steps must be >= 0" in capsys.readouterr().err
     assert main(["train-policy", "--data", str(data), "--out", str(tmp_path / "o"), "--sft-steps", "0"]) == 2
-    assert "sft_steps must be >= 1" in capsys.readouterr().err
+    assert "give --sft-init and recipe sft-dpo" in capsys.readouterr().err and not (tmp_path / "o").exists()
     assert main(["train-policy", "--data", str(data), "--out", str(tmp_path / "o"), "--save-every", "5",
                  "--log-every", "2"]) == 2
     assert "must be a multiple of log_every" in capsys.readouterr().err and not (tmp_path / "o").exists()

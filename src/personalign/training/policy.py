@@ -3,7 +3,8 @@ then (recipe sft-dpo) DPO from the SFT policy on the label-flipped pairs, both w
 (peft), on accelerate: the same code on a CPU or GPUs.
 
 The reference of DPO is the SFT policy (its adapter merged into a frozen copy of the base), and DPO goes on training
-the SFT adapter, so the policy is one adapter over the base. Rows read the meta-prompt as inference renders it
+the SFT adapter, so the policy is one adapter over the base. With no SFT steps, DPO starts straight from a saved
+policy (`--sft-init`): its adapter stands for the SFT stage's, as the reference too. Rows read the meta-prompt as inference renders it
 (meta_prompt.render_meta_ids: a system message where the chat template has that role).
 
 Resumable: each stage checkpoints every `save_every` steps (transformers' Trainer checkpoints: adapter, optimizer,
@@ -53,6 +54,8 @@ def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool =
     training/sampled_pairs.py)."""
     for config in (run, sft, dpo):
         config.validate()
+    if sft.sft_steps == 0 and not (sft.sft_init and run.recipe == "sft-dpo"):
+        raise PersonalignError("sft_steps 0 means DPO straight from a saved policy: give --sft-init and recipe sft-dpo")
     if run.recipe == "sft-dpo" and dpo.dpo_pairs == "sampled" and pair_judge is None:
         raise PersonalignError("sampled DPO pairs need a judge (pair_judge; the command line wires the evaluation's)")
     out, settings = Path(run.out), outcome_settings(run, sft, dpo)
@@ -124,6 +127,10 @@ def _stage(name, out: Path, run: PolicyConfig, resume: bool, progress: bool, tok
     from transformers.trainer_utils import get_last_checkpoint
 
     directory, processes = out / name, process_state(cpu=_on_cpu(run))
+    if steps == 0 and not (directory / ADAPTER_DIR).is_dir():  # SFT skipped: the saved policy's adapter is its outcome
+        if processes.is_main_process:
+            write_directory_atomic(directory / ADAPTER_DIR, lambda tmp: shutil.copytree(init, tmp, dirs_exist_ok=True))
+        processes.wait_for_everyone()
     if not (directory / ADAPTER_DIR).is_dir():
         checkpoint = get_last_checkpoint(str(directory)) if resume and directory.is_dir() else None
         if processes.is_main_process:

@@ -65,7 +65,9 @@ class PolicyConfig:
 
 @dataclass
 class SFTStage:
-    sft_steps: int = field(default=200, metadata=flag_help("SFT steps on the meta-prompted preferred answers"))
+    sft_steps: int = field(default=200, metadata=flag_help(
+        "SFT steps on the meta-prompted preferred answers (0 with --sft-init and recipe sft-dpo: DPO straight from "
+        "that saved policy)"))
     sft_lr: float = field(default=2e-4, metadata=flag_help("SFT learning rate"))
     sft_eval_every: int = field(default=50, metadata=flag_help("SFT steps between held-out evaluations"))
     sft_batching: str = field(default="by-length", metadata=flag_help(
@@ -78,7 +80,7 @@ class SFTStage:
     def validate(self) -> None:
         if self.sft_batching not in SFT_BATCHING:
             raise PersonalignError(f"sft_batching must be one of {', '.join(SFT_BATCHING)}, got {self.sft_batching!r}")
-        check_number("sft_steps", self.sft_steps, minimum=1, whole=True)
+        check_number("sft_steps", self.sft_steps, minimum=0, whole=True)
         check_number("sft_lr", self.sft_lr, above=0)
         check_number("sft_eval_every", self.sft_eval_every, minimum=1, whole=True)
 
