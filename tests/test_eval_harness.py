@@ -226,12 +226,26 @@ def test_args_uses_the_kv_cached_path_for_a_decoder_reward_model(engine, prompts
 
 def test_the_report_counts_answers_that_echo_the_template_or_loop():
     texts = ["[Guidelines] Your task is to be brief.", "Paris.", " ".join(["I'm not sure,"] * 8), "Paris, France."]
-    answers = [dict(key=f"pad|{i}", method="pad", beta=1.0, preference="concise", text=text, token_ids=[1, 2],
-                    seconds=0.1) for i, text in enumerate(texts)]
+    answers = [dict(key=f"pad|{i}", method="pad", beta=1.0, preference="concise", prompt_id=str(i), text=text,
+                    token_ids=[1, 2], seconds=0.1) for i, text in enumerate(texts)]
     rows = aggregate(None, answers, [])
     for metric in ("template_echo", "loops"):
         found = [(r["method"], r["preference"], r["value"], r["n"]) for r in rows if r["metric"] == metric]
         assert found == [("pad", "concise", 0.25, 4)]
+    assert not [r for r in rows if r["metric"] == "same_answer"]  # one preference: nothing to compare with
+
+
+def test_the_report_counts_answers_a_method_gives_under_another_preference_too():
+    """A method that ignores the preference answers alike under each; one that reads it does not."""
+    texts = {("metaalign", "concise", "0"): "Paris.", ("metaalign", "expert", "0"): " Paris. ",
+             ("metaalign", "concise", "1"): "Rome.", ("metaalign", "expert", "1"): "Rome, on the Tiber.",
+             ("prompt", "concise", "0"): "Paris.", ("prompt", "expert", "0"): "The capital is Paris."}
+    answers = [dict(key="|".join(k), method=k[0], beta=0.0, preference=k[1], prompt_id=k[2], text=t, token_ids=[1],
+                    seconds=0.1) for k, t in texts.items()]
+    rows = aggregate(None, answers, [])
+    same = {(r["method"], r["preference"]): (r["value"], r["n"]) for r in rows if r["metric"] == "same_answer"}
+    assert same == {("metaalign", "concise"): (0.5, 2), ("metaalign", "expert"): (0.5, 2),
+                    ("prompt", "concise"): (0.0, 1), ("prompt", "expert"): (0.0, 1)}
 
 
 def test_failed_answers_lose_in_the_second_win_rate(prompts_file, tmp_path):
@@ -262,8 +276,8 @@ def test_answers_that_leave_the_question_score_lower_on_question(engine, tmp_pat
     prompt = "Tell me about the moon"
     texts = {"prompt": "The moon orbits the Earth every 27 days and its phases come from sunlight on its surface.",
              "pad": "Being concise matters: short answers, brief words, no extra detail, keep it short."}
-    answers = {f"{m}|q0": dict(key=f"{m}|q0", method=m, beta=0.0, preference="concise", prompt=prompt, text=t,
-                               token_ids=[1], seconds=0.1, settings={}) for m, t in texts.items()}
+    answers = {f"{m}|q0": dict(key=f"{m}|q0", method=m, beta=0.0, preference="concise", prompt_id="q0", prompt=prompt,
+                               text=t, token_ids=[1], seconds=0.1, settings={}) for m, t in texts.items()}
     cfg = EvalConfig.from_dict(dict(methods=["pad"], preferences=["concise"], beta=[0.0],
                                     baseline="prompt", out=str(tmp_path)))
     records = list(answers.values())

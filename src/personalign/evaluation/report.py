@@ -4,9 +4,10 @@ results.csv is tidy: one line per (method, beta, preference, metric, judge, dime
 results.md holds the paper-style tables: per preference the judge's mean score on that preference's own
 dimension(s), win rate against the baseline (the judge's verdict; again with failed answers losing, see
 `failures_lose`; and over the prompts where neither answer failed, their count in results.csv), and per method
-diversity, perplexity, how often an answer echoes PAD's prompt template or loops on a phrase (failures small models show, which proxy judges reward), how close it
-stays to its question (mean cosine similarity of answer and prompt; a win bought by leaving the question shows
-here) and speed.
+diversity, perplexity, how often an answer echoes PAD's prompt template or loops on a phrase (failures small models show, which proxy judges reward), how often
+it is word for word the method's answer to the same prompt under another preference (a method that does not read the
+preference answers them all alike; no judge is asked, so none can be gamed), how close it stays to its question (mean
+cosine similarity of answer and prompt; a win bought by leaving the question shows here) and speed.
 """
 
 import csv
@@ -36,9 +37,12 @@ def write_report(config, answers: list[dict], judgments: list[dict], out: Path) 
 
 def aggregate(config, answers, judgments) -> list[dict]:
     by_key = {a["key"]: a for a in answers}
+    same = same_as_another_preference(answers)
     groups = defaultdict(list)  # (method, beta, preference, metric, judge, dimension) -> values
     for a in answers:
         where = (a["method"], a["beta"], a["preference"])
+        if a["key"] in same:
+            groups[(*where, "same_answer", "", "")].append(float(same[a["key"]]))
         groups[(*where, "diversity", "", "")].append(diversity(a["text"]))
         groups[(*where, "template_echo", "", "")].append(float(echoes_template(a["text"])))
         groups[(*where, "loops", "", "")].append(float(loops(a["text"])))
@@ -72,6 +76,20 @@ def aggregate(config, answers, judgments) -> list[dict]:
         rows.append(dict(method=method, beta=beta, preference=preference, metric="tokens_per_second", judge="",
                          dimension="", value=tokens, n=0))
     return rows
+
+
+def same_as_another_preference(answers) -> dict:
+    """Per answer key: whether the same method (and beta) gave the same prompt the same text under another
+    preference; only answers whose prompt the method answered under two preferences or more."""
+    preferences = defaultdict(lambda: defaultdict(set))  # (method, beta, prompt) -> text -> preferences
+    for a in answers:
+        preferences[(a["method"], a["beta"], a["prompt_id"])][a["text"].strip()].add(a["preference"])
+    out = {}
+    for a in answers:
+        texts = preferences[(a["method"], a["beta"], a["prompt_id"])]
+        if sum(len(p) for p in texts.values()) > 1:
+            out[a["key"]] = len(texts[a["text"].strip()]) > 1
+    return out
 
 
 def failures_lose(verdict: float, failed: bool, baseline_failed: bool) -> float:
@@ -135,15 +153,15 @@ def markdown(config, rows) -> str:
             lines += ["| " + " | ".join([row[0]] + [_fmt(v) for v in row[1:]]) + " |" for row in table]
             lines.append("")
     lines += ["## Diversity, fluency and speed (averaged over preferences)", "",
-              "| method | diversity | perplexity | echoes template | loops | on question | tokens/answer | s/answer "
-              "| tokens/s |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| method | diversity | perplexity | echoes template | loops | same answer under another preference "
+              "| on question | tokens/answer | s/answer | tokens/s |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for m, b in variants:
         def mean(metric):
             values = [r["value"] for r in rows if r["method"] == m and r["beta"] == b and r["metric"] == metric]
             return fmean(values) if values else None
         lines.append("| " + " | ".join([_label(m, b)] + [_fmt(mean(x)) for x in
-                     ("diversity", "perplexity", "template_echo", "loops", "on_question", "tokens",
+                     ("diversity", "perplexity", "template_echo", "loops", "same_answer", "on_question", "tokens",
                       "seconds_per_answer", "tokens_per_second")]) + " |")
     return "\n".join(lines) + "\n"
 
