@@ -11,8 +11,9 @@ The held-out preferences are read from the data's unseen.jsonl: the axis as its 
 judge on koala_eval_50; the free texts as User Info (and in PAD's template for prompting), judged by the relevance
 judge on the first `--free-limit` prompts. Two `personalign eval` runs (OUT/axis, OUT/free-text; re-running resumes
 them), then one table: per method, the win rate against prompting on each held-out dimension and over the free texts
-(ties half), with how often its answers loop or echo the template and how close they stay to the question (the
-relevance judge likes answers that talk about the preference; this shows whether they still answer).
+(ties half), with how often its answers loop or echo the template, how often one is word for word its answer under
+another held-out preference, and how close they stay to the question (the relevance judge likes answers that talk
+about the preference; this shows whether they still answer).
 """
 
 import argparse
@@ -26,7 +27,7 @@ from personalign.evaluation.harness import run_eval
 from personalign.records import read_records
 
 BASELINE = "prompt"
-CHECKS = ("loops", "template_echo", "on_question")
+CHECKS = ("loops", "template_echo", "same_answer", "on_question")
 
 
 def held_out(data: Path) -> tuple[list[str], list[str]]:
@@ -54,8 +55,8 @@ def evaluate(args, out: Path, preferences: list[str], judge: str, limit: int | N
 
 
 def summary(axis: list[dict], free: list[dict], dims: list[str]) -> list[tuple]:
-    """Per method: the win rate on each held-out dimension, the mean over the free texts, loops, template echo, and
-    the mean on-question similarity."""
+    """Per method: the win rate on each held-out dimension, the mean over the free texts, then the mean of each of
+    CHECKS (None where no row has it)."""
     wins, free_wins = defaultdict(dict), defaultdict(list)
     checks = defaultdict(lambda: defaultdict(list))
     for r in axis + free:
@@ -68,7 +69,7 @@ def summary(axis: list[dict], free: list[dict], dims: list[str]) -> list[tuple]:
         if r["metric"] == "win_rate":
             free_wins[r["method"]].append(float(r["value"]))
     return [(method, [wins[method].get(d) for d in dims], fmean(free_wins[method]) if free_wins[method] else None,
-             *(fmean(checks[method][m]) for m in CHECKS))
+             *(fmean(checks[method][m]) if checks[method][m] else None for m in CHECKS))
             for method in dict.fromkeys(r["method"] for r in axis + free)]
 
 
@@ -89,11 +90,13 @@ def main() -> None:
     axis = evaluate(args, args.out / "axis", dims, "offline", args.limit) if dims else []
     free_rows = evaluate(args, args.out / "free-text", free, "relevance", args.free_limit) if free else []
     print(f"win rate against {BASELINE} (ties half) on preferences the policy never saw")
-    print("| method | " + " | ".join(dims) + f" | {len(free)} free texts | loops | echoes template | on question |")
-    print("|---|" + "---|" * (len(dims) + 4))
-    for method, rates, free_rate, loops, echo, on_question in summary(axis, free_rows, dims):
-        cells = ["" if v is None else f"{v:.2f}" for v in (*rates, free_rate)]
-        print(f"| {method} | " + " | ".join(cells) + f" | {loops:.1%} | {echo:.1%} | {on_question:.2f} |")
+    print("| method | " + " | ".join(dims) + f" | {len(free)} free texts | loops | echoes template | same answer under "
+          "another preference | on question |")
+    print("|---|" + "---|" * (len(dims) + 5))
+    for method, rates, free_rate, *checks in summary(axis, free_rows, dims):
+        specs = [".2f"] * (len(rates) + 1) + [".1%"] * (len(checks) - 1) + [".2f"]
+        cells = ["" if v is None else format(v, spec) for v, spec in zip((*rates, free_rate, *checks), specs)]
+        print(f"| {method} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
