@@ -8,7 +8,7 @@ import pytest
 
 from personalign.cli import main
 from personalign.data import metaalign
-from personalign.data.metaalign import build, read_meta_pairs
+from personalign.data.metaalign import MetaPair, build, read_meta_pairs, sft_examples
 from personalign.data.pairs import prompt_key
 from personalign.data.priority import obeys
 from personalign.data_dir import default_data_dir
@@ -73,7 +73,8 @@ def test_the_command_writes_every_file_or_none(data_dir, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["data", "metaalign", "--out", str(out), "--sources", "dsp", "--data-dir", str(data_dir),
                  "--hold-out", "priority:formal"]) == 0
-    assert "distinct meta-prompts" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "distinct meta-prompts" in printed and "SFT examples:" in printed
     train = read_meta_pairs(out / "train.jsonl")
     assert train and all(p.preference != "priority:formal" for p in train)
     assert json.loads((out / "stats.json").read_text())["pairs"]["unseen"] == len(read_meta_pairs(out / "unseen.jsonl"))
@@ -84,6 +85,22 @@ def test_the_command_writes_every_file_or_none(data_dir, tmp_path, capsys):
         fresh = tmp_path / "fresh"
         assert main(["data", "metaalign", "--out", str(fresh), "--data-dir", str(data_dir), *argv]) == 2
         assert message in capsys.readouterr().err and not fresh.exists()
+
+
+def test_distinct_sft_targets_leave_out_an_answer_chosen_under_two_preferences():
+    """The long answer is chosen under informative and under unfriendly: SFT on it teaches nothing about which the
+    User Info asks for, so `distinct` leaves it out; the short one, chosen under two phrasings of concise and under a
+    word-limit System Info (another context), stays."""
+    ai = "You are an AI assistant."
+    pairs = [MetaPair("psoups:informative", ai, "Give me every detail.", "Q?", "LONG", "SHORT", "diverse", True),
+             MetaPair("psoups:unfriendly", ai, "Be blunt.", "Q?", "LONG", "CHEERY", "diverse", True),
+             MetaPair("psoups:concise", ai, "Be brief.", "Q?", "SHORT", "LONG", "diverse", True),
+             MetaPair("psoups:concise", ai, "I'm busy.", "Q?", "SHORT", "LONG", "diverse", False),
+             MetaPair("priority:word-limit", "Answer in at most 20 words.", "Write at length.", "Q?", "SHORT", "LONG",
+                      "priority", True)]
+    assert len(sft_examples(pairs)) == 5
+    kept = [(e["preference"], e["response"]) for e in sft_examples(pairs, distinct=True)]
+    assert kept == [("psoups:concise", "SHORT"), ("psoups:concise", "SHORT"), ("priority:word-limit", "SHORT")]
 
 
 @pytest.mark.parametrize("line, message", [

@@ -10,7 +10,7 @@ shared data sets: DPO pairs under three-tier meta-prompts and SFT examples, spli
 from .flags import add_flags, flag_values
 
 FLAGS = ["out", "sources", "synth", "constraints", "hold_out", "hold_out_free_text", "max_per_preference", "valid_fraction", "seed",
-         "data_dir"]
+         "sft_targets", "data_dir"]
 
 
 def add_arguments(parser) -> None:
@@ -36,5 +36,8 @@ def run(args) -> int:
     print(f"{summary['distinct_meta_prompts']} distinct meta-prompts ({summary['distinct_preference_ids']} preference "
           f"ids) over {summary['prompts']} prompts; {summary['explicit_pairs']} explicit and "
           f"{summary['implicit_pairs']} implicit pairs; free-text preferences {summary['free_text_preferences']}")
+    print(f"SFT examples: {summary['sft_examples']['train']} train, {summary['sft_examples']['valid']} valid "
+          f"({config.sft_targets} targets; {summary['shared_sft_targets']} training answers are chosen under more "
+          "than one preference of their prompt)")
     print(f"wrote {args.out}/train.jsonl, valid.jsonl, unseen.jsonl, sft_train.jsonl, sft_valid.jsonl, stats.json")
     return 0

@@ -35,7 +35,7 @@ import hashlib
 import json
 import math
 import random
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -223,17 +223,29 @@ def _capped(pairs: list[MetaPair], cap: int | None, seed: int) -> list[MetaPair]
     return [p for i, p in enumerate(pairs) if i in chosen]
 
 
-def sft_examples(pairs: list[MetaPair]) -> list[dict]:
-    """One SFT example per (meta-prompt, prompt, chosen answer): the policy learns to write the preferred answer."""
+def sft_examples(pairs: list[MetaPair], distinct: bool = False) -> list[dict]:
+    """One SFT example per (meta-prompt, prompt, chosen answer): the policy learns to write the preferred answer.
+    `distinct`: leave out an answer chosen under two preference ids or more for the same prompt and System Info
+    (synthesis often picks one rollout as, say, both the most informative and the least friendly), since SFT on it
+    teaches one answer whatever the User Info says."""
+    shared = shared_targets(pairs) if distinct else set()
     seen, examples = set(), []
     for pair in pairs:
         key = (pair.system_info, pair.user_info, prompt_key(pair), pair.chosen)
-        if key not in seen:
+        if key not in seen and (pair.system_info, prompt_key(pair), pair.chosen) not in shared:
             seen.add(key)
             examples.append(dict(preference=pair.preference, system_info=pair.system_info, user_info=pair.user_info,
                                  prompt=pair.prompt, response=pair.chosen, subset=pair.subset,
                                  explicit=pair.explicit, **({"truncated": True} if pair.chosen_truncated else {})))
     return examples
+
+
+def shared_targets(pairs: list[MetaPair]) -> set:
+    """(System Info, prompt, answer) of the answers chosen under more than one preference id."""
+    preferences = defaultdict(set)
+    for pair in pairs:
+        preferences[(pair.system_info, prompt_key(pair), pair.chosen)].add(pair.preference)
+    return {key for key, ids in preferences.items() if len(ids) > 1}
 
 
 def stats(groups: dict[str, list[MetaPair]]) -> dict:
@@ -254,6 +266,9 @@ def stats(groups: dict[str, list[MetaPair]]) -> dict:
 
 def as_record(pair: MetaPair) -> dict:
     return {k: v for k, v in asdict(pair).items() if v is not None}
+
+
+SFT_TARGETS = ("all", "distinct")
 
 
 @dataclass
@@ -278,6 +293,10 @@ class MetaDataConfig:
         "at most N pairs per preference id (seeded prompts, the same for every id)", metavar="N"))
     valid_fraction: float = field(default=0.1, metadata=flag_help("share of the prompts held out as valid"))
     seed: int = field(default=0, metadata=flag_help("seed of the split and of the background drawn per query"))
+    sft_targets: str = field(default="all", metadata=flag_help(
+        "all: an SFT example for every pair's chosen answer; distinct: none for an answer that is also another "
+        "preference's chosen answer for the same prompt (SFT on such shared targets teaches ignoring the User "
+        "Info, README)", choices=SFT_TARGETS))
     data_dir: str | None = field(default=None, metadata=flag_help("shared data directory (none: $PERSONALIGN_DATA or "
                                                               "../shared/data)"))
 
@@ -297,6 +316,8 @@ def write(config: MetaDataConfig, judge=None) -> dict:
     scores the P-SOUPS dimensions for the synth source."""
     if config.max_per_preference is not None and config.max_per_preference < 1:
         raise PersonalignError(f"max_per_preference must be >= 1, got {config.max_per_preference}")
+    if config.sft_targets not in SFT_TARGETS:
+        raise PersonalignError(f"sft_targets must be one of {', '.join(SFT_TARGETS)}, got {config.sft_targets!r}")
     groups = build(config.source_names, tuple(config.hold_out), config.valid_fraction, config.seed,
                    config.data_dir, config.synth, judge, config.hold_out_free_text, config.max_per_preference,
                    config.constraints)
@@ -306,9 +327,11 @@ def write(config: MetaDataConfig, judge=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     for name in FILES:
         write_records_atomic(out / f"{name}.jsonl", [as_record(p) for p in groups[name]])
-    for name in ("train", "valid"):
-        write_records_atomic(out / f"sft_{name}.jsonl", sft_examples(groups[name]))
-    summary = stats(groups)
+    sft = {name: sft_examples(groups[name], config.sft_targets == "distinct") for name in ("train", "valid")}
+    for name, examples in sft.items():
+        write_records_atomic(out / f"sft_{name}.jsonl", examples)
+    summary = {**stats(groups), "sft_examples": {name: len(examples) for name, examples in sft.items()},
+               "shared_sft_targets": len(shared_targets(groups["train"]))}
     write_text_atomic(out / "stats.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
