@@ -232,7 +232,7 @@ def sft_examples(pairs: list[MetaPair], distinct: bool = False) -> list[dict]:
     seen, examples = set(), []
     for pair in pairs:
         key = (pair.system_info, pair.user_info, prompt_key(pair), pair.chosen)
-        if key not in seen and (pair.system_info, prompt_key(pair), pair.chosen) not in shared:
+        if key not in seen and _target(pair) not in shared:
             seen.add(key)
             examples.append(dict(preference=pair.preference, system_info=pair.system_info, user_info=pair.user_info,
                                  prompt=pair.prompt, response=pair.chosen, subset=pair.subset,
@@ -244,8 +244,13 @@ def shared_targets(pairs: list[MetaPair]) -> set:
     """(System Info, prompt, answer) of the answers chosen under more than one preference id."""
     preferences = defaultdict(set)
     for pair in pairs:
-        preferences[(pair.system_info, prompt_key(pair), pair.chosen)].add(pair.preference)
+        preferences[_target(pair)].add(pair.preference)
     return {key for key, ids in preferences.items() if len(ids) > 1}
+
+
+def _target(pair: MetaPair) -> tuple:
+    """What an SFT target is shared across: the context but the User Info, and the chosen answer."""
+    return pair.system_info, prompt_key(pair), pair.chosen
 
 
 def stats(groups: dict[str, list[MetaPair]]) -> dict:

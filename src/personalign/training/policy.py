@@ -73,11 +73,15 @@ def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool =
         out.mkdir(parents=True, exist_ok=True)
         (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
     system_role = has_system_role(tokenizer)
-    summary = {"sft": _stage(
-        "sft", out, run, resume, progress, tokenizer, model,
-        train=[_sft_row(e, tokenizer, system_role) for e in sft_train],
-        valid=_sample([_sft_row(e, tokenizer, system_role) for e in sft_valid], run), steps=sft.sft_steps,
-        lr=sft.sft_lr, eval_every=sft.sft_eval_every, by_length=sft.sft_batching == "by-length", init=init)}
+    if sft.sft_steps:
+        summary = {"sft": _stage(
+            "sft", out, run, resume, progress, tokenizer, model,
+            train=[_sft_row(e, tokenizer, system_role) for e in sft_train],
+            valid=_sample([_sft_row(e, tokenizer, system_role) for e in sft_valid], run), steps=sft.sft_steps,
+            lr=sft.sft_lr, eval_every=sft.sft_eval_every, by_length=sft.sft_batching == "by-length", init=init)}
+    else:  # DPO straight from the saved policy: its adapter stands for the SFT stage's outcome
+        _adopt_adapter(init, out / "sft" / ADAPTER_DIR, processes)
+        summary = {"sft": {}}
     if run.recipe == "sft-dpo":
         train_pairs = pairs["train"]
         if dpo.dpo_pairs == "sampled":
@@ -118,6 +122,13 @@ def _init_adapter(spec: str, run: PolicyConfig) -> Path:
     return directory / ADAPTER_DIR
 
 
+def _adopt_adapter(init: Path, target: Path, processes) -> None:
+    """A copy of a saved policy's adapter as a stage's outcome (once: a resumed run finds it there)."""
+    if processes.is_main_process and not target.is_dir():
+        write_directory_atomic(target, lambda tmp: shutil.copytree(init, tmp, dirs_exist_ok=True))
+    processes.wait_for_everyone()
+
+
 def _stage(name, out: Path, run: PolicyConfig, resume: bool, progress: bool, tokenizer, base, train, valid,
            steps: int, lr: float, eval_every: int, beta: float | None = None, by_length: bool = False,
            init: Path | None = None) -> dict:
@@ -127,10 +138,6 @@ def _stage(name, out: Path, run: PolicyConfig, resume: bool, progress: bool, tok
     from transformers.trainer_utils import get_last_checkpoint
 
     directory, processes = out / name, process_state(cpu=_on_cpu(run))
-    if steps == 0 and not (directory / ADAPTER_DIR).is_dir():  # SFT skipped: the saved policy's adapter is its outcome
-        if processes.is_main_process:
-            write_directory_atomic(directory / ADAPTER_DIR, lambda tmp: shutil.copytree(init, tmp, dirs_exist_ok=True))
-        processes.wait_for_everyone()
     if not (directory / ADAPTER_DIR).is_dir():
         checkpoint = get_last_checkpoint(str(directory)) if resume and directory.is_dir() else None
         if processes.is_main_process:
