@@ -121,3 +121,14 @@ def test_answers_cut_at_the_token_limit_are_marked_on_both_sides_of_a_flip(tmp_p
     assert all(p.chosen_truncated and p.rejected_truncated is None for p in informative)
     examples = {e["preference"]: e for e in sft_examples(pairs)}
     assert examples["psoups:informative"]["truncated"] is True and "truncated" not in examples["psoups:concise"]
+
+
+def test_with_several_samples_the_pair_names_which_rollout_was_cut(tmp_path):
+    record = dict(pair(0, "concise", SHORT, LONG), chosen_under="concise", rejected_under="informative",
+                  chosen_id="0\tconcise\t#1", rejected_id="0\tinformative")
+    (tmp_path / "pairs.jsonl").write_text(json.dumps(record) + "\n")
+    (tmp_path / "rollouts.jsonl").write_text("".join(
+        json.dumps({"id": rollout, "finish_reason": reason}) + "\n"
+        for rollout, reason in (("0\tconcise", "length"), ("0\tconcise\t#1", "eos"), ("0\tinformative", "length"))))
+    concise = [p for p in synth_pairs(tmp_path, OfflineJudge()) if p.preference == "psoups:concise"]
+    assert concise and all(p.chosen_truncated is None and p.rejected_truncated for p in concise)

@@ -57,6 +57,37 @@ def test_each_prompt_is_rolled_out_neutrally_and_under_every_preference(setup):
     assert len({j["id"] for j in jobs}) == len(jobs) == 12
 
 
+def test_samples_roll_each_preference_out_several_times_seeded_apart_and_the_neutral_once(setup):
+    tmp_path, config, judges = setup
+    config.samples, config.method = 3, "meta-prompting"
+    engine = SynthStandIn()
+    synthesize(config, tmp_path / "out", engine=engine, progress=False, **judges)
+    q0 = [r for r in engine.requests if "part 0" in r.prompt]
+    assert [(r.method, r.preference.label) for r in q0] == [("base", NEUTRAL)] + \
+        [("meta-prompting", p) for p in ("concise", "informative", "I love cooking vegetables") for _ in range(3)]
+    assert len({r.seed for r in q0}) == len(q0) == 10
+    pairs = [json.loads(line) for line in (tmp_path / "out" / "pairs.jsonl").read_text().splitlines()]
+    rollouts = {r["id"]: r for r in map(json.loads, (tmp_path / "out" / "rollouts.jsonl").read_text().splitlines())}
+    assert len(rollouts) == 30 and pairs
+    # each pair names the very rollouts it holds
+    assert all(rollouts[p["chosen_id"]]["text"] == p["chosen"] and rollouts[p["rejected_id"]]["text"] == p["rejected"]
+               and rollouts[p["chosen_id"]]["preference"] == p["chosen_under"] for p in pairs)
+
+
+def test_a_run_saved_before_method_and_samples_resumes_with_their_old_values(setup):
+    tmp_path, config, judges = setup
+    synthesize(config, tmp_path / "out", engine=SynthStandIn(), progress=False, **judges)
+    saved = tmp_path / "out" / "synth_config.json"
+    old = {k: v for k, v in json.loads(saved.read_text()).items() if k not in ("method", "samples")}
+    saved.write_text(json.dumps(old))
+    engine = SynthStandIn()
+    synthesize(config, tmp_path / "out", engine=engine, progress=False, **judges)
+    assert engine.requests == []
+    config.method = "meta-prompting"
+    with pytest.raises(PersonalignError, match="method"):
+        synthesize(config, tmp_path / "out", engine=SynthStandIn(), progress=False, **judges)
+
+
 def test_pairs_are_the_judged_best_and_worst_and_a_killed_run_resumes(setup):
     tmp_path, config, judges = setup
     with pytest.raises(KeyboardInterrupt):
@@ -123,10 +154,12 @@ def test_a_pad_answer_that_leaves_the_question_is_rejected_on_policy():
     pair = dict(prompt_id="q0", preference="friendly", prompt="Tell me about the sun.", chosen="The sun is a warm star.",
                 rejected="Star.")
     neutral = dict(prompt_id="q0", preference=NEUTRAL, prompt=pair["prompt"], text="The sun is a star, hot gas.")
-    pad = [dict(prompt_id="q0", preference="friendly", prompt=pair["prompt"], text=text) for text in
-           ("Friendly friends are lovely, be friendly to your friends today!", "The sun is a lovely, friendly star.")]
+    pad = [dict(id=f"q{i}\tpad:friendly", prompt_id="q0", preference="friendly", prompt=pair["prompt"], text=text)
+           for i, text in enumerate(("Friendly friends are lovely, be friendly to your friends today!",
+                                     "The sun is a lovely, friendly star."))]
     failures = onpolicy_pairs([pair], pad, [neutral], 0.5, RelevanceJudge(HashingEmbedder()))
-    assert [(f["rejected"], f["rejected_flaw"]) for f in failures] == [(pad[0]["text"], "off-question")]
+    assert [(f["rejected"], f["rejected_id"], f["rejected_flaw"]) for f in failures] == \
+        [(pad[0]["text"], pad[0]["id"], "off-question")]
     assert onpolicy_pairs([pair], pad, [neutral], 0.0, None) == []  # no check asked for
 
 
@@ -162,13 +195,14 @@ def test_loop_twins_keep_the_chosen_answer_and_reject_its_loop():
                   rejected=ANSWERS["concise"], judge="offline", margin=2.0) for i, p in enumerate(["a", "b"] * 50)]
     twins = loop_twins(pairs, 0.35, seed=0)
     assert 15 <= len(twins) <= 55 and twins == loop_twins(pairs, 0.35, seed=0)
-    assert all(t["chosen"] == ANSWERS["informative"] and loops(t["rejected"]) and t["judge"] == "loop" for t in twins)
+    assert all(t["chosen"] == ANSWERS["informative"] and loops(t["rejected"]) and t["judge"] == "loop"
+               and t["rejected_id"] is None for t in twins)
     assert loop_twins(pairs, 0.0, seed=0) == [] and len(loop_twins(pairs, 1.0, seed=0)) == 100
 
 
 def test_offtopic_twins_reject_another_prompts_answer_under_the_same_preference():
     pairs = [dict(preference=p, prompt=f"Question {i}?", prompt_id=f"q{i}", chosen=f"Answer {i} in style {p}.",
-                  rejected="No.", judge="offline", margin=2.0, chosen_ends=i % 3 == 0)
+                  rejected="No.", judge="offline", margin=2.0, chosen_ends=i % 3 == 0, chosen_id=f"q{i}\t{p}")
              for i, p in enumerate(["a", "b"] * 50)]
     twins = offtopic_twins(pairs, 0.5, seed=0)
     assert 25 <= len(twins) <= 75 and twins == offtopic_twins(pairs, 0.5, seed=0)
@@ -178,6 +212,7 @@ def test_offtopic_twins_reject_another_prompts_answer_under_the_same_preference(
         assert twin["chosen"] == own[twin["prompt_id"]]["chosen"] and twin["judge"] == "offtopic"
         assert other["prompt_id"] != twin["prompt_id"] and other["preference"] == twin["preference"]
         assert twin["rejected"] == other["chosen"] and twin["rejected_ends"] == other["chosen_ends"]
+        assert twin["rejected_id"] == other["chosen_id"]
     assert offtopic_twins(pairs, 0.0, seed=0) == [] and len(offtopic_twins(pairs, 1.0, seed=0)) == 100
     assert offtopic_twins(pairs[:1], 1.0, seed=0) == []  # no other prompt under that preference
 

@@ -3,6 +3,7 @@
     personalign data synth --out runs/synth                       # 160 HelpSteer prompts, six P-SOUPS + Janus
     personalign data synth --out runs/synth --free-text janus --free-per-prompt 3
     personalign data synth --out runs/synth --on-policy default    # + PAD's own failures, shipped PersRM
+    personalign data synth --out runs/synth-meta --method meta-prompting --samples 3   # a MetaAlign policy's targets
 
 Re-running the same command resumes: finished rollouts are skipped. Across processes, each decoding a share:
     torchrun --nproc_per_node 2 .venv/bin/personalign data synth --out runs/synth     # (GPUs: accelerate launch)
@@ -12,7 +13,8 @@ from .flags import add_flags, flag_values
 from ..errors import PersonalignError
 from ..validation import read_text_lines
 
-FLAGS = ["prompts", "limit", "dimensions", "free_per_prompt", "max_new_tokens", "temperature", "min_margin",
+FLAGS = ["prompts", "limit", "dimensions", "free_per_prompt", "max_new_tokens", "temperature", "method", "samples",
+         "min_margin",
          "min_on_question", "loop_pairs", "offtopic_pairs", "on_policy", "batch_size", "seed", "data_dir"]
 
 

@@ -87,7 +87,7 @@ def plan_answers(config: ConstraintConfig, constraints=CONSTRAINTS) -> list[dict
                 for sample in range(config.samples):
                     job_id = f"{question}\t{item}\t{sample}"
                     jobs[job_id] = dict(id=job_id, prompt=instruction(question, item), preference=NEUTRAL,
-                                        question=question, item=item)
+                                        method="base", question=question, item=item)
     return list(jobs.values())
 
 

@@ -66,7 +66,7 @@ def synth_pairs(synth_dir, judge, seed: int = 0) -> list:
     pairs = []
     for record, flip in zip(dims, flipped):
         rng = random.Random(f"{seed}\0{record['prompt_id']}")
-        cuts = (cut(record, "chosen_under"), cut(record, "rejected_under"))
+        cuts = (cut(record, "chosen"), cut(record, "rejected"))
         own = (record["preference"], record["chosen"], record["rejected"], cuts)
         for dim, chosen, rejected, (chosen_cut, rejected_cut) in (own, *([(*flip, cuts[::-1])] if flip else [])):
             for user_info, explicit in ((catalog.lookup(dim).text, True), (rng.choice(PSOUPS_PERSONAS[dim]), False)):
@@ -74,18 +74,23 @@ def synth_pairs(synth_dir, judge, seed: int = 0) -> list:
                                       rejected, "diverse", explicit, chosen_truncated=chosen_cut,
                                       rejected_truncated=rejected_cut))
     pairs += [MetaPair(free_text_id(r["preference"]), DEFAULT_SYSTEM_INFO, r["preference"], r["prompt"], r["chosen"],
-                       r["rejected"], "diverse", True, chosen_truncated=cut(r, "chosen_under"),
-                       rejected_truncated=cut(r, "rejected_under"))
+                       r["rejected"], "diverse", True, chosen_truncated=cut(r, "chosen"),
+                       rejected_truncated=cut(r, "rejected"))
               for r in records if r.get("judge") == "relevance"]
     return pairs
 
 
 def _truncated(rollouts: Path):
-    """(pair record, "chosen_under" | "rejected_under") -> True where that answer's rollout hit the token limit, None
-    otherwise (a whole answer, or a run without rollouts.jsonl)."""
+    """(pair record, "chosen" | "rejected") -> True where that answer's rollout hit the token limit, None otherwise (a
+    whole answer, or a run without rollouts.jsonl). Pairs of runs from before `chosen_id` name the rollout by its
+    preference, then the only one."""
     limited = {r["id"] for r in read_records(rollouts) if r.get("finish_reason") == "length"} \
         if rollouts.is_file() else set()
-    return lambda record, side: True if rollout_id(record.get("prompt_id"), record.get(side)) in limited else None
+
+    def cut(record, side):
+        rollout = record.get(f"{side}_id") or rollout_id(record.get("prompt_id"), record.get(f"{side}_under"))
+        return True if rollout in limited else None
+    return cut
 
 
 def _flips(records: list[dict], judge) -> list[tuple | None]:

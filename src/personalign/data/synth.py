@@ -9,16 +9,21 @@ Two stages, so that a killed run loses at most one batch:
     offtopic_pairs.jsonl  rebuilt with it: off-topic twins of some pairs (below)
     onpolicy_pairs.jsonl  rebuilt with it, with --on-policy: PAD's own failures rejected (below)
 
-The candidates of a prompt are its neutral rollout and its rollouts under every preference asked of it: the six
-P-SOUPS dimensions (judged by the offline judge: reading grade, word counts, sentiment) and a few free-text
-preferences drawn for that prompt (judged by the relevance judge). For each preference the best and the worst
-candidate by that judge form the pair; the margin is in units of that judge's spread over all rollouts, so one
-threshold serves judges whose scales differ. A degenerate rollout (one that copies PAD's prompt template back, or
-repeats itself) may be a pair's rejected answer but never its chosen one: the proxy judges like the preference
-words an echo repeats and the short words of a loop, and a PersRM trained on such pairs learns to reward both.
-Nor may an answer that leaves the question: VADER likes "Awesome! I'm happy to help!" whatever was asked, and the
-relevance judge likes talk about the preference. An answer is on the question when its MiniLM similarity to the
-prompt is at least `min_on_question` times that of the prompt's neutral rollout (which answers it plainly).
+The candidates of a prompt are its neutral rollout and its rollouts under every preference asked of it (`samples` of
+each, seeded apart): the six P-SOUPS dimensions (judged by the offline judge: reading grade, word counts, sentiment)
+and a few free-text preferences drawn for that prompt (judged by the relevance judge). For each preference the best
+and the worst candidate by that judge form the pair; the margin is in units of that judge's spread over all
+rollouts, so one threshold serves judges whose scales differ. A degenerate rollout (one that copies PAD's prompt
+template back, or repeats itself) may be a pair's rejected answer but never its chosen one: the proxy judges like
+the preference words an echo repeats and the short words of a loop, and a PersRM trained on such pairs learns to
+reward both. Nor may an answer that leaves the question: VADER likes "Awesome! I'm happy to help!" whatever was
+asked, and the relevance judge likes talk about the preference. An answer is on the question when its MiniLM
+similarity to the prompt is at least `min_on_question` times that of the prompt's neutral rollout (which answers it
+plainly). The preference rollouts are written with preference prompting (`method` "prompt": the preference in PAD's
+template, what a PersRM learns from) or read as MetaAlign's User Info (`method` "meta-prompting"): answers a
+MetaAlign policy learns in the very context it will read (a target written under PAD's template owes nothing to the
+User Info block). Each pair names the rollouts it holds (`chosen_id`, `rejected_id`) and the preference each was
+written under.
 Each pair says whether its rejected answer could have been chosen (`rejected_may_be_chosen`), for label flipping,
 and whether each answer stopped by itself rather than at `max_new_tokens` (`chosen_ends`, `rejected_ends`): the
 PersRM then scores the end of turn too, and learns when a preference wants the answer to stop.
@@ -66,6 +71,7 @@ LOOP_PAIRS = "loop_pairs.jsonl"
 OFFTOPIC_PAIRS = "offtopic_pairs.jsonl"
 ONPOLICY_PAIRS = "onpolicy_pairs.jsonl"
 NEUTRAL = "none"
+ROLLOUT_METHODS = ("prompt", "meta-prompting")  # how a preference rollout is written (the neutral one: "base")
 
 
 @dataclass
@@ -78,6 +84,12 @@ class SynthConfig:
     free_per_prompt: int = field(default=3, metadata=flag_help("free-text preferences drawn per prompt"))
     max_new_tokens: int = field(default=48, metadata=flag_help("most tokens per rollout"))
     temperature: float = field(default=0.7, metadata=flag_help("sampling temperature of the rollouts"))
+    method: str = field(default="prompt", metadata=flag_help(
+        "how the preference rollouts are written: prompt (the preference in PAD's template) or meta-prompting (the "
+        "preference as MetaAlign's User Info, for a policy's targets)", choices=ROLLOUT_METHODS))
+    samples: int = field(default=1, metadata=flag_help(
+        "rollouts per prompt and preference (the neutral one: one), each seeded apart; more candidates to pick the "
+        "best of"))
     min_margin: float = field(default=1.0, metadata=flag_help(
         "keep a pair when the judge's best-worst gap is at least this many of its standard deviations over all "
         "rollouts"))
@@ -104,8 +116,10 @@ class SynthConfig:
             raise PersonalignError(f"limit must be >= 1, got {self.limit}")
         if self.free_per_prompt < 0 or (self.free_per_prompt and not self.free_text):
             raise PersonalignError("free_per_prompt needs free-text preferences to draw from (--free-text)")
-        if self.max_new_tokens < 1 or self.batch_size < 1:
-            raise PersonalignError("max_new_tokens and batch_size must be >= 1")
+        if self.max_new_tokens < 1 or self.batch_size < 1 or self.samples < 1:
+            raise PersonalignError("max_new_tokens, batch_size and samples must be >= 1")
+        if self.method not in ROLLOUT_METHODS:
+            raise PersonalignError(f"method must be one of {', '.join(ROLLOUT_METHODS)}, got {self.method!r}")
         if self.min_margin < 0:
             raise PersonalignError(f"min_margin must be >= 0, got {self.min_margin}")
         if not 0 <= self.min_on_question <= 1:
@@ -134,18 +148,22 @@ def free_text_for(prompt_id: str, config: SynthConfig) -> list[str]:
     return rng.sample(list(config.free_text), min(config.free_per_prompt, len(config.free_text)))
 
 
-def rollout_id(prompt_id: str, preference: str) -> str:
-    """A rollout's id in rollouts.jsonl: its prompt and the preference it was written under."""
-    return f"{prompt_id}\t{preference}"
+def rollout_id(prompt_id: str, preference: str, sample: int = 0) -> str:
+    """A rollout's id in rollouts.jsonl: its prompt, the preference it was written under and, past the first, which
+    sample it is."""
+    return f"{prompt_id}\t{preference}" + (f"\t#{sample}" if sample else "")
 
 
 def plan_rollouts(prompts, config: SynthConfig) -> list[dict]:
-    """One job per (prompt, preference): the neutral one, every dimension, and the prompt's free-text draws."""
+    """Per prompt: one neutral job, then `samples` jobs under every dimension and each of the prompt's free-text
+    draws."""
     jobs = []
     for item in prompts:
-        for preference in (NEUTRAL, *config.dimensions, *free_text_for(item.id, config)):
-            jobs.append(dict(id=rollout_id(item.id, preference), prompt_id=item.id, prompt=item.prompt,
-                             preference=preference))
+        jobs.append(dict(id=rollout_id(item.id, NEUTRAL), prompt_id=item.id, prompt=item.prompt, preference=NEUTRAL,
+                         method="base"))
+        for preference in (*config.dimensions, *free_text_for(item.id, config)):
+            jobs += [dict(id=rollout_id(item.id, preference, k), prompt_id=item.id, prompt=item.prompt,
+                          preference=preference, method=config.method) for k in range(config.samples)]
         for dim in config.dimensions if config.on_policy else ():
             jobs.append(dict(id=rollout_id(item.id, f"pad:{dim}"), prompt_id=item.id, prompt=item.prompt,
                              preference=dim, method="pad", temperature=0.0))
@@ -164,7 +182,7 @@ def roll_out(engine, jobs: list[dict], config: SynthConfig, path: Path, progress
     for start in range(0, len(todo), config.batch_size):
         batch = todo[start:start + config.batch_size]
         requests = [GenerationRequest(j["prompt"], preference=None if j["preference"] == NEUTRAL else j["preference"],
-                                      method=j.get("method", "base" if j["preference"] == NEUTRAL else "prompt"),
+                                      method=j["method"],
                                       max_new_tokens=config.max_new_tokens,
                                       temperature=j.get("temperature", config.temperature),
                                       seed=stable_seed(config.seed, j["id"])) for j in batch]
@@ -200,7 +218,7 @@ def loop_twins(pairs: list[dict], share: float, seed: int) -> list[dict]:
         if rng.random() >= share or (rejected := looped(pair["chosen"], rng)) is None:
             continue
         twins.append(dict(pair, rejected=rejected, judge="loop", margin=None, rejected_under="loop",
-                          rejected_ends=False))
+                          rejected_id=None, rejected_ends=False))
     return twins
 
 
@@ -218,7 +236,8 @@ def offtopic_twins(pairs: list[dict], share: float, seed: int) -> list[dict]:
             continue
         other = rng.choice(others)
         twins.append(dict(pair, rejected=other["chosen"], judge="offtopic", margin=None, rejected_under="offtopic",
-                          rejected_prompt_id=other["prompt_id"], rejected_ends=other["chosen_ends"]))
+                          rejected_id=other["chosen_id"], rejected_prompt_id=other["prompt_id"],
+                          rejected_ends=other["chosen_ends"]))
     return twins
 
 
@@ -233,7 +252,7 @@ def onpolicy_pairs(pairs: list[dict], pad_rollouts: list[dict], rollouts: list[d
     flaws = [("echo" if echoes_template(r["text"]) else "loop" if loops(r["text"]) else "off-question" if leaves
               else None) for r, leaves in zip(todo, off)]
     return [dict(chosen[(r["prompt_id"], r["preference"])], rejected=r["text"], judge="on-policy", margin=None,
-                 rejected_under="pad", rejected_flaw=flaw, rejected_ends=_ended(r))
+                 rejected_under="pad", rejected_id=r["id"], rejected_flaw=flaw, rejected_ends=_ended(r))
             for r, flaw in zip(todo, flaws) if flaw]
 
 
@@ -279,7 +298,8 @@ def build_pairs(rollouts: list[dict], config: SynthConfig, offline_judge, releva
             continue
         pairs.append(dict(preference=pref, prompt=cands[best]["prompt"], chosen=cands[best]["text"],
                           rejected=cands[worst]["text"], source="synth", judge=judge, margin=round(margin, 3),
-                          prompt_id=prompt_id, chosen_under=cands[best]["preference"],
+                          prompt_id=prompt_id, chosen_id=cands[best]["id"], rejected_id=cands[worst]["id"],
+                          chosen_under=cands[best]["preference"],
                           rejected_under=cands[worst]["preference"],
                           rejected_may_be_chosen=may_choose[prompt_id][worst],
                           chosen_ends=_ended(cands[best]), rejected_ends=_ended(cands[worst])))
@@ -366,7 +386,8 @@ def _check_same_config(out: Path, config: SynthConfig) -> None:
     free = ("batch_size", "limit", "data_dir", "min_margin", "loop_pairs", "offtopic_pairs", "min_on_question",
             "on_policy", "on_policy_identity")
     settings = {k: v for k, v in config.__dict__.items() if k not in free}
-    before = refuse_other_settings(path, settings, "a synthesis")
+    # runs from before these settings existed made their rollouts this way
+    before = refuse_other_settings(path, settings, "a synthesis", earlier={"method": "prompt", "samples": 1})
     # PAD rollouts may be added to a finished run, but only ever those of one PersRM
     identity = before.get("on_policy_identity")
     if config.on_policy and identity not in (None, config.on_policy_identity):
@@ -376,14 +397,15 @@ def _check_same_config(out: Path, config: SynthConfig) -> None:
         path.write_text(json.dumps({**before, "on_policy_identity": config.on_policy_identity}, indent=2) + "\n")
 
 
-def refuse_other_settings(path: Path, settings: dict, what: str) -> dict:
+def refuse_other_settings(path: Path, settings: dict, what: str, earlier: dict | None = None) -> dict:
     """The settings an earlier run saved at `path` (these `settings`, saved now, for a first run). A run whose
-    settings differ is refused, naming them: its records would mix with `what` made another way."""
+    settings differ is refused, naming them: its records would mix with `what` made another way. `earlier`: the
+    values of settings added since, for files saved before them."""
     settings = json.loads(json.dumps(settings))
     if not path.exists():
         path.write_text(json.dumps(settings, indent=2) + "\n")
         return settings
-    before = json.loads(path.read_text())
+    before = {**(earlier or {}), **json.loads(path.read_text())}
     changed = sorted(k for k in settings if before.get(k) != settings[k])
     if changed:
         raise PersonalignError(f"{path.parent} holds {what} with other settings ({', '.join(changed)}); "
