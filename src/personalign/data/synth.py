@@ -72,6 +72,7 @@ OFFTOPIC_PAIRS = "offtopic_pairs.jsonl"
 ONPOLICY_PAIRS = "onpolicy_pairs.jsonl"
 NEUTRAL = "none"
 ROLLOUT_METHODS = ("prompt", "meta-prompting")  # how a preference rollout is written (the neutral one: "base")
+ADDED_SETTINGS = ("method", "samples")  # settings that synth_config.json files saved before them lack
 
 
 @dataclass
@@ -386,8 +387,9 @@ def _check_same_config(out: Path, config: SynthConfig) -> None:
     free = ("batch_size", "limit", "data_dir", "min_margin", "loop_pairs", "offtopic_pairs", "min_on_question",
             "on_policy", "on_policy_identity")
     settings = {k: v for k, v in config.__dict__.items() if k not in free}
-    # runs from before these settings existed made their rollouts this way
-    before = refuse_other_settings(path, settings, "a synthesis", earlier={"method": "prompt", "samples": 1})
+    # runs from before these settings existed made their rollouts as the defaults do
+    defaults = {name: SynthConfig.__dataclass_fields__[name].default for name in ADDED_SETTINGS}
+    before = refuse_other_settings(path, settings, "a synthesis", earlier=defaults)
     # PAD rollouts may be added to a finished run, but only ever those of one PersRM
     identity = before.get("on_policy_identity")
     if config.on_policy and identity not in (None, config.on_policy_identity):
