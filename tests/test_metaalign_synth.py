@@ -44,7 +44,7 @@ def everything(groups):
 
 
 def test_pairs_flip_under_the_axis_opposite_only_where_the_judge_agrees(synth_dir):
-    pairs = everything(build(("synth",), synth=synth_dir, judge=OfflineJudge()))
+    pairs = everything(build(("synth",), synth=(synth_dir,), judge=OfflineJudge()))
     under = {}
     for p in pairs:
         under.setdefault((prompt_key(p), p.chosen, p.rejected), set()).add(p.preference)
@@ -69,13 +69,13 @@ def test_a_rejected_answer_synth_says_may_not_be_chosen_does_not_flip(tmp_path):
     records = [dict(pair(i, "concise", f"{SHORT} ({i})", f"{LONG} ({i})"), rejected_may_be_chosen=i % 2 == 0)
                for i in range(10)]
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    flipped = [p for p in everything(build(("synth",), synth=tmp_path, judge=OfflineJudge()))
+    flipped = [p for p in everything(build(("synth",), synth=(tmp_path,), judge=OfflineJudge()))
                if p.preference == "psoups:informative"]
     assert flipped and all(int(p.chosen.rsplit("(", 1)[1].rstrip(")")) % 2 == 0 for p in flipped)
 
 
 def test_a_share_of_free_text_is_held_out_in_every_prompt(synth_dir):
-    groups = build(("synth",), synth=synth_dir, judge=OfflineJudge(), hold_out_free_text=0.2)
+    groups = build(("synth",), synth=(synth_dir,), judge=OfflineJudge(), hold_out_free_text=0.2)
     held = {p.preference for p in groups["unseen"]}
     assert len(held) == 1 and held < {free_text_id(t) for t in FREE}
     assert not held & {p.preference for p in groups["train"] + groups["valid"]}
@@ -83,7 +83,7 @@ def test_a_share_of_free_text_is_held_out_in_every_prompt(synth_dir):
 
 
 def test_the_cap_keeps_the_same_prompts_for_every_preference(synth_dir):
-    groups = build(("synth",), synth=synth_dir, judge=OfflineJudge(), max_per_preference=6, valid_fraction=0.5)
+    groups = build(("synth",), synth=(synth_dir,), judge=OfflineJudge(), max_per_preference=6, valid_fraction=0.5)
     pairs = everything(groups)
     counts = {}
     for p in pairs:
@@ -132,3 +132,44 @@ def test_with_several_samples_the_pair_names_which_rollout_was_cut(tmp_path):
         for rollout, reason in (("0\tconcise", "length"), ("0\tconcise\t#1", "eos"), ("0\tinformative", "length"))))
     concise = [p for p in synth_pairs(tmp_path, OfflineJudge()) if p.preference == "psoups:concise"]
     assert concise and all(p.chosen_truncated is None and p.rejected_truncated for p in concise)
+
+
+def test_twins_reject_a_loop_or_another_prompts_answer_under_their_pairs_meta_prompts_and_never_flip(synth_dir):
+    rows = [json.loads(line) for line in (synth_dir / "pairs.jsonl").read_text().splitlines()]
+    concise = [r for r in rows if r["preference"] == "concise"]
+    loop = [dict(r, rejected=f"{SHORT} boils boils boils boils boils", judge="loop", rejected_under="loop",
+                 rejected_id=None) for r in concise[:3]]
+    offtopic = [dict(concise[3], rejected=concise[4]["chosen"], judge="offtopic", rejected_under="offtopic",
+                     rejected_id=None)]
+    (synth_dir / "loop_pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in loop))
+    (synth_dir / "offtopic_pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in offtopic))
+    plain = everything(build(("synth",), synth=(synth_dir,), judge=OfflineJudge()))
+    guarded = everything(build(("synth",), synth=(synth_dir,), judge=OfflineJudge(), twins=True))
+    added = set(guarded) - set(plain)
+    assert len(added) == 2 * (len(loop) + len(offtopic))  # each stated and implied
+    assert {p.rejected for p in added} == {loop[0]["rejected"], offtopic[0]["rejected"]}
+    assert {p.preference for p in added} == {"psoups:concise"}  # never flipped to informative
+    own = {(prompt_key(p), p.user_info) for p in plain if p.preference == "psoups:concise"}
+    assert {(prompt_key(p), p.user_info) for p in added} <= own  # the same background as their pair
+    assert sft_examples(guarded) == sft_examples(plain)  # the chosen answers are their pairs' own
+
+
+def test_several_synth_runs_add_up_and_a_source_narrows_to_one_subset(synth_dir, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "pairs.jsonl").write_text(json.dumps(pair(99, "concise", "No.", f"{LONG} (99)")) + "\n")
+    one = everything(build(("synth",), synth=(synth_dir,), judge=OfflineJudge()))
+    both = everything(build(("synth",), synth=(synth_dir, other), judge=OfflineJudge()))
+    assert set(one) < set(both) and any(p.chosen == "No." for p in both)
+    assert everything(build(("synth:diverse",), synth=(synth_dir,), judge=OfflineJudge())) == one
+    assert not everything(build(("synth:priority",), synth=(synth_dir,), judge=OfflineJudge()))
+    out = tmp_path / "out"
+    assert main(["data", "metaalign", "--out", str(out), "--sources", "synth", "--synth",
+                 f"{synth_dir},{other}"]) == 0
+    assert any(p.chosen == "No." for p in read_meta_pairs(out / "train.jsonl") + read_meta_pairs(out / "valid.jsonl"))
+    capsys.readouterr()
+    for argv, message in ((["--sources", "synth:nope", "--synth", str(synth_dir)], "unknown subset 'nope'"),
+                          (["--sources", "dsp", "--twins"], "--twins takes")):
+        fresh = tmp_path / "fresh"
+        assert main(["data", "metaalign", "--out", str(fresh), *argv]) == 2
+        assert message in capsys.readouterr().err and not fresh.exists()

@@ -5,11 +5,12 @@ shared data sets: DPO pairs under three-tier meta-prompts and SFT examples, spli
     personalign data metaalign --out runs/metaalign-holdout --hold-out dsp:literature,priority:formal
     personalign data metaalign --out runs/metaalign --synth runs/synth --max-per-preference 1500
     personalign data metaalign --out runs/metaalign --synth runs/synth --constraints runs/constraints
+    personalign data metaalign --out runs/ma --sources synth,dsp:priority --synth runs/synth-a,runs/synth-b --twins
 """
 
 from .flags import add_flags, flag_values
 
-FLAGS = ["out", "sources", "synth", "constraints", "hold_out", "hold_out_free_text", "max_per_preference", "valid_fraction", "seed",
+FLAGS = ["out", "sources", "synth", "twins", "constraints", "hold_out", "hold_out_free_text", "max_per_preference", "valid_fraction", "seed",
          "sft_targets", "data_dir"]
 
 
@@ -24,7 +25,7 @@ def run(args) -> int:
 
     config = MetaDataConfig(**flag_values(args, MetaDataConfig, FLAGS))
     judge = None
-    if "synth" in config.source_names:
+    if config.synth:
         from ..evaluation.judges.offline import OfflineJudge
         judge = OfflineJudge()
     summary = write(config, judge)  # split_pairs checks the fraction

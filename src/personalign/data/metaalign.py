@@ -10,9 +10,10 @@ with the meta-prompt, built from data the project already reads. Four subsets, a
   wins" nor "plain wins" holds without reading the meta-prompt. HHH's "other" pairs.
 - helpful (Helpful-based): HH helpfulness pairs and HHH's helpful / honest / harmless pairs, each under a User
   Info that prioritizes that quality.
-- diverse also takes a `personalign data synth` run (`--synth DIR`, metaalign_synth.py): the six P-SOUPS
-  dimensions, each pair flipped under its axis' opposite, explicit and implied by a background, and the Janus
-  free-text preferences.
+- diverse also takes `personalign data synth` runs (`--synth DIR`, repeatable, metaalign_synth.py): the six
+  P-SOUPS dimensions, each pair flipped under its axis' opposite, explicit and implied by a background, and the
+  Janus free-text preferences; with `--twins`, also each run's loop and off-topic twins. Each run's pairs are
+  ranked within its own rollouts (say, one written under the meta-prompt and one under PAD's template).
 - diverse also takes a `personalign data constraints` run (`--constraints DIR`, metaalign_constraints.py): content
   and constraint preferences ("I'm vegetarian"), each pair also flipped under a constraint that rules out the chosen
   answer's item.
@@ -23,6 +24,8 @@ with the meta-prompt, built from data the project already reads. Four subsets, a
 
 HH harmless pairs are never flipped: the paper's "Prioritize Helpfulness: A < B" would teach the policy to help with
 harmful requests whenever a user asks it to; here a harmful request meets System Info, which wins.
+
+A source may be narrowed to one subset, `SOURCE:SUBSET` (`dsp:priority`: DSP's Priority conflicts alone).
 
 Each pair names its `preference` (an id such as "dsp:literature", "priority:formal"), which hold-outs name: a held-out
 preference's pairs go to unseen.jsonl only, in every phrasing; so do a seeded share of the free-text preferences
@@ -175,22 +178,26 @@ def _distinct(pairs: list[MetaPair]) -> list[MetaPair]:
 
 
 def build(sources: tuple[str, ...], hold_out: tuple[str, ...] = (), valid_fraction: float = 0.1, seed: int = 0,
-          data_dir=None, synth=None, judge=None, hold_out_free_text: float = 0.0,
-          max_per_preference: int | None = None, constraints=None) -> dict[str, list[MetaPair]]:
-    """{"train", "valid", "unseen"}: the pairs of `sources`, split by prompt; held-out preferences only in unseen.
-    The synth source reads the run `synth` with `judge` scoring the P-SOUPS dimensions (metaalign_synth.py)."""
-    unknown = set(sources) - set(SOURCES)
-    if unknown:
-        raise PersonalignError(f"unknown source {sorted(unknown)[0]!r}; the sources are {', '.join(SOURCES)}")
-    if ("synth" in sources) != (synth is not None):
+          data_dir=None, synth: tuple = (), judge=None, hold_out_free_text: float = 0.0,
+          max_per_preference: int | None = None, constraints=None, twins: bool = False) -> dict[str, list[MetaPair]]:
+    """{"train", "valid", "unseen"}: the pairs of `sources` (each a name or NAME:SUBSET), split by prompt; held-out
+    preferences only in unseen. The synth source reads the runs `synth` with `judge` scoring the P-SOUPS dimensions,
+    and with `twins` their loop and off-topic twins (metaalign_synth.py)."""
+    wanted = [_source(s) for s in sources]
+    names = {name for name, _ in wanted}
+    if ("synth" in names) != bool(synth):
         raise PersonalignError("the synth source and --synth DIR go together: give both or neither")
-    if ("constraints" in sources) != (constraints is not None):
+    if ("constraints" in names) != (constraints is not None):
         raise PersonalignError("the constraints source and --constraints DIR go together: give both or neither")
+    if twins and not synth:
+        raise PersonalignError("--twins takes the loop and off-topic twins of --synth runs: give --synth DIR")
     if not 0 <= hold_out_free_text < 1:
         raise PersonalignError(f"hold_out_free_text must be in [0, 1), got {hold_out_free_text}")
-    loaders = {**LOADERS, "synth": lambda data_dir, seed: synth_pairs(synth, judge, seed),
+    loaders = {**LOADERS,
+               "synth": lambda data_dir, seed: [p for run in synth for p in synth_pairs(run, judge, seed, twins)],
                "constraints": lambda data_dir, seed: constraint_pairs(constraints)}
-    pairs = _distinct([pair for name in sources for pair in loaders[name](data_dir, seed)])
+    pairs = _distinct([pair for name, subset in wanted for pair in loaders[name](data_dir, seed)
+                       if subset in (None, pair.subset)])
     missing = set(hold_out) - {p.preference for p in pairs}
     if missing:
         raise PersonalignError(f"--hold-out names preferences the data does not have: {', '.join(sorted(missing))}; "
@@ -199,6 +206,16 @@ def build(sources: tuple[str, ...], hold_out: tuple[str, ...] = (), valid_fracti
     kept = _capped([p for p in pairs if p.preference not in held], max_per_preference, seed)
     train, valid = split_pairs(kept, valid_fraction, seed)
     return {"train": train, "valid": valid, "unseen": [p for p in pairs if p.preference in held]}
+
+
+def _source(text: str) -> tuple[str, str | None]:
+    """(source, subset or None) of a --sources entry: NAME or NAME:SUBSET."""
+    name, _, subset = text.partition(":")
+    if name not in SOURCES:
+        raise PersonalignError(f"unknown source {name!r}; the sources are {', '.join(SOURCES)}")
+    if subset and subset not in SUBSETS:
+        raise PersonalignError(f"unknown subset {subset!r} in {text!r}; the subsets are {', '.join(SUBSETS)}")
+    return name, subset or None
 
 
 def _free_text_share(pairs: list[MetaPair], share: float, seed: int) -> set[str]:
@@ -281,11 +298,17 @@ class MetaDataConfig:
     out: str = field(metadata=flag_help("directory for train/valid/unseen.jsonl, sft_train/sft_valid.jsonl, "
                                     "stats.json", metavar="DIR"))
     sources: tuple[str, ...] | None = field(default=None, metadata=flag_help(
-        f"comma-separated, from: {', '.join(SOURCES)} (none: {', '.join(SHARED_SOURCES)}, synth with --synth and "
+        f"comma-separated, from: {', '.join(SOURCES)}, each alone or one subset of it as SOURCE:SUBSET "
+        f"(dsp:priority; subsets: {', '.join(SUBSETS)}) (none: {', '.join(SHARED_SOURCES)}, synth with --synth and "
         "constraints with --constraints)"))
-    synth: str | None = field(default=None, metadata=flag_help(
+    synth: tuple[str, ...] = field(default=(), metadata=flag_help(
         "a `personalign data synth` directory: its P-SOUPS pairs, flipped under each axis' opposite, and its "
-        "free-text pairs", metavar="DIR"))
+        "free-text pairs; repeatable or comma-separated, each run's pairs ranked within its own rollouts",
+        action="append", sep=",", metavar="DIR"))
+    twins: bool = field(default=False, metadata=flag_help(
+        "also the --synth runs' loop and off-topic twins (the chosen answer against a looped copy of it or another "
+        "prompt's chosen answer), under their pair's meta-prompts: DPO pairs that guard against answers that loop "
+        "or leave the question, which the offline judge cannot see"))
     constraints: str | None = field(default=None, metadata=flag_help(
         "a `personalign data constraints` directory: its pairs and their flips, under each statement of a "
         "constraint", metavar="DIR"))
@@ -324,8 +347,8 @@ def write(config: MetaDataConfig, judge=None) -> dict:
     if config.sft_targets not in SFT_TARGETS:
         raise PersonalignError(f"sft_targets must be one of {', '.join(SFT_TARGETS)}, got {config.sft_targets!r}")
     groups = build(config.source_names, tuple(config.hold_out), config.valid_fraction, config.seed,
-                   config.data_dir, config.synth, judge, config.hold_out_free_text, config.max_per_preference,
-                   config.constraints)
+                   config.data_dir, tuple(config.synth), judge, config.hold_out_free_text,
+                   config.max_per_preference, config.constraints, config.twins)
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise PersonalignError(f"--out {out} is not a directory")

@@ -14,6 +14,11 @@ it (implicit, `PSOUPS_PERSONAS`, one drawn per prompt). The backgrounds that mea
 
 Free-text pairs keep the text as User Info, under the id "free:" + a short hash of it, which hold-outs name.
 
+`twins`: also the run's loop and off-topic twins (loop_pairs.jsonl, offtopic_pairs.jsonl: the chosen answer against
+a looped copy of it, or against another prompt's chosen answer under the same preference), under the same
+meta-prompts as their pair and never flipped. They guard DPO against what the offline judge cannot see: a
+reading-grade judge scores a loop of short words as elementary, and every judge but relevance ignores the question.
+
 Most rollouts stop at synth's token limit, mid-sentence: each answer says whether its rollout was cut off
 (rollouts.jsonl's finish_reason), so that SFT on it teaches the policy to go on writing, not to stop there.
 """
@@ -27,7 +32,7 @@ from ..answer_checks import degenerate
 from ..errors import PersonalignError
 from ..meta_prompt import DEFAULT_SYSTEM_INFO
 from ..records import read_records
-from .synth import PAIRS, PSOUPS_DIMENSIONS, ROLLOUTS, rollout_id
+from .synth import LOOP_PAIRS, OFFTOPIC_PAIRS, PAIRS, PSOUPS_DIMENSIONS, ROLLOUTS, rollout_id
 
 PSOUPS_PERSONAS = {  # implicit User Info for training; the measurement's backgrounds differ (see the docstring)
     "elementary": ("I'm a fourth-grader doing my homework.", "I'm nine years old.",
@@ -51,11 +56,10 @@ def free_text_id(text: str) -> str:
     return "free:" + hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def synth_pairs(synth_dir, judge, seed: int = 0) -> list:
-    """MetaPairs from `synth_dir`/pairs.jsonl (see the module docstring). `judge` scores the P-SOUPS dimensions
-    (the evaluation's offline judge, which the command wires: the data layer does not import evaluation)."""
-    from .metaalign import MetaPair
-
+def synth_pairs(synth_dir, judge, seed: int = 0, twins: bool = False) -> list:
+    """MetaPairs from `synth_dir`/pairs.jsonl, and with `twins` its loop and off-topic twins (see the module
+    docstring). `judge` scores the P-SOUPS dimensions (the evaluation's offline judge, which the command wires: the
+    data layer does not import evaluation)."""
     path = Path(synth_dir) / PAIRS
     if not path.is_file():
         raise PersonalignError(f"--synth {synth_dir}: no {PAIRS} (run `personalign data synth --out {synth_dir}`)")
@@ -65,19 +69,41 @@ def synth_pairs(synth_dir, judge, seed: int = 0) -> list:
     flipped = _flips(dims, judge)
     pairs = []
     for record, flip in zip(dims, flipped):
-        rng = random.Random(f"{seed}\0{record['prompt_id']}")
+        rng = random.Random(f"{seed}\0{record['prompt_id']}")  # one background drawn per side of the flip
         cuts = (cut(record, "chosen"), cut(record, "rejected"))
-        own = (record["preference"], record["chosen"], record["rejected"], cuts)
-        for dim, chosen, rejected, (chosen_cut, rejected_cut) in (own, *([(*flip, cuts[::-1])] if flip else [])):
-            for user_info, explicit in ((catalog.lookup(dim).text, True), (rng.choice(PSOUPS_PERSONAS[dim]), False)):
-                pairs.append(MetaPair(f"psoups:{dim}", DEFAULT_SYSTEM_INFO, user_info, record["prompt"], chosen,
-                                      rejected, "diverse", explicit, chosen_truncated=chosen_cut,
-                                      rejected_truncated=rejected_cut))
-    pairs += [MetaPair(free_text_id(r["preference"]), DEFAULT_SYSTEM_INFO, r["preference"], r["prompt"], r["chosen"],
-                       r["rejected"], "diverse", True, chosen_truncated=cut(r, "chosen"),
-                       rejected_truncated=cut(r, "rejected"))
-              for r in records if r.get("judge") == "relevance"]
+        pairs += _psoups_pairs(record, record["preference"], record["chosen"], record["rejected"], cuts, rng)
+        if flip:
+            pairs += _psoups_pairs(record, *flip, cuts[::-1], rng)
+    pairs += [_free_text_pair(r, cut) for r in records if r.get("judge") == "relevance"]
+    for name in (LOOP_PAIRS, OFFTOPIC_PAIRS) if twins else ():
+        twin_path = Path(synth_dir) / name
+        for r in read_records(twin_path) if twin_path.is_file() else ():
+            if r["preference"] in PSOUPS_DIMENSIONS:
+                cuts = (cut(r, "chosen"), cut(r, "rejected"))  # a looped copy names no rollout: never cut off
+                rng = random.Random(f"{seed}\0{r['prompt_id']}")  # the background of its pair
+                pairs += _psoups_pairs(r, r["preference"], r["chosen"], r["rejected"], cuts, rng)
+            else:
+                pairs.append(_free_text_pair(r, cut))
     return pairs
+
+
+def _psoups_pairs(record: dict, dim: str, chosen: str, rejected: str, cuts: tuple, rng: random.Random) -> list:
+    """`chosen` over `rejected` under dimension `dim`, stated and implied by a background `rng` draws; `cuts` says
+    of each answer whether its rollout was cut off."""
+    from .metaalign import MetaPair
+
+    return [MetaPair(f"psoups:{dim}", DEFAULT_SYSTEM_INFO, user_info, record["prompt"], chosen, rejected, "diverse",
+                     explicit, chosen_truncated=cuts[0], rejected_truncated=cuts[1])
+            for user_info, explicit in ((catalog.lookup(dim).text, True), (rng.choice(PSOUPS_PERSONAS[dim]), False))]
+
+
+def _free_text_pair(record: dict, cut):
+    """A free-text preference's pair, the text as User Info."""
+    from .metaalign import MetaPair
+
+    return MetaPair(free_text_id(record["preference"]), DEFAULT_SYSTEM_INFO, record["preference"], record["prompt"],
+                    record["chosen"], record["rejected"], "diverse", True, chosen_truncated=cut(record, "chosen"),
+                    rejected_truncated=cut(record, "rejected"))
 
 
 def _truncated(rollouts: Path):
