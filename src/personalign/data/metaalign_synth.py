@@ -76,8 +76,7 @@ def synth_pairs(synth_dir, judge, seed: int = 0, twins: bool = False) -> list:
             pairs += _psoups_pairs(record, *flip, cuts[::-1], rng)
     pairs += [_free_text_pair(r, cut) for r in records if r.get("judge") == "relevance"]
     for name in (LOOP_PAIRS, OFFTOPIC_PAIRS) if twins else ():
-        twin_path = Path(synth_dir) / name
-        for r in read_records(twin_path) if twin_path.is_file() else ():
+        for r in read_records(Path(synth_dir) / name):  # none where the run wrote no twins
             if r["preference"] in PSOUPS_DIMENSIONS:
                 cuts = (cut(r, "chosen"), cut(r, "rejected"))  # a looped copy names no rollout: never cut off
                 rng = random.Random(f"{seed}\0{r['prompt_id']}")  # the background of its pair
