@@ -40,7 +40,7 @@ def policy(args) -> None:
     run.batch_size = args.batch_size
     if args.sampled:
         dpo = replace(dpo, dpo_pairs="sampled", dpo_contexts=6, dpo_samples=3, dpo_sample_tokens=6,
-                      dpo_temperature=1.5)
+                      dpo_temperature=1.5, dpo_min_on_question=0.0)  # the guard: test_train_policy.py
     train_policy(run, sft, dpo, progress=False, model=tiny_llama(0),
                  tokenizer=load_tokenizer(str(embedded_model_dir())), pair_judge=longer_is_better)
 

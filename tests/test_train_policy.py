@@ -169,6 +169,15 @@ def test_sampled_dpo_pairs_are_the_sft_policys_judged_answers_and_survive_a_kill
                       "dpo_sample_tokens": 6, "dpo_temperature": 1.5})
     with pytest.raises(PersonalignError, match="need a judge"):
         train_policy(run, sft, dpo, progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer)
+    with pytest.raises(PersonalignError, match="needs an on-question check"):
+        train_policy(run, sft, dpo, progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer,
+                     pair_judge=longer_is_better)
+    left = set()
+
+    def longest_leaves(pair, answers):  # the longest sample of each context "leaves the question"
+        left.add(max(answers, key=len))
+        return [answer != max(answers, key=len) for answer in answers]
+
     log = policy_module._MetricsLog.on_log
 
     def kill_in_dpo(self, args, state, control, logs=None, **kwargs):
@@ -179,7 +188,7 @@ def test_sampled_dpo_pairs_are_the_sft_policys_judged_answers_and_survive_a_kill
     monkeypatch.setattr(policy_module._MetricsLog, "on_log", kill_in_dpo)
     with pytest.raises(KeyboardInterrupt):
         train_policy(run, sft, dpo, progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer,
-                     pair_judge=longer_is_better)
+                     pair_judge=longer_is_better, on_question=longest_leaves)
     monkeypatch.setattr(policy_module._MetricsLog, "on_log", log)
     sampled = (out / sampling.SAMPLED_FILE).read_text()
     pairs = [json.loads(line) for line in sampled.splitlines()]
@@ -188,10 +197,31 @@ def test_sampled_dpo_pairs_are_the_sft_policys_judged_answers_and_survive_a_kill
     for pair in pairs:
         assert len(pair["chosen"]) > len(pair["rejected"]) and pair["prompt"] in questions
         assert pair["user_info"] in FRUIT  # the context's own meta-prompt
+        assert pair["chosen"] not in left  # unguarded, the longest would be chosen every time
     monkeypatch.setattr(sampling, "_sample", lambda *a, **k: pytest.fail("a resumed run sampled again"))
     train_policy(run, sft, dpo, resume=True, progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer,
-                 pair_judge=longer_is_better)
+                 pair_judge=longer_is_better, on_question=longest_leaves)
     assert (out / sampling.SAMPLED_FILE).read_text() == sampled and (out / "policy" / "policy.json").is_file()
+
+
+def test_a_sampled_answer_stays_on_the_question_when_as_close_to_the_prompt_as_a_share_of_the_datas_answer():
+    import torch
+
+    from personalign.data.metaalign import MetaPair
+    from personalign.evaluation.judges.relevance import RelevanceJudge
+    from personalign.evaluation.meta_pair_judge import meta_pair_on_question
+
+    def embed(texts):  # fruit talk along one axis, anything else along the other, halfway between for "half"
+        rows = [[1.0, 0.0] if "fruit" in t else [0.6, 0.8] if "half" in t else [0.0, 1.0] for t in texts]
+        return torch.tensor(rows)
+
+    pair = MetaPair("psoups:friendly", "You are an AI assistant.", "friendly",
+                    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                     {"role": "user", "content": "Which fruit is sweetest?"}], "Mango, a sweet fruit.", "No.", "diverse", True)
+    answers = ["Ripe fruit like mango!", "Awesome, happy to help, have a great day!", "half and half"]
+    check = meta_pair_on_question(0.5, RelevanceJudge(embedder=embed))
+    assert check(pair, answers) == [True, False, True]  # 1.0, 0.0 and 0.6 against 0.5 x the data's answer's 1.0
+    assert meta_pair_on_question(0.7, RelevanceJudge(embedder=embed))(pair, answers) == [True, False, False]
 
 
 def test_sft_rows_read_the_inference_rendering_and_end_a_turn_only_after_a_whole_answer(smol_tokenizer):

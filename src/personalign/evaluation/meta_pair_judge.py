@@ -4,6 +4,9 @@ preference id is scored by the measure that knows it.
     priority:RULE   the rule's own offline check (data/priority.py): 1 when the answer obeys System Info, else 0
     psoups:DIM      the offline judge's measure of the P-SOUPS dimension (reading grade, word counts, sentiment)
     anything else   the relevance judge: how close the answer is, in meaning, to the User Info text (a proxy)
+
+and which sampled answers stay on the question (`meta_pair_on_question`): the MiniLM similarity of the answer to the
+prompt is at least a share of that of the data's chosen answer for the context, an answer to that very question.
 """
 
 from ..data.metaalign import MetaPair
@@ -27,3 +30,26 @@ def meta_pair_judge():
         return relevance[0].score(pair.user_info, [""] * len(answers), answers)
 
     return judge
+
+
+def meta_pair_on_question(share: float, relevance=None):
+    """A callable (pair, answers) -> per answer, whether it stays on the pair's question (see the module docstring);
+    `relevance` a RelevanceJudge (default: one over the shipped MiniLM, loaded when first needed)."""
+    judges = [relevance] if relevance else []
+
+    def on_question(pair: MetaPair, answers: list[str]) -> list[bool]:
+        if not judges:
+            from .judges.relevance import RelevanceJudge
+            judges.append(RelevanceJudge())
+        question = _last_user_turn(pair.prompt)
+        *sims, reference = judges[0].score_many([question] * (len(answers) + 1), [*answers, pair.chosen])
+        return [sim >= share * reference for sim in sims]
+
+    return on_question
+
+
+def _last_user_turn(prompt) -> str:
+    """What the answer must answer: a text prompt, or the last user turn of a chat prompt."""
+    if isinstance(prompt, str):
+        return prompt
+    return next(m["content"] for m in reversed(prompt) if m["role"] == "user")

@@ -99,6 +99,9 @@ class DPOStage:
     dpo_samples: int = field(default=4, metadata=flag_help("sampled pairs: answers sampled per context"))
     dpo_sample_tokens: int = field(default=96, metadata=flag_help("sampled pairs: most tokens per sampled answer"))
     dpo_temperature: float = field(default=0.8, metadata=flag_help("sampled pairs: sampling temperature"))
+    dpo_min_on_question: float = field(default=0.5, metadata=flag_help(
+        "sampled pairs: an answer may be chosen only if its similarity to the prompt is at least this share of the "
+        "data's chosen answer's (0: no check)"))
 
     def validate(self) -> None:
         if self.dpo_pairs not in DPO_PAIRS:
@@ -107,6 +110,7 @@ class DPOStage:
             check_number(name, getattr(self, name), minimum=1, whole=True)
         check_number("dpo_samples", self.dpo_samples, minimum=2, whole=True)
         check_number("dpo_temperature", self.dpo_temperature, above=0)
+        check_number("dpo_min_on_question", self.dpo_min_on_question, minimum=0, maximum=1)
         check_number("dpo_steps", self.dpo_steps, minimum=1, whole=True)
         check_number("dpo_lr", self.dpo_lr, above=0)
         check_number("dpo_beta", self.dpo_beta, above=0)
@@ -117,7 +121,7 @@ def outcome_settings(run: PolicyConfig, sft: SFTStage, dpo: DPOStage) -> dict:
     """The settings that decide the trained policy: a resumed run must have the same ones."""
     settings = {**asdict(run), **asdict(sft), **(asdict(dpo) if run.recipe == "sft-dpo" else {})}
     if settings.get("dpo_pairs") == "data":  # the sampling settings then decide nothing
-        for name in ("dpo_contexts", "dpo_samples", "dpo_sample_tokens", "dpo_temperature"):
+        for name in ("dpo_contexts", "dpo_samples", "dpo_sample_tokens", "dpo_temperature", "dpo_min_on_question"):
             settings.pop(name)
     for name in ("out", "device", "save_every", "log_every", "eval_limit", "sft_eval_every", "dpo_eval_every"):
         settings.pop(name, None)

@@ -4,9 +4,11 @@ the SFT model, the paper's "sample from 7b/13b" files), for `train-policy --dpo-
 For a seeded sample of the training pairs' distinct (meta-prompt, prompt) contexts, the SFT policy writes `samples`
 answers each by temperature sampling; a judge scores them under that meta-prompt's preference, and the best and the
 worst answer make a pair when the judge tells them apart. An answer that loops or copies a prompt template back may
-be rejected, never chosen (data/synth.py: proxy judges like both). The judge is a callable the command wires from
-the evaluation's judges (this layer does not import evaluation): (pair, answers) -> one score per answer, higher is
-better, or None where it knows no measure for that preference (the context is then skipped).
+be rejected, never chosen (data/synth.py: proxy judges like both), nor may one that leaves the question (VADER likes
+"Awesome, happy to help!" whatever was asked): `on_question` says which answers stay on it. The judge and that check
+are callables the command wires from the evaluation's judges (this layer does not import evaluation): the judge,
+(pair, answers) -> one score per answer, higher is better, or None where it knows no measure for that preference
+(the context is then skipped); `on_question`, (pair, answers) -> one bool per answer.
 
 The pairs are written once, atomically, to RUN/sampled_pairs.jsonl; a resumed run reads them back rather than
 sampling again, so DPO resumes on the very pairs it started with.
@@ -30,11 +32,12 @@ from ..records import write_records_atomic
 
 SAMPLED_FILE = "sampled_pairs.jsonl"
 PairJudge = Callable[[MetaPair, list[str]], "list[float] | None"]
+OnQuestion = Callable[[MetaPair, list[str]], list[bool]]
 
 
 def sampled_pairs(out: Path, policy, tokenizer, pairs: list[MetaPair], judge: PairJudge, *, contexts: int,
                   samples: int, max_new_tokens: int, temperature: float, batch_size: int, seed: int,
-                  progress: bool = True) -> list[MetaPair]:
+                  on_question: OnQuestion | None = None, progress: bool = True) -> list[MetaPair]:
     """The sampled pairs of this run: read back from `out`/sampled_pairs.jsonl, or sampled, judged and written."""
     path = out / SAMPLED_FILE
     if path.is_file():
@@ -51,7 +54,7 @@ def sampled_pairs(out: Path, policy, tokenizer, pairs: list[MetaPair], judge: Pa
         batch = chosen[start:start + batch_size]
         answers = _sample(policy, tokenizer, batch, samples, max_new_tokens, temperature, generator)
         for context, texts in zip(batch, answers):
-            pair = _best_and_worst(context, texts, judge)
+            pair = _best_and_worst(context, texts, judge, on_question)
             if pair is not None:
                 made.append(pair)
         bar.update(len(batch))
@@ -77,12 +80,14 @@ def _sample(policy, tokenizer, batch: list[MetaPair], samples: int, max_new_toke
     return [[t.strip() for t in texts[i * samples:(i + 1) * samples]] for i in range(len(batch))]
 
 
-def _best_and_worst(context: MetaPair, answers: list[str], judge: PairJudge) -> MetaPair | None:
+def _best_and_worst(context: MetaPair, answers: list[str], judge: PairJudge,
+                    on_question: OnQuestion | None = None) -> MetaPair | None:
     usable = [a for a in answers if a]
     scores = judge(context, usable) if len(usable) > 1 else None
     if scores is None:
         return None
-    eligible = [i for i, a in enumerate(usable) if not degenerate(a)]
+    stays = on_question(context, usable) if on_question else [True] * len(usable)
+    eligible = [i for i, a in enumerate(usable) if stays[i] and not degenerate(a)]
     if not eligible:
         return None
     best = max(eligible, key=scores.__getitem__)
