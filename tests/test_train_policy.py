@@ -217,7 +217,8 @@ def test_a_sampled_answer_stays_on_the_question_when_as_close_to_the_prompt_as_a
 
     pair = MetaPair("psoups:friendly", "You are an AI assistant.", "friendly",
                     [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
-                     {"role": "user", "content": "Which fruit is sweetest?"}], "Mango, a sweet fruit.", "No.", "diverse", True)
+                     {"role": "user", "content": "Which fruit is sweetest?"}],
+                    "Mango, a sweet fruit.", "No.", "diverse", True)
     answers = ["Ripe fruit like mango!", "Awesome, happy to help, have a great day!", "half and half"]
     check = meta_pair_on_question(0.5, RelevanceJudge(embedder=embed))
     assert check(pair, answers) == [True, False, True]  # 1.0, 0.0 and 0.6 against 0.5 x the data's answer's 1.0

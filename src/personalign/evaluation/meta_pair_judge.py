@@ -9,14 +9,17 @@ and which sampled answers stay on the question (`meta_pair_on_question`): the Mi
 prompt is at least a share of that of the data's chosen answer for the context, an answer to that very question.
 """
 
+import functools
+
 from ..data.metaalign import MetaPair
 from ..data.priority import obeys
+from ..prompts import as_messages
 from .judges.offline import OfflineJudge
 
 
 def meta_pair_judge():
     """A callable (pair, answers) -> one score per answer, higher is better."""
-    offline, relevance = OfflineJudge(), []  # the relevance judge's embedder loads only when first needed
+    offline = OfflineJudge()
 
     def judge(pair: MetaPair, answers: list[str]) -> list[float]:
         kind, _, name = pair.preference.partition(":")
@@ -24,10 +27,7 @@ def meta_pair_judge():
             return [float(obeys(pair.rule, pair.params, answer)) for answer in answers]
         if kind == "psoups" and name in offline.dimensions():
             return offline.score(name, [""] * len(answers), answers)
-        if not relevance:
-            from .judges.relevance import RelevanceJudge
-            relevance.append(RelevanceJudge())
-        return relevance[0].score(pair.user_info, [""] * len(answers), answers)
+        return _relevance().score(pair.user_info, [""] * len(answers), answers)
 
     return judge
 
@@ -35,21 +35,18 @@ def meta_pair_judge():
 def meta_pair_on_question(share: float, relevance=None):
     """A callable (pair, answers) -> per answer, whether it stays on the pair's question (see the module docstring);
     `relevance` a RelevanceJudge (default: one over the shipped MiniLM, loaded when first needed)."""
-    judges = [relevance] if relevance else []
 
     def on_question(pair: MetaPair, answers: list[str]) -> list[bool]:
-        if not judges:
-            from .judges.relevance import RelevanceJudge
-            judges.append(RelevanceJudge())
-        question = _last_user_turn(pair.prompt)
-        *sims, reference = judges[0].score_many([question] * (len(answers) + 1), [*answers, pair.chosen])
+        question = as_messages(pair.prompt)[-1]["content"]  # what the answer answers: the last user turn
+        *sims, reference = (relevance or _relevance()).score_many([question] * (len(answers) + 1),
+                                                                 [*answers, pair.chosen])
         return [sim >= share * reference for sim in sims]
 
     return on_question
 
 
-def _last_user_turn(prompt) -> str:
-    """What the answer must answer: a text prompt, or the last user turn of a chat prompt."""
-    if isinstance(prompt, str):
-        return prompt
-    return next(m["content"] for m in reversed(prompt) if m["role"] == "user")
+@functools.cache
+def _relevance():
+    """The relevance judge, its embedder loaded only when a judgment first needs it."""
+    from .judges.relevance import RelevanceJudge
+    return RelevanceJudge()
