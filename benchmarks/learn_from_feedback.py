@@ -1,7 +1,7 @@
 """Do weights learned from a user's choices find their hidden preference? A simulation of issue 16's learning.
 
     .venv/bin/python benchmarks/learn_from_feedback.py --out runs/learn-sim --features offline,persrm [--beta 2]
-        [--end-of-turn base] [--methods pad,metaalign-pad]
+        [--end-of-turn base] [--methods pad,metaalign-pad,metaalign]
 
 1. A pool of PAD answers: the first `--pool-prompts` koala_eval_50 prompts, each answered under every one of the
    six P-SOUPS dimensions alone, under all six equally weighted, and by the base (greedy).
@@ -15,7 +15,7 @@
    so the cosine of those three contrasts is printed too. Then the next `--test-prompts` koala prompts (never in
    the pool) are decoded under the learned weights (their positive part, summing to one) and under uniform weights,
    with each of `--methods` (PAD; metaalign-pad, PAD over the shipped MetaAlign policy reading the mix as User Info,
-   as a profile whose method is metaalign-pad is served); the learned answer wins when the hidden utility scores it higher (ties half). The decoded mix nets each
+   as a profile whose method is metaalign-pad is served; metaalign, that policy alone); the learned answer wins when the hidden utility scores it higher (ties half). The decoded mix nets each
    axis as the server does (LearnedWeights.as_dims); `mix cos` is its cosine to the hidden weights' own decoded mix.
    Loops, template echo and closeness to the question (relevance judge) of both are printed beside the win rate.
    The last row, `hidden`, decodes with the hidden weights themselves: what a learner that found them would win.
@@ -51,7 +51,7 @@ DIMS = ("elementary", "expert", "concise", "informative", "friendly", "unfriendl
 AXES = (("expert", "elementary"), ("informative", "concise"), ("friendly", "unfriendly"))
 UNIFORM = {d: 1 / len(DIMS) for d in DIMS}
 POOL_MIXES = [{d: 1.0} for d in DIMS] + [UNIFORM, None]  # None: the base's answer
-METHODS = ("pad", "metaalign-pad")
+METHODS = ("pad", "metaalign-pad", "metaalign")
 
 
 class AnswerCache:

@@ -75,7 +75,7 @@ def test_the_next_pair_asked_is_the_one_whose_outcome_would_teach_most():
 def test_a_users_choices_become_the_mix_their_requests_decode_with(models, tmp_path):
     store = ProfileStore(tmp_path / "profiles.db")
     key = store.add_user("alice")
-    store.set_stated("alice", Stated("expert", None, None, None))
+    store.set_stated("alice", Stated("expert", None, None, "prompt"))  # the learned mix keeps her saved method
     headers = {"Authorization": f"Bearer {key}"}
     verbose = "Certainly! Here is a long, detailed and thorough explanation with many words, examples and caveats."
     # a generous timeout: the first feedback loads the offline judge's dictionaries, slow on a busy machine
@@ -92,7 +92,7 @@ def test_a_users_choices_become_the_mix_their_requests_decode_with(models, tmp_p
                                                               "max_tokens": 4, "temperature": 0}).json()
         mix = ",".join(f"{name}={weight:g}" for name, weight in learned["dims"].items())
         assert chat["personalign"]["preference"] in (mix, next(iter(learned["dims"])))
-        assert "concise" in chat["personalign"]["preference"]
+        assert "concise" in chat["personalign"]["preference"] and chat["personalign"]["method"] == "prompt"
         suggestion = http.post(url + "/v1/feedback/suggest", headers=headers,
                                 json={"prompt": "Hi", "answers": ["Hello.", verbose, verbose + " More."]}).json()
         # the short answer against a verbose one, not the two verbose ones, whose outcome would teach nothing
