@@ -15,8 +15,9 @@
    so the cosine of those three contrasts is printed too. Then the next `--test-prompts` koala prompts (never in
    the pool) are decoded under the learned weights (their positive part, summing to one) and under uniform weights,
    with each of `--methods` (PAD; metaalign-pad, PAD over the shipped MetaAlign policy reading the mix as User Info,
-   as a profile whose method is metaalign-pad is served; metaalign, that policy alone); the learned answer wins when the hidden utility scores it higher (ties half). The decoded mix nets each
-   axis as the server does (LearnedWeights.as_dims); `mix cos` is its cosine to the hidden weights' own decoded mix.
+   as a profile whose method is metaalign-pad is served; metaalign, that policy alone); the learned answer wins
+   when the hidden utility scores it higher (ties half). The decoded mix nets each axis as the server does
+   (LearnedWeights.as_dims); `mix cos` is its cosine to the hidden weights' own decoded mix.
    Loops, template echo and closeness to the question (relevance judge) of both are printed beside the win rate.
    The last row, `hidden`, decodes with the hidden weights themselves: what a learner that found them would win.
 
