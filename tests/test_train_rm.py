@@ -240,3 +240,18 @@ def test_a_whole_answer_is_scored_with_its_end_of_turn_and_a_cut_one_without(smo
     [cut], _ = encode_pairs([Pair("concise", "Capital of France?", short, long, chosen_ends=True)], smol_tokenizer,
                             len(whole.policy_prompt) + room, True)
     assert cut.chosen == ids(short)[:room]
+
+
+def test_init_goes_on_from_a_saved_persrm_and_refuses_another_shape(capsys, tmp_path, trained_toy, smol_tokenizer):
+    toy_dir, config, summary = trained_toy
+    saved = str(toy_dir / "run" / "persrm")
+    # same pairs and seed, so the same held-out split: the run starts where the saved PersRM ended
+    again = toy_config(tmp_path, train=config.train, init=saved, stage1_steps=1, stage2_steps=0, lr_stage1=1e-12)
+    start = train_persrm(again, model=tiny_llama(0), tokenizer=smol_tokenizer, backbone_name="tiny",
+                         progress=False)["untrained"]["valid"]
+    assert start["accuracy"] == summary["trained"]["valid"]["accuracy"] >= 0.9
+    assert start["loss"] == pytest.approx(summary["trained"]["valid"]["loss"], rel=1e-4)
+    code, err = run_cli(capsys, "train-rm", "--train", config.train, "--out", str(tmp_path / "other"),
+                        "--init", saved, "--lora-r", "8")
+    assert code == 2 and "rank 4" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "other").exists()

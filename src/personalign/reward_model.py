@@ -139,3 +139,34 @@ def load_saved(directory: str, backbone) -> PersonalizedRewardModel:
     model.head.load_state_dict({k: v.to(model.head.weight.dtype) for k, v in state.items()})
     model.saved_dir = str(Path(directory).resolve())
     return model.eval()
+
+
+def check_adapter_shape(directory: str, r: int, target_modules: tuple[str, ...]) -> None:
+    """A saved PersRM whose adapter a new run can go on training: same rank, same layers."""
+    config = read_config(directory)
+    if not config["adapter"]:
+        raise PersonalignError(f"PersRM {directory} has no LoRA adapter to go on training")
+    adapter = json.loads((Path(directory) / ADAPTER_DIR / ADAPTER_NAME / "adapter_config.json").read_text())
+    if adapter.get("r") != r or set(adapter.get("target_modules") or ()) != set(target_modules):
+        raise PersonalignError(f"PersRM {directory} has rank {adapter.get('r')} on "
+                               f"{', '.join(sorted(adapter.get('target_modules') or ()))}; this run trains rank {r} "
+                               f"on {', '.join(target_modules)}")
+
+
+def load_trained_weights(persrm: PersonalizedRewardModel, directory: str) -> None:
+    """Copy a saved PersRM's head and adapter weights into `persrm`, whose adapter has the same shape (a training
+    run that goes on from it)."""
+    from peft import set_peft_model_state_dict
+
+    config = read_config(directory)
+    if config["hidden_size"] != persrm.head.in_features:
+        raise PersonalignError(f"PersRM {directory} has hidden size {config['hidden_size']}, this backbone "
+                               f"{persrm.head.in_features}")
+    device = str(persrm.head.weight.device)
+    adapter = load_file(Path(directory) / ADAPTER_DIR / ADAPTER_NAME / "adapter_model.safetensors", device=device)
+    result = set_peft_model_state_dict(persrm.backbone, adapter, adapter_name=ADAPTER_NAME)
+    if result.unexpected_keys:
+        raise PersonalignError(f"PersRM {directory}: adapter weights this run has no place for: "
+                               f"{result.unexpected_keys[:3]}")
+    head = load_file(Path(directory) / HEAD_NAME, device=device)
+    persrm.head.load_state_dict({k: v.to(persrm.head.weight.dtype) for k, v in head.items()})

@@ -12,7 +12,7 @@ from .flags import add_flags, flag_values
 from ..training.config import TrainConfig
 
 FLAGS = ["train", "valid", "train_only", "out", "hold_out", "reference", "base", "beta", "stage1_steps",
-         "stage2_steps", "batch_size", "grad_accum", "lr_stage1", "lr_stage2", "head_dropout", "lora_r", "max_length",
+         "stage2_steps", "batch_size", "grad_accum", "lr_stage1", "lr_stage2", "head_dropout", "init", "lora_r", "max_length",
          "valid_fraction", "eval_every", "eval_limit", "save_every", "seed", "mixed_precision", "device"]
 
 
@@ -33,13 +33,15 @@ def run(args) -> int:
 
     quiet_loading()
     summary = train_persrm(config, resume=args.resume)
-    print_summary(summary)
+    print_summary(summary, before="--init" if config.init else "untrained")
     print(f"PersRM saved to {config.out}/persrm (use: personalign generate ... --persrm {config.out}/persrm)")
     return 0
 
 
-def print_summary(summary: dict) -> None:
-    print(f"{'group':<8} {'preference':<44} {'pairs':>6} {'untrained':>10} {'trained':>8}")
+def print_summary(summary: dict, before: str = "untrained") -> None:
+    """Held-out accuracy per preference, `before` training (the untrained PersRM, or the one --init names) and
+    after."""
+    print(f"{'group':<8} {'preference':<44} {'pairs':>6} {before:>10} {'trained':>8}")
     for group in ("valid", "unseen"):
         after = summary["trained"][group]
         if after is None:

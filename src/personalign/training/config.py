@@ -43,6 +43,10 @@ class TrainConfig:
     # adds noise of sd ~3 to the untrained margin (README, Training a PersRM), so it is off by default
     head_dropout: float = field(default=0.0, metadata=flag_help("dropout on the head's input in training (the "
                                                             "released PAD: 0.1)"))
+    init: str | None = field(default=None, metadata=flag_help(
+        "a saved PersRM (RUN/persrm) whose adapter and head stage 1 goes on training instead of fresh ones (a round "
+        "on new pairs, e.g. on-policy ones); its rank and layers must be the run's --lora-r and LoRA layers",
+        metavar="DIR"))
     lora_r: int = field(default=16, metadata=flag_help("LoRA rank (alpha is twice the rank)"))
     lora_alpha: int = 32
     lora_dropout: float = 0.05

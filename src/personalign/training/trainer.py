@@ -31,7 +31,7 @@ from ..data.pairs import prompt_key, read_pairs_jsonl, split_pairs
 from ..errors import PersonalignError
 from ..records import append_records, read_records, write_records_atomic
 from ..models import EMBEDDED_MODEL_NAME, load_causal_lm
-from ..reward_model import PersonalizedRewardModel
+from ..reward_model import PersonalizedRewardModel, check_adapter_shape, load_trained_weights
 from .checkpoint import continues_run, load_state, restore_rng, restore_weights, save_state, set_trainable
 from .config import TrainConfig
 from .dpo import SequenceScorer, dpo_terms
@@ -146,6 +146,8 @@ def train_persrm(config: TrainConfig, resume: bool = False, progress: bool = Tru
     from accelerate.utils import set_seed
 
     config.validate()
+    if config.init:
+        check_adapter_shape(config.init, config.lora_r, config.lora_targets)
     out = Path(config.out)
     state = _check_out(out, config, resume)
     groups = read_pair_groups(config)
@@ -184,10 +186,13 @@ def train_persrm(config: TrainConfig, resume: bool = False, progress: bool = Tru
 
 
 def new_persrm(model, backbone_name: str, config: TrainConfig) -> PersonalizedRewardModel:
-    """The PersRM a run trains, before any training: head (identity) + LoRA adapter as `config` says."""
+    """The PersRM a run trains, before any training: head (identity) + LoRA adapter as `config` says, or those of
+    the saved PersRM `config.init`."""
     persrm = PersonalizedRewardModel(model, backbone_name, dropout=config.head_dropout)
     persrm.add_lora(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
                     target_modules=config.lora_targets)
+    if config.init:
+        load_trained_weights(persrm, config.init)
     return persrm
 
 
@@ -280,7 +285,8 @@ def _finish(persrm, data, config, accelerator, pad_id, out: Path) -> dict:
         trained = {"valid": evaluate(persrm, _group(data, "valid"), config, pad_id, accelerator.device),
                    "unseen": _maybe(data, "unseen", persrm, config, pad_id, accelerator.device)}
     summary = {"train_pairs": len(data.train), "dropped_pairs": data.dropped, "reference": config.reference,
-               "hold_out": list(config.hold_out),
+               "hold_out": list(config.hold_out), "init": config.init,
+               # with --init, "untrained" is the PersRM the run went on from
                "untrained": {split: scores(split, (0, 0)) for split in ("valid", "unseen")}, "trained": trained}
     if accelerator.is_main_process:
         persrm.eval().save_pretrained(out / PERSRM_DIR)
