@@ -42,8 +42,11 @@ def engine_and_vllm(persrm: str, tmp_path, tensor_parallel_size: int = 1) -> tup
                                   max_new_tokens=TOKENS, ignore_eos=True) for p in PROMPTS for beta, k in SETTINGS]
     requests.append(GenerationRequest(PROMPTS[0], method="base", max_new_tokens=TOKENS, ignore_eos=True))
     results = engine.generate(requests)
+    # the end of turn left to the base (the requests' default) is told to vLLM as the server's backend tells it
+    end = {"pad_end_ids": sorted(engine.eos_ids)}
     jobs = [{"prompt_ids": r.prompt_token_ids, "max_tokens": TOKENS,
-             "extra_args": {"pad_beta": q.beta, "pad_top_k": q.top_k} if q.method == "pad" else None}
+             "extra_args": {"pad_beta": q.beta, "pad_top_k": q.top_k,
+                            **(end if q.end_of_turn == "base" else {})} if q.method == "pad" else None}
             for q, r in zip(requests, results)]
     model_dir = export_pad_model(tmp_path / "pad-model", persrm=persrm)
     return [r.token_ids for r in results], vllm_answers(model_dir, jobs, tensor_parallel_size)
