@@ -131,12 +131,10 @@ def load_saved(directory: str, backbone) -> PersonalizedRewardModel:
     if config["adapter"]:
         from peft import PeftModel
 
-        backbone = PeftModel.from_pretrained(backbone, Path(directory) / ADAPTER_DIR / ADAPTER_NAME,
-                                             adapter_name=ADAPTER_NAME)
+        backbone = PeftModel.from_pretrained(backbone, _adapter_dir(directory), adapter_name=ADAPTER_NAME)
         backbone.eval()
     model = PersonalizedRewardModel(backbone, config["backbone"])
-    state = load_file(Path(directory) / HEAD_NAME, device=str(model.head.weight.device))
-    model.head.load_state_dict({k: v.to(model.head.weight.dtype) for k, v in state.items()})
+    _load_head(model, directory)
     model.saved_dir = str(Path(directory).resolve())
     return model.eval()
 
@@ -146,7 +144,7 @@ def check_adapter_shape(directory: str, r: int, target_modules: tuple[str, ...])
     config = read_config(directory)
     if not config["adapter"]:
         raise PersonalignError(f"PersRM {directory} has no LoRA adapter to go on training")
-    adapter = json.loads((Path(directory) / ADAPTER_DIR / ADAPTER_NAME / "adapter_config.json").read_text())
+    adapter = json.loads((_adapter_dir(directory) / "adapter_config.json").read_text())
     if adapter.get("r") != r or set(adapter.get("target_modules") or ()) != set(target_modules):
         raise PersonalignError(f"PersRM {directory} has rank {adapter.get('r')} on "
                                f"{', '.join(sorted(adapter.get('target_modules') or ()))}; this run trains rank {r} "
@@ -162,11 +160,19 @@ def load_trained_weights(persrm: PersonalizedRewardModel, directory: str) -> Non
     if config["hidden_size"] != persrm.head.in_features:
         raise PersonalignError(f"PersRM {directory} has hidden size {config['hidden_size']}, this backbone "
                                f"{persrm.head.in_features}")
-    device = str(persrm.head.weight.device)
-    adapter = load_file(Path(directory) / ADAPTER_DIR / ADAPTER_NAME / "adapter_model.safetensors", device=device)
+    adapter = load_file(_adapter_dir(directory) / "adapter_model.safetensors", device=str(persrm.head.weight.device))
     result = set_peft_model_state_dict(persrm.backbone, adapter, adapter_name=ADAPTER_NAME)
     if result.unexpected_keys:
         raise PersonalignError(f"PersRM {directory}: adapter weights this run has no place for: "
                                f"{result.unexpected_keys[:3]}")
-    head = load_file(Path(directory) / HEAD_NAME, device=device)
-    persrm.head.load_state_dict({k: v.to(persrm.head.weight.dtype) for k, v in head.items()})
+    _load_head(persrm, directory)
+
+
+def _adapter_dir(directory: str) -> Path:
+    return Path(directory) / ADAPTER_DIR / ADAPTER_NAME
+
+
+def _load_head(persrm: PersonalizedRewardModel, directory: str) -> None:
+    """The saved head's weights, on the device and in the dtype of `persrm`'s head."""
+    state = load_file(Path(directory) / HEAD_NAME, device=str(persrm.head.weight.device))
+    persrm.head.load_state_dict({k: v.to(persrm.head.weight.dtype) for k, v in state.items()})

@@ -12,8 +12,8 @@ from .flags import add_flags, flag_values
 from ..training.config import TrainConfig
 
 FLAGS = ["train", "valid", "train_only", "out", "hold_out", "reference", "base", "beta", "stage1_steps",
-         "stage2_steps", "batch_size", "grad_accum", "lr_stage1", "lr_stage2", "head_dropout", "init", "lora_r", "max_length",
-         "valid_fraction", "eval_every", "eval_limit", "save_every", "seed", "mixed_precision", "device"]
+         "stage2_steps", "batch_size", "grad_accum", "lr_stage1", "lr_stage2", "head_dropout", "init", "lora_r",
+         "max_length", "valid_fraction", "eval_every", "eval_limit", "save_every", "seed", "mixed_precision", "device"]
 
 
 def add_arguments(parser) -> None:
