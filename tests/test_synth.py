@@ -5,8 +5,8 @@ import random
 import re
 import pytest
 
-from personalign.data.synth import (NEUTRAL, SynthConfig, _may_be_chosen, build_pairs, loop_twins, looped,
-                                      offtopic_twins, onpolicy_pairs, plan_rollouts, synthesize)
+from personalign.data.synth import (NEUTRAL, SynthConfig, _may_be_chosen, build_pairs, judged_shortfall, loop_twins,
+                                    looped, offtopic_twins, onpolicy_pairs, plan_rollouts, synthesize)
 from personalign.answer_checks import degenerate, loops
 from personalign.errors import PersonalignError
 from personalign.evaluation.judges.offline import OfflineJudge
@@ -163,6 +163,28 @@ def test_a_pad_answer_that_leaves_the_question_is_rejected_on_policy():
     assert onpolicy_pairs([pair], pad, [neutral], 0.0, None) == []  # no check asked for
 
 
+def test_a_clean_pad_answer_the_judge_finds_clearly_worse_is_rejected_on_policy_when_asked():
+    pair = dict(prompt_id="q0", preference="friendly", prompt="Tell me about the sun.",
+                chosen="The sun is a lovely, wonderful, warm star. Enjoy it!", rejected="Star.")
+    neutral = dict(prompt_id="q0", preference=NEUTRAL, prompt=pair["prompt"], text="The sun is a star, hot gas.")
+    pad = [dict(id=f"q0\tpad:friendly#{i}", prompt_id="q0", preference="friendly", prompt=pair["prompt"], text=text)
+           for i, text in enumerate(("The sun is a star made of hot gas.",
+                                     "The sun is a lovely, wonderful, warm star. Enjoy it, friend!",
+                                     "The sun is the sun is the sun is the sun is the sun is the sun is the sun."))]
+    judge = OfflineJudge()
+    spread = {"friendly": 0.3}
+    failures = onpolicy_pairs([pair], pad, [neutral], 0.0, None, judged_shortfall(judge, spread, 1.0))
+    assert [(f["rejected"], f["rejected_flaw"]) for f in failures] == \
+        [(pad[0]["text"], "judged worse"), (pad[2]["text"], "loop")]
+    assert all(f["chosen"] == pair["chosen"] and f["judge"] == "on-policy" for f in failures)
+    # a margin the gap does not reach, or no check: only the failure
+    assert [f["rejected_flaw"] for f in onpolicy_pairs([pair], pad, [neutral], 0.0, None,
+                                                       judged_shortfall(judge, spread, 100.0))] == ["loop"]
+    assert [f["rejected_flaw"] for f in onpolicy_pairs([pair], pad, [neutral], 0.0, None)] == ["loop"]
+    with pytest.raises(PersonalignError, match="on_policy_margin"):
+        SynthConfig(free_per_prompt=0, on_policy_margin=1.0).validate()  # without --on-policy there are no PAD answers to judge
+
+
 def test_a_rollout_that_echoes_the_template_or_loops_is_never_chosen(setup):
     _, config, judges = setup
     echo = "[Guidelines] Your task is to be brief."
@@ -173,7 +195,7 @@ def test_a_rollout_that_echoes_the_template_or_loops_is_never_chosen(setup):
     rollouts = [dict(id=f"q0\t{p}", prompt_id="q0", prompt="Tell me about the sun.", preference=p, text=t)
                 for p, t in texts.items()]
     config.min_margin = 0.0
-    pairs = {p["preference"]: p for p in build_pairs(rollouts, config, **judges)}
+    pairs = {p["preference"]: p for p in build_pairs(rollouts, config, **judges)[0]}
     # the echo is the shortest answer, but the most concise usable one is the neutral answer; the loop can lose
     assert pairs["concise"]["chosen"] == ANSWERS[NEUTRAL] and pairs["concise"]["rejected"] == loop
     assert pairs["informative"]["chosen"] == ANSWERS["informative"] and pairs["informative"]["rejected"] == loop
@@ -230,9 +252,9 @@ def test_an_answer_that_leaves_the_question_is_never_chosen():
     config = SynthConfig(dimensions=("friendly", "unfriendly"), min_margin=0.0)
     judges = dict(offline_judge=OfflineJudge(), relevance_judge=RelevanceJudge())
     unchecked = {p["preference"]: p for p in build_pairs(rollouts, SynthConfig(**{**config.__dict__,
-                                                                                   "min_on_question": 0.0}), **judges)}
+                                                                                   "min_on_question": 0.0}), **judges)[0]}
     assert unchecked["friendly"]["chosen"] == texts["friendly"]  # the proxy alone is gamed
-    pairs = {p["preference"]: p for p in build_pairs(rollouts, config, **judges)}
+    pairs = {p["preference"]: p for p in build_pairs(rollouts, config, **judges)[0]}
     assert pairs["friendly"]["chosen"] == texts["unfriendly"] and pairs["friendly"]["rejected_may_be_chosen"]
     assert pairs["unfriendly"]["rejected"] == texts["friendly"] and not pairs["unfriendly"]["rejected_may_be_chosen"]
 

@@ -14,7 +14,8 @@ from ..errors import PersonalignError
 from ..validation import read_text_lines
 
 FLAGS = ["prompts", "limit", "dimensions", "free_per_prompt", "max_new_tokens", "temperature", "method", "samples",
-         "min_margin", "min_on_question", "loop_pairs", "offtopic_pairs", "on_policy", "batch_size", "seed", "data_dir"]
+         "min_margin", "min_on_question", "loop_pairs", "offtopic_pairs", "on_policy", "on_policy_margin",
+         "batch_size", "seed", "data_dir"]
 
 
 def add_arguments(parser) -> None:

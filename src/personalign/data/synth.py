@@ -44,7 +44,9 @@ that the question comes first.
 On-policy pairs (onpolicy_pairs.jsonl, `on_policy`, for training only): each prompt is also decoded with PAD
 itself (the given PersRM, greedily, as PAD answers by default) under each dimension. Where PAD's answer loops,
 echoes the template or leaves the question (the same checks as above), it is rejected against that pair's chosen
-answer: the next PersRM learns from the failures of the current one. The PersRM is named in synth_config.json by
+answer: the next PersRM learns from the failures of the current one. With `on_policy_margin`, so is a clean PAD
+answer that the judge scores at least that many of its standard deviations (the pairs' scale) below the chosen one:
+where PAD falls short of the preference without failing, it learns from the shortfall. The PersRM is named in synth_config.json by
 its directory and a fingerprint of its files, so PAD rollouts of another PersRM are never mixed in.
 """
 
@@ -103,6 +105,9 @@ class SynthConfig:
     on_policy: str | None = field(default=None, metadata=flag_help(
         "also decode with PAD and this PersRM ('default': the one shipped for the base) under each dimension; its "
         "degenerate or off-question answers are rejected in onpolicy_pairs.jsonl, for train-rm --train-only"))
+    on_policy_margin: float | None = field(default=None, metadata=flag_help(
+        "with --on-policy, also reject PAD's clean answers that the judge scores at least this many standard "
+        "deviations below the pair's chosen answer (none: only its failures)"))
     on_policy_identity: str | None = None  # the on-policy PersRM's directory and file fingerprint (the command's)
     min_on_question: float = field(default=0.5, metadata=flag_help(
         "an answer may be chosen only if its similarity to the prompt is at least this share of the prompt's neutral "
@@ -125,6 +130,8 @@ class SynthConfig:
             raise PersonalignError(f"min_margin must be >= 0, got {self.min_margin}")
         if not 0 <= self.min_on_question <= 1:
             raise PersonalignError(f"min_on_question must be in [0, 1], got {self.min_on_question}")
+        if self.on_policy_margin is not None and (self.on_policy_margin < 0 or not self.on_policy):
+            raise PersonalignError(f"on_policy_margin must be >= 0 and needs on_policy, got {self.on_policy_margin}")
         for name in ("loop_pairs", "offtopic_pairs"):
             if not 0 <= getattr(self, name) <= 1:
                 raise PersonalignError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -243,22 +250,41 @@ def offtopic_twins(pairs: list[dict], share: float, seed: int) -> list[dict]:
 
 
 def onpolicy_pairs(pairs: list[dict], pad_rollouts: list[dict], rollouts: list[dict], min_on_question: float,
-                   relevance_judge) -> list[dict]:
+                   relevance_judge, shortfall=None) -> list[dict]:
     """PAD's answers that loop, echo the template or leave the question, each rejected against the chosen answer of
-    the pair of its prompt and preference (see the module docstring)."""
+    the pair of its prompt and preference (see the module docstring). `shortfall(chosen pairs, PAD records)` -> per
+    record, whether the judge finds it clearly worse than its pair's chosen answer (those become "judged worse")."""
     chosen = {(p["prompt_id"], p["preference"]): p for p in pairs}
     neutral = {r["prompt_id"]: r["text"] for r in rollouts if r["preference"] == NEUTRAL and r["text"]}
     todo = [r for r in pad_rollouts if r["text"] and (r["prompt_id"], r["preference"]) in chosen]
     off = leaves_question(todo, neutral, min_on_question, relevance_judge)
     flaws = [("echo" if echoes_template(r["text"]) else "loop" if loops(r["text"]) else "off-question" if leaves
               else None) for r, leaves in zip(todo, off)]
+    if shortfall is not None:
+        clean = [r for r, flaw in zip(todo, flaws) if flaw is None]
+        worse = iter(shortfall([chosen[(r["prompt_id"], r["preference"])] for r in clean], clean))
+        flaws = [flaw or ("judged worse" if next(worse) else None) for flaw in flaws]
     return [dict(chosen[(r["prompt_id"], r["preference"])], rejected=r["text"], judge="on-policy", margin=None,
                  rejected_under="pad", rejected_id=r["id"], rejected_flaw=flaw, rejected_ends=_ended(r))
             for r, flaw in zip(todo, flaws) if flaw]
 
 
-def build_pairs(rollouts: list[dict], config: SynthConfig, offline_judge, relevance_judge) -> list[dict]:
-    """Best-vs-worst pairs per (prompt, preference) with a clear judged margin (see the module docstring)."""
+def judged_shortfall(offline_judge, spread: dict[str, float], margin: float):
+    """The `shortfall` check of onpolicy_pairs for dimension pairs: the PAD answer scores at least `margin` of the
+    dimension's spread (build_pairs' scale) below the chosen answer."""
+    def check(chosen_pairs: list[dict], pad: list[dict]) -> list[bool]:
+        verdicts = []
+        for pair, record in zip(chosen_pairs, pad):
+            dim = pair["preference"]
+            chosen_score, pad_score = offline_judge.score(dim, [pair["prompt"]] * 2, [pair["chosen"], record["text"]])
+            verdicts.append((chosen_score - pad_score) / spread[dim] >= margin)
+        return verdicts
+    return check
+
+
+def build_pairs(rollouts: list[dict], config: SynthConfig, offline_judge, relevance_judge) -> tuple[list[dict], dict]:
+    """Best-vs-worst pairs per (prompt, preference) with a clear judged margin (see the module docstring), and each
+    judge measure's spread over all rollouts (the margins' unit: per offline dimension, and one for free text)."""
     by_prompt: dict[str, list[dict]] = {}
     for record in rollouts:
         if record["text"]:
@@ -304,7 +330,7 @@ def build_pairs(rollouts: list[dict], config: SynthConfig, offline_judge, releva
                           rejected_under=cands[worst]["preference"],
                           rejected_may_be_chosen=may_choose[prompt_id][worst],
                           chosen_ends=_ended(cands[best]), rejected_ends=_ended(cands[worst])))
-    return pairs
+    return pairs, spread
 
 
 def _ended(rollout: dict) -> bool:
@@ -361,21 +387,24 @@ def synthesize(config: SynthConfig, out, engine, offline_judge, relevance_judge=
     records = [r for r in read_records(out / ROLLOUTS) if r["id"] in wanted]
     pad = [r for r in records if r.get("method") == "pad"]
     records = [r for r in records if r.get("method") != "pad"]
-    pairs = build_pairs(records, config, offline_judge, relevance_judge)
+    pairs, spread = build_pairs(records, config, offline_judge, relevance_judge)
     twins = loop_twins(pairs, config.loop_pairs, config.seed)
     offtopic = offtopic_twins(pairs, config.offtopic_pairs, config.seed)
     write_records_atomic(out / PAIRS, pairs)
     write_records_atomic(out / LOOP_PAIRS, twins)
     write_records_atomic(out / OFFTOPIC_PAIRS, offtopic)
     if config.on_policy:
-        failures = onpolicy_pairs(pairs, pad, records, config.min_on_question, relevance_judge)
+        shortfall = None if config.on_policy_margin is None else \
+            judged_shortfall(offline_judge, spread, config.on_policy_margin)
+        failures = onpolicy_pairs(pairs, pad, records, config.min_on_question, relevance_judge, shortfall)
         write_records_atomic(out / ONPOLICY_PAIRS, failures)
     counts = {"rollouts": len(records), "pairs": len(pairs),
               "dimension pairs": sum(p["judge"] == "offline" for p in pairs),
               "free-text pairs": sum(p["judge"] == "relevance" for p in pairs),
               "loop pairs": len(twins), "off-topic pairs": len(offtopic)}
     if config.on_policy:
-        counts.update({"PAD rollouts": len(pad), "on-policy pairs": len(failures)})
+        counts.update({"PAD rollouts": len(pad), "on-policy pairs": len(failures),
+                       "of them judged worse": sum(f["rejected_flaw"] == "judged worse" for f in failures)})
     return counts
 
 
@@ -385,7 +414,7 @@ def _check_same_config(out: Path, config: SynthConfig) -> None:
     run."""
     path = out / "synth_config.json"
     free = ("batch_size", "limit", "data_dir", "min_margin", "loop_pairs", "offtopic_pairs", "min_on_question",
-            "on_policy", "on_policy_identity")
+            "on_policy", "on_policy_identity", "on_policy_margin")
     settings = {k: v for k, v in config.__dict__.items() if k not in free}
     # runs from before these settings existed made their rollouts as the defaults do
     defaults = {name: SynthConfig.__dataclass_fields__[name].default for name in ADDED_SETTINGS}
