@@ -3,7 +3,7 @@
 The adapters are those peft injected into the model (read through each LoRA layer's public `lora_A`, `lora_B` and
 `scaling`). During a forward peft's own adapters are disabled, so every wrapped Linear computes W x once for all
 rows; a hook on it then adds each adapter's low-rank product only to the rows that use it: gather those rows,
-B(A x) * scaling, scatter-add into the output. The cost beyond the base is the adapters' r-wide products over their
+B(A x) * scaling, scatter-add into the output (consecutive rows, the engine's usual layout, are a view instead). The cost beyond the base is the adapters' r-wide products over their
 own rows, whatever the number of adapters in the batch.
 """
 
@@ -48,7 +48,7 @@ class RowLoRA:
         for i, name in enumerate(adapter):
             if name is not None:
                 groups.setdefault(name, []).append(i)
-        plan = [(name, torch.tensor(rows, device=self.device)) for name, rows in groups.items()]
+        plan = [(name, _row_index(rows, self.device)) for name, rows in groups.items()]
         with ExitStack() as stack:
             stack.enter_context(self.bare())
             for linear, weights in self.layers:
@@ -81,11 +81,22 @@ class RowLoRA:
                     layer.__dict__["forward"] = forward
 
 
+def _row_index(rows: list[int], device) -> slice | torch.Tensor:
+    """The rows as a slice where they are consecutive (the engine's usual layout: a view, no gather or scatter),
+    else as an index tensor."""
+    if rows == list(range(rows[0], rows[-1] + 1)):
+        return slice(rows[0], rows[-1] + 1)
+    return torch.tensor(rows, device=device)
+
+
 def _adds(steps):
     def hook(_module, inputs, output):
         x = inputs[0]
         for rows, a, b, scaling in steps:
-            delta = (x.index_select(0, rows).to(a.dtype) @ a.T) @ b.T
-            output.index_add_(0, rows, delta.to(output.dtype), alpha=scaling)
+            if isinstance(rows, slice):
+                output[rows].add_(((x[rows].to(a.dtype) @ a.T) @ b.T).to(output.dtype), alpha=scaling)
+            else:
+                delta = (x.index_select(0, rows).to(a.dtype) @ a.T) @ b.T
+                output.index_add_(0, rows, delta.to(output.dtype), alpha=scaling)
         return output
     return hook
