@@ -166,6 +166,18 @@ def test_unknown_hold_out_and_an_existing_run_are_errors(capsys, tmp_path, train
     assert (toy_dir / "run" / "metrics.jsonl").read_text() == before  # nothing saved was touched
 
 
+def test_hold_out_takes_a_file_of_preferences_that_may_contain_commas(tmp_path):
+    from personalign.cli import build_parser
+    from personalign.commands.train_rm import config_from_args
+
+    listed = tmp_path / "held.txt"
+    listed.write_text("Style: Detailed. Harmlessness: Balanced view, kind.\n\nfriendly\n")
+    args = build_parser().parse_args(["train-rm", "--train", "pairs.jsonl", "--out", str(tmp_path / "run"),
+                                      "--hold-out", f"unfriendly,{listed}", "--hold-out", "friendly"])
+    assert config_from_args(args).hold_out == ("unfriendly", "Style: Detailed. Harmlessness: Balanced view, kind.",
+                                               "friendly")
+
+
 @pytest.mark.parametrize("flag, value", [("--head-dropout", "1"), ("--beta", "0"), ("--stage1-steps", "-1")])
 def test_bad_settings_exit_2_before_the_run_directory_exists(capsys, tmp_path, flag, value):
     write_toy_pairs(tmp_path / "pairs.jsonl")

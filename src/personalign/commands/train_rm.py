@@ -2,6 +2,7 @@
 
     personalign data synth --out runs/synth
     personalign train-rm --train runs/synth/pairs.jsonl --out runs/persrm --hold-out friendly,unfriendly
+    personalign train-rm --train runs/synth/pairs.jsonl --out runs/persrm --hold-out held-out.txt   # one per line
     personalign generate "Explain DNS" -p concise --persrm runs/persrm/persrm
 
 A killed run continues with the same command and --resume. The table at the end gives held-out preference accuracy
@@ -23,7 +24,24 @@ def add_arguments(parser) -> None:
 
 def config_from_args(args) -> TrainConfig:
     values = flag_values(args, TrainConfig, FLAGS)
+    values["hold_out"] = hold_out_with_files(values["hold_out"])
     return TrainConfig(**values, lora_alpha=2 * values["lora_r"])
+
+
+def hold_out_with_files(values: tuple[str, ...]) -> tuple[str, ...]:
+    """--hold-out's preferences, a value that is a file standing for its lines (one preference each, blank lines
+    skipped): the way to name preferences that contain commas, which the flag itself splits at."""
+    from pathlib import Path
+
+    from ..validation import read_text_lines
+
+    expanded = []
+    for value in values:
+        if Path(value).is_file():
+            expanded += [line.strip() for line in read_text_lines(value, "--hold-out file") if line.strip()]
+        else:
+            expanded.append(value)
+    return tuple(dict.fromkeys(expanded))
 
 
 def run(args) -> int:

@@ -22,7 +22,8 @@ class TrainConfig:
                                   metadata=flag_help("share of --train's prompts held out when no --valid"))
     hold_out: tuple[str, ...] = field(default=(), metadata=flag_help(
         "keep this preference out of training and report it as unseen; repeatable or comma-separated (e.g. a whole "
-        "P-SOUPS axis: friendly,unfriendly)", action="append", sep=",", metavar="PREFERENCE"))
+        "P-SOUPS axis: friendly,unfriendly), or a file of them, one per line (for preferences with commas)",
+        action="append", sep=",", metavar="PREFERENCE"))
     train_only: tuple[str, ...] = field(default=(), metadata=flag_help(
         "more pairs for training only, never held out (e.g. data synth's loop_pairs.jsonl); those of --hold-out "
         "preferences or of held-out prompts are left out; repeatable or comma-separated", action="append", sep=",",
