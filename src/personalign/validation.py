@@ -132,6 +132,12 @@ def read_text_lines(path, what: str = "file") -> list[str]:
         raise PersonalignError(f"cannot read {what} {path}: {error.strerror}") from None
 
 
+def read_nonblank_lines(path, what: str = "file") -> list[str]:
+    """The stripped, non-blank lines of a UTF-8 text file (one item per line: preferences, keys), or one line saying
+    why they cannot be read."""
+    return [line.strip() for line in read_text_lines(path, what) if line.strip()]
+
+
 def json_lines(path, what: str = "file"):
     """(line number, parsed value) for each non-blank line of a UTF-8 JSON-lines file; bad JSON names FILE:LINE."""
     for number, line in enumerate(read_text_lines(path, what), start=1):

@@ -11,7 +11,7 @@ Re-running the same command resumes: finished rollouts are skipped. Across proce
 
 from .flags import add_flags, flag_values
 from ..errors import PersonalignError
-from ..validation import read_text_lines
+from ..validation import read_nonblank_lines
 
 FLAGS = ["prompts", "limit", "dimensions", "free_per_prompt", "max_new_tokens", "temperature", "method", "samples",
          "min_margin", "min_on_question", "loop_pairs", "offtopic_pairs", "on_policy", "on_policy_margin",
@@ -53,7 +53,7 @@ def run(args) -> int:
     elif args.free_text == "none":
         free_text = ()
     elif Path(args.free_text).is_file():
-        free_text = tuple(line.strip() for line in read_text_lines(args.free_text, "--free-text file") if line.strip())
+        free_text = tuple(read_nonblank_lines(args.free_text, "--free-text file"))
         if not free_text:
             raise PersonalignError(f"{args.free_text}: no preferences (the file is empty)")
     else:

@@ -33,12 +33,12 @@ def hold_out_with_files(values: tuple[str, ...]) -> tuple[str, ...]:
     skipped): the way to name preferences that contain commas, which the flag itself splits at."""
     from pathlib import Path
 
-    from ..validation import read_text_lines
+    from ..validation import read_nonblank_lines
 
     expanded = []
     for value in values:
         if Path(value).is_file():
-            expanded += [line.strip() for line in read_text_lines(value, "--hold-out file") if line.strip()]
+            expanded += read_nonblank_lines(value, "--hold-out file")
         else:
             expanded.append(value)
     return tuple(dict.fromkeys(expanded))

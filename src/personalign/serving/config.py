@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import PersonalignError
 from ..flag_help import flag_help
-from ..validation import check_number, read_text_lines
+from ..validation import check_number, read_nonblank_lines
 
 LOOPBACK_NAMES = ("localhost",)
 FEEDBACK_FEATURES = ("auto", "persrm", "offline")
@@ -71,8 +71,7 @@ class ServerConfig:
         """The accepted API keys (none: no authentication, loopback only)."""
         keys = [self.api_key] if self.api_key else []
         if self.api_key_file:
-            keys += [line.strip() for line in read_text_lines(Path(self.api_key_file), "API key file")
-                     if line.strip()]
+            keys += read_nonblank_lines(Path(self.api_key_file), "API key file")
             if len(keys) == (1 if self.api_key else 0):
                 raise PersonalignError(f"API key file {self.api_key_file} holds no keys")
         return keys
