@@ -181,8 +181,8 @@ def test_a_clean_pad_answer_the_judge_finds_clearly_worse_is_rejected_on_policy_
     assert [f["rejected_flaw"] for f in onpolicy_pairs([pair], pad, [neutral], 0.0, None,
                                                        judged_shortfall(judge, spread, 100.0))] == ["loop"]
     assert [f["rejected_flaw"] for f in onpolicy_pairs([pair], pad, [neutral], 0.0, None)] == ["loop"]
-    with pytest.raises(PersonalignError, match="on_policy_margin"):
-        SynthConfig(free_per_prompt=0, on_policy_margin=1.0).validate()  # without --on-policy there are no PAD answers to judge
+    with pytest.raises(PersonalignError, match="on_policy_margin"):  # without --on-policy: no PAD answers to judge
+        SynthConfig(free_per_prompt=0, on_policy_margin=1.0).validate()
 
 
 def test_a_rollout_that_echoes_the_template_or_loops_is_never_chosen(setup):
@@ -251,8 +251,8 @@ def test_an_answer_that_leaves_the_question_is_never_chosen():
     rollouts = [dict(id=f"q0\t{p}", prompt_id="q0", prompt=prompt, preference=p, text=t) for p, t in texts.items()]
     config = SynthConfig(dimensions=("friendly", "unfriendly"), min_margin=0.0)
     judges = dict(offline_judge=OfflineJudge(), relevance_judge=RelevanceJudge())
-    unchecked = {p["preference"]: p for p in build_pairs(rollouts, SynthConfig(**{**config.__dict__,
-                                                                                   "min_on_question": 0.0}), **judges)[0]}
+    unchecked_config = SynthConfig(**{**config.__dict__, "min_on_question": 0.0})
+    unchecked = {p["preference"]: p for p in build_pairs(rollouts, unchecked_config, **judges)[0]}
     assert unchecked["friendly"]["chosen"] == texts["friendly"]  # the proxy alone is gamed
     pairs = {p["preference"]: p for p in build_pairs(rollouts, config, **judges)[0]}
     assert pairs["friendly"]["chosen"] == texts["unfriendly"] and pairs["friendly"]["rejected_may_be_chosen"]

@@ -46,8 +46,9 @@ itself (the given PersRM, greedily, as PAD answers by default) under each dimens
 echoes the template or leaves the question (the same checks as above), it is rejected against that pair's chosen
 answer: the next PersRM learns from the failures of the current one. With `on_policy_margin`, so is a clean PAD
 answer that the judge scores at least that many of its standard deviations (the pairs' scale) below the chosen one:
-where PAD falls short of the preference without failing, it learns from the shortfall. The PersRM is named in synth_config.json by
-its directory and a fingerprint of its files, so PAD rollouts of another PersRM are never mixed in.
+where PAD falls short of the preference without failing, it learns from the shortfall. The PersRM is named in
+synth_config.json by its directory and a fingerprint of its files, so PAD rollouts of another PersRM are never
+mixed in.
 """
 
 import hashlib

@@ -3,8 +3,9 @@
 The adapters are those peft injected into the model (read through each LoRA layer's public `lora_A`, `lora_B` and
 `scaling`). During a forward peft's own adapters are disabled, so every wrapped Linear computes W x once for all
 rows; a hook on it then adds each adapter's low-rank product only to the rows that use it: gather those rows,
-B(A x) * scaling, scatter-add into the output (consecutive rows, the engine's usual layout, are a view instead). The cost beyond the base is the adapters' r-wide products over their
-own rows, whatever the number of adapters in the batch.
+B(A x) * scaling, scatter-add into the output (consecutive rows, the engine's usual layout, are a view instead).
+The cost beyond the base is the adapters' r-wide products over their own rows, whatever the number of adapters in
+the batch.
 """
 
 from contextlib import ExitStack, contextmanager
