@@ -1,10 +1,11 @@
 """Per-row LoRA (decoding/row_lora.py) against peft's own mixed-batch path, side by side in one process.
 
-    .venv/bin/python benchmarks/row_lora_speed.py [--repeat 15]
+    .venv/bin/python benchmarks/row_lora_speed.py [--repeat 15] [--dtype bf16]
 
 The embedded SmolLM2 carries two LoRA adapters (r = 16 on q, v, random weights). A batch of 8 rows, half through
-adapter "a" and half through none (the PAD layout: base rows and PersRM rows), or a quarter each through "a", "b"
-and two through none, runs through the decoder (the unembedding is the same for all) as a one-token forward (a
+adapter "a" and half through none, either interleaved (gathered and scattered back) or as two blocks (the engine's
+layout: base rows, then PersRM rows, which row_lora adds through a view), or a quarter each through "a", "b" and two
+through none, runs through the decoder (the unembedding is the same for all) as a one-token forward (a
 decoding step without cache) and as a 64-token prefill, by each mechanism in turn; the table gives the median
 milliseconds. peft's path is reached through its private `_enable_peft_forward_hooks` here only, as the comparison
 the library no longer needs.
@@ -36,16 +37,18 @@ def adapters_on(model):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--dtype", default="fp32", help="fp32 (default) or bf16")
     args = parser.parse_args()
-    model, _ = load_causal_lm(None, device="cpu", dtype="fp32")
+    model, _ = load_causal_lm(None, device="cpu", dtype=args.dtype)
     peft = adapters_on(model)
     row_lora = RowLoRA(peft, ("a", "b"))
     decoder = peft.get_base_model().get_decoder()  # the LoRA layers sit in it; the unembedding would only add noise
-    plans = {"a + none": ["a", None] * 4, "a + b + none": ["a", "b", None, None] * 2}
+    plans = {"a + none, interleaved": ["a", None] * 4, "none, then a (blocks)": [None] * 4 + ["a"] * 4,
+             "a + b + none": ["a", "b", None, None] * 2}
     mechanisms = {
         "peft (private mixed batch)": lambda rows: peft._enable_peft_forward_hooks(
             adapter_names=[r or "__base__" for r in rows]),
-        "row_lora (gather, A·B, scatter-add)": row_lora.rows,
+        "row_lora": row_lora.rows,
         "no adapter (the base alone)": lambda rows: peft.disable_adapter(),
     }
     print(f"| batch of 8 | tokens | {' | '.join(mechanisms)} |")
