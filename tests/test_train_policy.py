@@ -204,6 +204,27 @@ def test_sampled_dpo_pairs_are_the_sft_policys_judged_answers_and_survive_a_kill
     assert (out / sampling.SAMPLED_FILE).read_text() == sampled and (out / "policy" / "policy.json").is_file()
 
 
+def test_greedy_rejection_pairs_the_best_sample_against_the_policys_own_greedy_answer(tmp_path, smol_tokenizer):
+    from personalign.training import sampled_pairs as sampling
+
+    policy = tiny_llama(0).eval()
+    contexts = toy_pairs(4)
+    modes = sampling._greedy(policy, smol_tokenizer, contexts, 6)
+    assert modes == sampling._greedy(policy, smol_tokenizer, contexts, 6)  # greedy: the same answer every time
+    pairs = sampling.sampled_pairs(tmp_path, policy, smol_tokenizer, contexts, longer_is_better, contexts=8,
+                                   samples=3, max_new_tokens=6, temperature=1.5, batch_size=4, seed=0,
+                                   rejected="greedy", progress=False)
+    mode_of = {(c.user_info, c.prompt): m for c, m in zip(contexts, modes)}
+    assert pairs and all(p.rejected == mode_of[(p.user_info, p.prompt)] for p in pairs)
+    assert all(len(p.chosen) > len(p.rejected) for p in pairs)  # only where the best sample beats the mode
+    # the greedy answer is rejected even where it is the worst of all, and never made chosen where it is the best
+    pick = sampling._best_and_worst
+    assert pick(contexts[0], ["ab", "abcd"], longer_is_better, mode="a").rejected == "a"
+    assert pick(contexts[0], ["ab", "abcd"], longer_is_better, mode="abc").chosen == "abcd"
+    assert pick(contexts[0], ["ab", "abc"], longer_is_better, mode="abcdef") is None
+    assert pick(contexts[0], ["ab", "abc"], longer_is_better, mode="") is None
+
+
 def test_a_sampled_answer_stays_on_the_question_when_as_close_to_the_prompt_as_a_share_of_the_datas_answer():
     import torch
 

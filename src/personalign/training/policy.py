@@ -112,7 +112,8 @@ def _sampled_pairs(out: Path, run: PolicyConfig, dpo: DPOStage, model, tokenizer
     return sampled_pairs(out, sft_policy, tokenizer, pairs, judge, contexts=dpo.dpo_contexts, samples=dpo.dpo_samples,
                          max_new_tokens=dpo.dpo_sample_tokens, temperature=dpo.dpo_temperature,
                          batch_size=run.batch_size, seed=run.seed,
-                         on_question=on_question if dpo.dpo_min_on_question else None, progress=progress)
+                         on_question=on_question if dpo.dpo_min_on_question else None,
+                         rejected=dpo.dpo_rejected, progress=progress)
 
 
 def _init_adapter(spec: str, run: PolicyConfig) -> Path:

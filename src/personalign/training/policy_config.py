@@ -9,6 +9,7 @@ from ..validation import check_number
 
 RECIPES = ("sft", "sft-dpo")
 DPO_PAIRS = ("data", "sampled")
+DPO_REJECTED = ("worst", "greedy")  # training/sampled_pairs.py
 SFT_BATCHING = ("by-length", "random")
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 LORA_MODULES = {"attention": ["q_proj", "k_proj", "v_proj", "o_proj"],  # peft names, for Llama-style bases
@@ -102,10 +103,17 @@ class DPOStage:
     dpo_min_on_question: float = field(default=0.5, metadata=flag_help(
         "sampled pairs: an answer may be chosen only if its similarity to the prompt is at least this share of the "
         "data's chosen answer's (0: no check)"))
+    dpo_rejected: str = field(default="worst", metadata=flag_help(
+        "sampled pairs: the answer the best sample is preferred to: worst, the worst sample; greedy, the policy's "
+        "own greedy answer (its mode, what greedy decoding gives), where the best sample beats it",
+        choices=DPO_REJECTED))
 
     def validate(self) -> None:
         if self.dpo_pairs not in DPO_PAIRS:
             raise PersonalignError(f"dpo_pairs must be one of {', '.join(DPO_PAIRS)}, got {self.dpo_pairs!r}")
+        if self.dpo_rejected not in DPO_REJECTED:
+            raise PersonalignError(f"dpo_rejected must be one of {', '.join(DPO_REJECTED)}, "
+                                   f"got {self.dpo_rejected!r}")
         for name in ("dpo_contexts", "dpo_sample_tokens"):
             check_number(name, getattr(self, name), minimum=1, whole=True)
         check_number("dpo_samples", self.dpo_samples, minimum=2, whole=True)
@@ -121,8 +129,11 @@ def outcome_settings(run: PolicyConfig, sft: SFTStage, dpo: DPOStage) -> dict:
     """The settings that decide the trained policy: a resumed run must have the same ones."""
     settings = {**asdict(run), **asdict(sft), **(asdict(dpo) if run.recipe == "sft-dpo" else {})}
     if settings.get("dpo_pairs") == "data":  # the sampling settings then decide nothing
-        for name in ("dpo_contexts", "dpo_samples", "dpo_sample_tokens", "dpo_temperature", "dpo_min_on_question"):
+        for name in ("dpo_contexts", "dpo_samples", "dpo_sample_tokens", "dpo_temperature", "dpo_min_on_question",
+                     "dpo_rejected"):
             settings.pop(name)
+    if settings.get("dpo_rejected") == "worst":  # what runs did before the setting existed: they still resume
+        settings.pop("dpo_rejected")
     for name in ("out", "device", "save_every", "log_every", "eval_limit", "sft_eval_every", "dpo_eval_every"):
         settings.pop(name, None)
     return settings

@@ -3,7 +3,10 @@ the SFT model, the paper's "sample from 7b/13b" files), for `train-policy --dpo-
 
 For a seeded sample of the training pairs' distinct (meta-prompt, prompt) contexts, the SFT policy writes `samples`
 answers each by temperature sampling; a judge scores them under that meta-prompt's preference, and the best and the
-worst answer make a pair when the judge tells them apart. An answer that loops or copies a prompt template back may
+worst answer make a pair when the judge tells them apart. With `rejected` "greedy" the rejected answer is instead the
+policy's own greedy answer to the context (its mode, which greedy evaluation reads), paired with the best sample
+where the judge scores that higher: sampled best against sampled worst can teach a preference the samples already
+show while leaving the mode where it was (README, MetaAlign v5). An answer that loops or copies a prompt template back may
 be rejected, never chosen (data/synth.py: proxy judges like both), nor may one that leaves the question (VADER likes
 "Awesome, happy to help!" whatever was asked): `on_question` says which answers stay on it. The judge and that check
 are callables the command wires from the evaluation's judges (this layer does not import evaluation): the judge,
@@ -31,13 +34,15 @@ from ..meta_prompt import render_meta_ids
 from ..records import write_records_atomic
 
 SAMPLED_FILE = "sampled_pairs.jsonl"
+REJECTED = ("worst", "greedy")
 PairJudge = Callable[[MetaPair, list[str]], "list[float] | None"]
 OnQuestion = Callable[[MetaPair, list[str]], list[bool]]
 
 
 def sampled_pairs(out: Path, policy, tokenizer, pairs: list[MetaPair], judge: PairJudge, *, contexts: int,
                   samples: int, max_new_tokens: int, temperature: float, batch_size: int, seed: int,
-                  on_question: OnQuestion | None = None, progress: bool = True) -> list[MetaPair]:
+                  on_question: OnQuestion | None = None, rejected: str = "worst",
+                  progress: bool = True) -> list[MetaPair]:
     """The sampled pairs of this run: read back from `out`/sampled_pairs.jsonl, or sampled, judged and written."""
     path = out / SAMPLED_FILE
     if path.is_file():
@@ -53,8 +58,9 @@ def sampled_pairs(out: Path, policy, tokenizer, pairs: list[MetaPair], judge: Pa
     for start in range(0, len(chosen), batch_size):
         batch = chosen[start:start + batch_size]
         answers = _sample(policy, tokenizer, batch, samples, max_new_tokens, temperature, generator)
-        for context, texts in zip(batch, answers):
-            pair = _best_and_worst(context, texts, judge, on_question)
+        modes = _greedy(policy, tokenizer, batch, max_new_tokens) if rejected == "greedy" else [None] * len(batch)
+        for context, texts, mode in zip(batch, answers, modes):
+            pair = _best_and_worst(context, texts, judge, on_question, mode)
             if pair is not None:
                 made.append(pair)
         bar.update(len(batch))
@@ -69,29 +75,42 @@ def sampled_pairs(out: Path, policy, tokenizer, pairs: list[MetaPair], judge: Pa
 @torch.inference_mode()
 def _sample(policy, tokenizer, batch: list[MetaPair], samples: int, max_new_tokens: int, temperature: float,
             generator: torch.Generator) -> list[list[str]]:
+    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))  # generate samples from torch's
+    texts = _generate(policy, tokenizer, batch, max_new_tokens, do_sample=True, temperature=temperature, top_k=0,
+                      top_p=1.0, num_return_sequences=samples)
+    return [texts[i * samples:(i + 1) * samples] for i in range(len(batch))]
+
+
+@torch.inference_mode()
+def _greedy(policy, tokenizer, batch: list[MetaPair], max_new_tokens: int) -> list[str]:
+    return _generate(policy, tokenizer, batch, max_new_tokens, do_sample=False)
+
+
+def _generate(policy, tokenizer, batch: list[MetaPair], max_new_tokens: int, **how) -> list[str]:
     rows = [render_meta_ids(tokenizer, pair.prompt, pair.meta_prompt) for pair in batch]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ids, mask = left_padded(rows, pad, policy.device)
-    width = ids.shape[1]
-    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))  # generate samples from torch's
-    out = policy.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature, top_k=0,
-                          top_p=1.0, max_new_tokens=max_new_tokens, num_return_sequences=samples, pad_token_id=pad)
-    texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
-    return [[t.strip() for t in texts[i * samples:(i + 1) * samples]] for i in range(len(batch))]
+    out = policy.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, pad_token_id=pad, **how)
+    return [t.strip() for t in tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)]
 
 
 def _best_and_worst(context: MetaPair, answers: list[str], judge: PairJudge,
-                    on_question: OnQuestion | None = None) -> MetaPair | None:
-    usable = [a for a in answers if a]
+                    on_question: OnQuestion | None = None, mode: str | None = None) -> MetaPair | None:
+    """The best eligible sample against the worst answer, or against `mode` (the greedy answer) where given; an
+    empty greedy answer gives no pair (judges have nothing to score in it)."""
+    if mode == "":
+        return None
+    usable = [a for a in answers if a] + ([mode] if mode else [])
     scores = judge(context, usable) if len(usable) > 1 else None
     if scores is None:
         return None
     stays = on_question(context, usable) if on_question else [True] * len(usable)
-    eligible = [i for i, a in enumerate(usable) if stays[i] and not degenerate(a)]
+    sampled = len(usable) - (1 if mode else 0)
+    eligible = [i for i in range(sampled) if stays[i] and not degenerate(usable[i])]
     if not eligible:
         return None
     best = max(eligible, key=scores.__getitem__)
-    worst = min(range(len(usable)), key=scores.__getitem__)
+    worst = sampled if mode else min(range(len(usable)), key=scores.__getitem__)
     if scores[best] <= scores[worst] or usable[best] == usable[worst]:
         return None
     return replace(context, chosen=usable[best], rejected=usable[worst])
