@@ -169,14 +169,14 @@ def test_sampled_dpo_pairs_are_the_sft_policys_judged_answers_and_survive_a_kill
                       "dpo_sample_tokens": 6, "dpo_temperature": 1.5})
     with pytest.raises(PersonalignError, match="need a judge"):
         train_policy(run, sft, dpo, progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer)
-    with pytest.raises(PersonalignError, match="needs an on-question check"):
+    with pytest.raises(PersonalignError, match="need an on-question check"):
         train_policy(run, sft, dpo, progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer,
                      pair_judge=longer_is_better)
     left = set()
 
     def longest_leaves(pair, answers):  # the longest sample of each context "leaves the question"
         left.add(max(answers, key=len))
-        return [answer != max(answers, key=len) for answer in answers]
+        return [float(answer != max(answers, key=len)) for answer in answers]
 
     log = policy_module._MetricsLog.on_log
 
@@ -188,7 +188,7 @@ def test_sampled_dpo_pairs_are_the_sft_policys_judged_answers_and_survive_a_kill
     monkeypatch.setattr(policy_module._MetricsLog, "on_log", kill_in_dpo)
     with pytest.raises(KeyboardInterrupt):
         train_policy(run, sft, dpo, progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer,
-                     pair_judge=longer_is_better, on_question=longest_leaves)
+                     pair_judge=longer_is_better, closeness=longest_leaves)
     monkeypatch.setattr(policy_module._MetricsLog, "on_log", log)
     sampled = (out / sampling.SAMPLED_FILE).read_text()
     pairs = [json.loads(line) for line in sampled.splitlines()]
@@ -200,7 +200,7 @@ def test_sampled_dpo_pairs_are_the_sft_policys_judged_answers_and_survive_a_kill
         assert pair["chosen"] not in left  # unguarded, the longest would be chosen every time
     monkeypatch.setattr(sampling, "_sample", lambda *a, **k: pytest.fail("a resumed run sampled again"))
     train_policy(run, sft, dpo, resume=True, progress=False, model=tiny_llama(0), tokenizer=smol_tokenizer,
-                 pair_judge=longer_is_better, on_question=longest_leaves)
+                 pair_judge=longer_is_better, closeness=longest_leaves)
     assert (out / sampling.SAMPLED_FILE).read_text() == sampled and (out / "policy" / "policy.json").is_file()
 
 
@@ -225,12 +225,18 @@ def test_greedy_rejection_pairs_the_best_sample_against_the_policys_own_greedy_a
     assert pick(contexts[0], ["ab", "abc"], longer_is_better, mode="") is None
 
 
+def cheer_is_best(pair, answers):
+    return [2.0 if "Awesome" in a else 1.0 if "half" in a else 0.0 for a in answers]
+
+
 def test_a_sampled_answer_stays_on_the_question_when_as_close_to_the_prompt_as_a_share_of_the_datas_answer():
     import torch
 
+    from personalign.training import sampled_pairs as sampling
+
     from personalign.data.metaalign import MetaPair
     from personalign.evaluation.judges.relevance import RelevanceJudge
-    from personalign.evaluation.meta_pair_judge import meta_pair_on_question
+    from personalign.evaluation.meta_pair_judge import meta_pair_closeness
 
     def embed(texts):  # fruit talk along one axis, anything else along the other, halfway between for "half"
         rows = [[1.0, 0.0] if "fruit" in t else [0.6, 0.8] if "half" in t else [0.0, 1.0] for t in texts]
@@ -241,9 +247,14 @@ def test_a_sampled_answer_stays_on_the_question_when_as_close_to_the_prompt_as_a
                      {"role": "user", "content": "Which fruit is sweetest?"}],
                     "Mango, a sweet fruit.", "No.", "diverse", True)
     answers = ["Ripe fruit like mango!", "Awesome, happy to help, have a great day!", "half and half"]
-    check = meta_pair_on_question(0.5, RelevanceJudge(embedder=embed))
-    assert check(pair, answers) == [True, False, True]  # 1.0, 0.0 and 0.6 against 0.5 x the data's answer's 1.0
-    assert meta_pair_on_question(0.7, RelevanceJudge(embedder=embed))(pair, answers) == [True, False, False]
+    shares = meta_pair_closeness(RelevanceJudge(embedder=embed))(pair, answers)
+    assert shares == pytest.approx([1.0, 0.0, 0.6])  # against the data's answer's 1.0
+    pick = sampling._best_and_worst
+    # the judge likes the off-question cheer best: it is chosen only unguarded
+    assert pick(pair, answers, cheer_is_best, None).chosen == answers[1]
+    assert pick(pair, answers, cheer_is_best, lambda *_: shares, 0.5).chosen == answers[2]
+    # at 0.7 only the mango answer stays on the question, and it is the judge's worst: no pair
+    assert pick(pair, answers, cheer_is_best, lambda *_: shares, 0.7) is None
 
 
 def test_sft_rows_read_the_inference_rendering_and_end_a_turn_only_after_a_whole_answer(smol_tokenizer):
@@ -270,3 +281,22 @@ def test_auto_precision_on_a_cpu_follows_what_the_cpu_does_faster(monkeypatch, b
     for chosen in ("no", "bf16"):  # a precision given is used as it is
         run.mixed_precision = chosen
         assert policy_module._precision(run) == {"bf16": chosen == "bf16", "fp16": False}
+
+
+def test_a_chosen_answer_as_close_as_the_rejected_one_keeps_pairs_from_teaching_to_leave_the_question():
+    from personalign.training import sampled_pairs as sampling
+
+    context = toy_pairs(1)[0]
+    # the judge prefers longer answers; the longest wanders further from the question than the greedy one
+    answers, mode = ["long answer that wanders", "mid answer"], "short"
+    shares = {"long answer that wanders": 0.6, "mid answer": 0.9, "short": 0.8}
+
+    def closeness(pair, texts):
+        return [shares[t] for t in texts]
+
+    pick = sampling._best_and_worst
+    assert pick(context, answers, longer_is_better, closeness, 0.5, mode=mode).chosen == answers[0]
+    guarded = pick(context, answers, longer_is_better, closeness, 0.5, chosen_as_close=True, mode=mode)
+    assert (guarded.chosen, guarded.rejected) == ("mid answer", "short")
+    shares["mid answer"] = 0.7  # no sample as close as the greedy answer: no pair
+    assert pick(context, answers, longer_is_better, closeness, 0.5, chosen_as_close=True, mode=mode) is None

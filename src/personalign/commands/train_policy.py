@@ -29,11 +29,11 @@ def run(args) -> int:
 
     configs = [cls(**flag_values(args, cls, [f.name for f in fields(cls)])) for cls in STAGES]
     quiet_loading()  # train_policy checks every setting before anything loads
-    judge = on_question = None
+    judge = closeness = None
     if configs[0].recipe == "sft-dpo" and configs[2].dpo_pairs == "sampled":
-        from ..evaluation.meta_pair_judge import meta_pair_judge, meta_pair_on_question
-        judge, on_question = meta_pair_judge(), meta_pair_on_question(configs[2].dpo_min_on_question)
-    summary = train_policy(*configs, resume=args.resume, pair_judge=judge, on_question=on_question)
+        from ..evaluation.meta_pair_judge import meta_pair_closeness, meta_pair_judge
+        judge, closeness = meta_pair_judge(), meta_pair_closeness()
+    summary = train_policy(*configs, resume=args.resume, pair_judge=judge, closeness=closeness)
     print(f"{'stage':<6} {'held-out loss':>14} {'accuracy':>9} {'margin':>8}")
     for stage, metrics in summary.items():
         print(f"{stage:<6} {metrics.get('eval_loss', float('nan')):>14.4f} "

@@ -5,8 +5,8 @@ preference id is scored by the measure that knows it.
     psoups:DIM      the offline judge's measure of the P-SOUPS dimension (reading grade, word counts, sentiment)
     anything else   the relevance judge: how close the answer is, in meaning, to the User Info text (a proxy)
 
-and which sampled answers stay on the question (`meta_pair_on_question`): the MiniLM similarity of the answer to the
-prompt is at least a share of that of the data's chosen answer for the context, an answer to that very question.
+and how close sampled answers stay to the question (`meta_pair_closeness`): the MiniLM similarity of the answer to
+the prompt as a share of that of the data's chosen answer for the context, an answer to that very question.
 """
 
 import functools
@@ -32,17 +32,18 @@ def meta_pair_judge():
     return judge
 
 
-def meta_pair_on_question(share: float, relevance=None):
-    """A callable (pair, answers) -> per answer, whether it stays on the pair's question (see the module docstring);
-    `relevance` a RelevanceJudge (default: one over the shipped MiniLM, loaded when first needed)."""
+def meta_pair_closeness(relevance=None):
+    """A callable (pair, answers) -> per answer, its closeness to the pair's question as a share of the data's
+    chosen answer's (see the module docstring); `relevance` a RelevanceJudge (default: one over the shipped MiniLM,
+    loaded when first needed)."""
 
-    def on_question(pair: MetaPair, answers: list[str]) -> list[bool]:
+    def closeness(pair: MetaPair, answers: list[str]) -> list[float]:
         question = as_messages(pair.prompt)[-1]["content"]  # what the answer answers: the last user turn
         *sims, reference = (relevance or _relevance()).score_many([question] * (len(answers) + 1),
                                                                  [*answers, pair.chosen])
-        return [sim >= share * reference for sim in sims]
+        return [sim / reference if reference > 0 else float(sim >= reference) for sim in sims]
 
-    return on_question
+    return closeness
 
 
 @functools.cache

@@ -40,7 +40,7 @@ from ..records import append_records, read_records, write_directory_atomic, writ
 from ..sharding import process_state
 from .checkpoint import continues_run
 from .policy_config import LORA_MODULES, DPOStage, PolicyConfig, SFTStage, outcome_settings
-from .sampled_pairs import OnQuestion, PairJudge, sampled_pairs
+from .sampled_pairs import Closeness, PairJudge, sampled_pairs
 
 SETTINGS_FILE = "policy_config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -49,20 +49,20 @@ POLICY_DIR = "policy"
 
 def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool = False, progress: bool = True,
                  model=None, tokenizer=None, pair_judge: PairJudge | None = None,
-                 on_question: OnQuestion | None = None) -> dict:
+                 closeness: Closeness | None = None) -> dict:
     """Train (or resume) a MetaAlign policy; returns the last held-out metrics of each stage. `model`/`tokenizer`
     skip loading `run.base` (tests pass tiny models). `pair_judge` ranks sampled answers (`dpo_pairs` sampled;
-    training/sampled_pairs.py) and `on_question` says which of them stay on the question (built for
-    `dpo_min_on_question`'s share, as the command's evaluation.meta_pair_on_question is; needed unless that is 0)."""
+    training/sampled_pairs.py) and `closeness` how close each stays to the question (the command wires
+    evaluation.meta_pair_closeness; needed unless dpo_min_on_question is 0 and dpo_chosen_as_close off)."""
     for config in (run, sft, dpo):
         config.validate()
     if sft.sft_steps == 0 and not (sft.sft_init and run.recipe == "sft-dpo"):
         raise PersonalignError("sft_steps 0 means DPO straight from a saved policy: give --sft-init and recipe sft-dpo")
     if run.recipe == "sft-dpo" and dpo.dpo_pairs == "sampled" and pair_judge is None:
         raise PersonalignError("sampled DPO pairs need a judge (pair_judge; the command line wires the evaluation's)")
-    if run.recipe == "sft-dpo" and dpo.dpo_pairs == "sampled" and dpo.dpo_min_on_question and on_question is None:
-        raise PersonalignError("dpo_min_on_question needs an on-question check (on_question; the command line wires "
-                               "the evaluation's), or set it to 0")
+    if run.recipe == "sft-dpo" and dpo.dpo_pairs == "sampled" and _guards_question(dpo) and closeness is None:
+        raise PersonalignError("dpo_min_on_question and dpo_chosen_as_close need an on-question check (closeness; "
+                               "the command line wires the evaluation's), or set them to 0 and off")
     out, settings = Path(run.out), outcome_settings(run, sft, dpo)
     _check_out(out, settings, resume)
     processes = process_state(cpu=_on_cpu(run))
@@ -92,7 +92,7 @@ def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool =
         if dpo.dpo_pairs == "sampled":
             with processes.main_process_first():  # the first samples and writes them, the others read them
                 train_pairs = _sampled_pairs(out, run, dpo, model, tokenizer, train_pairs, pair_judge,
-                                             on_question, progress)
+                                             closeness, progress)
         summary["dpo"] = _stage(
             "dpo", out, run, resume, progress, tokenizer, model,
             train=[_dpo_row(p, system_role) for p in train_pairs],
@@ -104,7 +104,11 @@ def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool =
     return summary
 
 
-def _sampled_pairs(out: Path, run: PolicyConfig, dpo: DPOStage, model, tokenizer, pairs, judge, on_question,
+def _guards_question(dpo: DPOStage) -> bool:
+    return bool(dpo.dpo_min_on_question or dpo.dpo_chosen_as_close)
+
+
+def _sampled_pairs(out: Path, run: PolicyConfig, dpo: DPOStage, model, tokenizer, pairs, judge, closeness,
                    progress):
     from peft import PeftModel
 
@@ -112,7 +116,8 @@ def _sampled_pairs(out: Path, run: PolicyConfig, dpo: DPOStage, model, tokenizer
     return sampled_pairs(out, sft_policy, tokenizer, pairs, judge, contexts=dpo.dpo_contexts, samples=dpo.dpo_samples,
                          max_new_tokens=dpo.dpo_sample_tokens, temperature=dpo.dpo_temperature,
                          batch_size=run.batch_size, seed=run.seed,
-                         on_question=on_question if dpo.dpo_min_on_question else None,
+                         closeness=closeness if _guards_question(dpo) else None,
+                         min_share=dpo.dpo_min_on_question, chosen_as_close=dpo.dpo_chosen_as_close,
                          rejected=dpo.dpo_rejected, progress=progress)
 
 

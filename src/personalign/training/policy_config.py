@@ -107,6 +107,9 @@ class DPOStage:
         "sampled pairs: the answer the best sample is preferred to: worst, the worst sample; greedy, the policy's "
         "own greedy answer (its mode, what greedy decoding gives), where the best sample beats it",
         choices=DPO_REJECTED))
+    dpo_chosen_as_close: bool = field(default=False, metadata=flag_help(
+        "sampled pairs: the chosen answer must also stay at least as close to the question as the rejected one, so "
+        "a pair differs in the preference, not in staying on the question"))
 
     def validate(self) -> None:
         if self.dpo_pairs not in DPO_PAIRS:
@@ -130,10 +133,11 @@ def outcome_settings(run: PolicyConfig, sft: SFTStage, dpo: DPOStage) -> dict:
     settings = {**asdict(run), **asdict(sft), **(asdict(dpo) if run.recipe == "sft-dpo" else {})}
     if settings.get("dpo_pairs") == "data":  # the sampling settings then decide nothing
         for name in ("dpo_contexts", "dpo_samples", "dpo_sample_tokens", "dpo_temperature", "dpo_min_on_question",
-                     "dpo_rejected"):
+                     "dpo_rejected", "dpo_chosen_as_close"):
             settings.pop(name)
-    if settings.get("dpo_rejected") == "worst":  # what runs did before the setting existed: they still resume
-        settings.pop("dpo_rejected")
+    for name, before in (("dpo_rejected", "worst"), ("dpo_chosen_as_close", False)):
+        if settings.get(name) == before:  # what runs did before the setting existed: they still resume
+            settings.pop(name)
     for name in ("out", "device", "save_every", "log_every", "eval_limit", "sft_eval_every", "dpo_eval_every"):
         settings.pop(name, None)
     return settings

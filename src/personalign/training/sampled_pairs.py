@@ -6,12 +6,15 @@ answers each by temperature sampling; a judge scores them under that meta-prompt
 worst answer make a pair when the judge tells them apart. With `rejected` "greedy" the rejected answer is instead the
 policy's own greedy answer to the context (its mode, which greedy evaluation reads), paired with the best sample
 where the judge scores that higher: sampled best against sampled worst can teach a preference the samples already
-show while leaving the mode where it was (README, MetaAlign v5). An answer that loops or copies a prompt template back may
+show while leaving the mode where it was (README, MetaAlign v5). With `chosen_as_close` the chosen answer must also
+stay at least as close to the question as the rejected one, so that a pair differs in the preference and not in
+staying on the question (sampled best answers drift from it a little more often than not). An answer that loops or copies a prompt template back may
 be rejected, never chosen (data/synth.py: proxy judges like both), nor may one that leaves the question (VADER likes
-"Awesome, happy to help!" whatever was asked): `on_question` says which answers stay on it. The judge and that check
-are callables the command wires from the evaluation's judges (this layer does not import evaluation): the judge,
-(pair, answers) -> one score per answer, higher is better, or None where it knows no measure for that preference
-(the context is then skipped); `on_question`, (pair, answers) -> one bool per answer.
+"Awesome, happy to help!" whatever was asked): `closeness` says how close each answer stays to it, and one under
+`min_share` may not be chosen. The judge and closeness are callables the command wires from the evaluation's judges
+(this layer does not import evaluation): the judge, (pair, answers) -> one score per answer, higher is better, or
+None where it knows no measure for that preference (the context is then skipped); `closeness`, (pair, answers) ->
+per answer its closeness to the question as a share of the data's chosen answer's.
 
 The pairs are written once, atomically, to RUN/sampled_pairs.jsonl; a resumed run reads them back rather than
 sampling again, so DPO resumes on the very pairs it started with.
@@ -36,13 +39,13 @@ from ..records import write_records_atomic
 SAMPLED_FILE = "sampled_pairs.jsonl"
 REJECTED = ("worst", "greedy")
 PairJudge = Callable[[MetaPair, list[str]], "list[float] | None"]
-OnQuestion = Callable[[MetaPair, list[str]], list[bool]]
+Closeness = Callable[[MetaPair, list[str]], list[float]]
 
 
 def sampled_pairs(out: Path, policy, tokenizer, pairs: list[MetaPair], judge: PairJudge, *, contexts: int,
                   samples: int, max_new_tokens: int, temperature: float, batch_size: int, seed: int,
-                  on_question: OnQuestion | None = None, rejected: str = "worst",
-                  progress: bool = True) -> list[MetaPair]:
+                  closeness: Closeness | None = None, min_share: float = 0.0, chosen_as_close: bool = False,
+                  rejected: str = "worst", progress: bool = True) -> list[MetaPair]:
     """The sampled pairs of this run: read back from `out`/sampled_pairs.jsonl, or sampled, judged and written."""
     path = out / SAMPLED_FILE
     if path.is_file():
@@ -60,7 +63,7 @@ def sampled_pairs(out: Path, policy, tokenizer, pairs: list[MetaPair], judge: Pa
         answers = _sample(policy, tokenizer, batch, samples, max_new_tokens, temperature, generator)
         modes = _greedy(policy, tokenizer, batch, max_new_tokens) if rejected == "greedy" else [None] * len(batch)
         for context, texts, mode in zip(batch, answers, modes):
-            pair = _best_and_worst(context, texts, judge, on_question, mode)
+            pair = _best_and_worst(context, texts, judge, closeness, min_share, chosen_as_close, mode)
             if pair is not None:
                 made.append(pair)
         bar.update(len(batch))
@@ -95,7 +98,8 @@ def _generate(policy, tokenizer, batch: list[MetaPair], max_new_tokens: int, **h
 
 
 def _best_and_worst(context: MetaPair, answers: list[str], judge: PairJudge,
-                    on_question: OnQuestion | None = None, mode: str | None = None) -> MetaPair | None:
+                    closeness: Closeness | None = None, min_share: float = 0.0, chosen_as_close: bool = False,
+                    mode: str | None = None) -> MetaPair | None:
     """The best eligible sample against the worst answer, or against `mode` (the greedy answer) where given; an
     empty greedy answer gives no pair (judges have nothing to score in it)."""
     if mode == "":
@@ -104,13 +108,14 @@ def _best_and_worst(context: MetaPair, answers: list[str], judge: PairJudge,
     scores = judge(context, usable) if len(usable) > 1 else None
     if scores is None:
         return None
-    stays = on_question(context, usable) if on_question else [True] * len(usable)
+    shares = closeness(context, usable) if closeness else [1.0] * len(usable)
     sampled = len(usable) - (1 if mode else 0)
-    eligible = [i for i in range(sampled) if stays[i] and not degenerate(usable[i])]
+    worst = sampled if mode else min(range(len(usable)), key=scores.__getitem__)
+    floor = max(min_share, shares[worst]) if chosen_as_close else min_share
+    eligible = [i for i in range(sampled) if shares[i] >= floor and not degenerate(usable[i])]
     if not eligible:
         return None
     best = max(eligible, key=scores.__getitem__)
-    worst = sampled if mode else min(range(len(usable)), key=scores.__getitem__)
     if scores[best] <= scores[worst] or usable[best] == usable[worst]:
         return None
     return replace(context, chosen=usable[best], rejected=usable[worst])
