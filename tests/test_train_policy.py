@@ -232,11 +232,10 @@ def cheer_is_best(pair, answers):
 def test_a_sampled_answer_stays_on_the_question_when_as_close_to_the_prompt_as_a_share_of_the_datas_answer():
     import torch
 
-    from personalign.training import sampled_pairs as sampling
-
     from personalign.data.metaalign import MetaPair
     from personalign.evaluation.judges.relevance import RelevanceJudge
     from personalign.evaluation.meta_pair_judge import meta_pair_closeness
+    from personalign.training import sampled_pairs as sampling
 
     def embed(texts):  # fruit talk along one axis, anything else along the other, halfway between for "half"
         rows = [[1.0, 0.0] if "fruit" in t else [0.6, 0.8] if "half" in t else [0.0, 1.0] for t in texts]

@@ -4,17 +4,17 @@ the SFT model, the paper's "sample from 7b/13b" files), for `train-policy --dpo-
 For a seeded sample of the training pairs' distinct (meta-prompt, prompt) contexts, the SFT policy writes `samples`
 answers each by temperature sampling; a judge scores them under that meta-prompt's preference, and the best and the
 worst answer make a pair when the judge tells them apart. With `rejected` "greedy" the rejected answer is instead the
-policy's own greedy answer to the context (its mode, which greedy evaluation reads), paired with the best sample
-where the judge scores that higher: sampled best against sampled worst can teach a preference the samples already
-show while leaving the mode where it was (README, MetaAlign v5). With `chosen_as_close` the chosen answer must also
-stay at least as close to the question as the rejected one, so that a pair differs in the preference and not in
-staying on the question (sampled best answers drift from it a little more often than not). An answer that loops or copies a prompt template back may
-be rejected, never chosen (data/synth.py: proxy judges like both), nor may one that leaves the question (VADER likes
-"Awesome, happy to help!" whatever was asked): `closeness` says how close each answer stays to it, and one under
-`min_share` may not be chosen. The judge and closeness are callables the command wires from the evaluation's judges
-(this layer does not import evaluation): the judge, (pair, answers) -> one score per answer, higher is better, or
-None where it knows no measure for that preference (the context is then skipped); `closeness`, (pair, answers) ->
-per answer its closeness to the question as a share of the data's chosen answer's.
+policy's own greedy answer to the context (its mode, which greedy evaluation reads), paired with the best sample where
+the judge scores that higher: sampled best against sampled worst can teach a preference the samples already show while
+leaving the mode where it was (README, MetaAlign v5). With `chosen_as_close` the chosen answer must also stay at least
+as close to the question as the rejected one, so that a pair differs in the preference and not in staying on the
+question (sampled best answers drift from it a little more often than not). An answer that loops or copies a prompt
+template back may be rejected, never chosen (data/synth.py: proxy judges like both), nor may one that leaves the
+question (VADER likes "Awesome, happy to help!" whatever was asked): `closeness` says how close each answer stays to it,
+and one under `min_share` may not be chosen. The judge and closeness are callables the command wires from the
+evaluation's judges (this layer does not import evaluation): the judge, (pair, answers) -> one score per answer, higher
+is better, or None where it knows no measure for that preference (the context is then skipped); `closeness`, (pair,
+answers) -> per answer its closeness to the question as a share of the data's chosen answer's.
 
 The pairs are written once, atomically, to RUN/sampled_pairs.jsonl; a resumed run reads them back rather than
 sampling again, so DPO resumes on the very pairs it started with.
@@ -37,7 +37,6 @@ from ..meta_prompt import render_meta_ids
 from ..records import write_records_atomic
 
 SAMPLED_FILE = "sampled_pairs.jsonl"
-REJECTED = ("worst", "greedy")
 PairJudge = Callable[[MetaPair, list[str]], "list[float] | None"]
 Closeness = Callable[[MetaPair, list[str]], list[float]]
 
@@ -75,7 +74,6 @@ def sampled_pairs(out: Path, policy, tokenizer, pairs: list[MetaPair], judge: Pa
     return made
 
 
-@torch.inference_mode()
 def _sample(policy, tokenizer, batch: list[MetaPair], samples: int, max_new_tokens: int, temperature: float,
             generator: torch.Generator) -> list[list[str]]:
     torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))  # generate samples from torch's
@@ -84,11 +82,11 @@ def _sample(policy, tokenizer, batch: list[MetaPair], samples: int, max_new_toke
     return [texts[i * samples:(i + 1) * samples] for i in range(len(batch))]
 
 
-@torch.inference_mode()
 def _greedy(policy, tokenizer, batch: list[MetaPair], max_new_tokens: int) -> list[str]:
     return _generate(policy, tokenizer, batch, max_new_tokens, do_sample=False)
 
 
+@torch.inference_mode()
 def _generate(policy, tokenizer, batch: list[MetaPair], max_new_tokens: int, **how) -> list[str]:
     rows = [render_meta_ids(tokenizer, pair.prompt, pair.meta_prompt) for pair in batch]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
