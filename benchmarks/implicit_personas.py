@@ -7,11 +7,14 @@ For each prompt (koala_eval_50) and persona, the answer with the persona as User
 judge's measure of the implied dimension, with the same method's answer under a neutral User Info (`NEUTRAL`): it
 moved the right way when it scores higher (ties count as not moved). One row per method and persona: prompts,
 moved, rate. These personas are none of the backgrounds the policy trains on (data/metaalign_synth.PSOUPS_PERSONAS).
+With `--stated` the User Info is the dimension's own P-SOUPS text instead of the persona: how often a stated
+preference moves its dimension, the most a background implying it can be expected to.
 """
 
 import argparse
 
 from personalign import GenerationRequest, load_engine
+from personalign.catalog import lookup
 from personalign.data.metaalign_synth import PSOUPS_PERSONAS
 from personalign.data.prompt_sets import load_prompts
 from personalign.evaluation.judges.offline import OfflineJudge
@@ -41,21 +44,23 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--stated", action="store_true", help="User Info: each dimension's own text, not a persona")
     args = parser.parse_args()
+    personas = {dim: lookup(dim).text for dim in PERSONAS} if args.stated else PERSONAS
     prompts = load_prompts(args.prompts, args.limit)
     engine, judge = load_engine(persrm="untrained", policy=args.policy), OfflineJudge()
     rows = []
     for method in args.methods.split(","):
         neutral = answers(engine, method, prompts, NEUTRAL, args.max_new_tokens, args.batch_size)
-        for dim, persona in PERSONAS.items():
+        for dim, persona in personas.items():
             texts = answers(engine, method, prompts, persona, args.max_new_tokens, args.batch_size)
             moved = sum(a > b for a, b in zip(judge.score(dim, [""] * len(texts), texts),
                                               judge.score(dim, [""] * len(neutral), neutral)))
             rows.append((method, dim, persona, len(texts), moved))
             print(f"[{method}] {dim}: {moved}/{len(texts)}", flush=True)
-    print(f"{'method':<15} {'implies':<12} {'persona':<52} {'prompts':>7} {'moved':>5} {'rate':>5}")
+    print(f"{'method':<15} {'implies':<12} {'User Info':<52} {'prompts':>7} {'moved':>5} {'rate':>5}")
     for method, dim, persona, n, moved in rows:
-        print(f"{method:<15} {dim:<12} {persona:<52} {n:>7} {moved:>5} {moved / n:>5.2f}")
+        print(f"{method:<15} {dim:<12} {persona[:52]:<52} {n:>7} {moved:>5} {moved / n:>5.2f}")
     for method in dict.fromkeys(r[0] for r in rows):
         n, moved = (sum(r[i] for r in rows if r[0] == method) for i in (3, 4))
         print(f"{method:<15} {'(all)':<12} {'':<52} {n:>7} {moved:>5} {moved / n:>5.2f}")
