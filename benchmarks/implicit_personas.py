@@ -46,21 +46,21 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--stated", action="store_true", help="User Info: each dimension's own text, not a persona")
     args = parser.parse_args()
-    personas = {dim: lookup(dim).text for dim in PERSONAS} if args.stated else PERSONAS
+    user_infos = {dim: lookup(dim).text for dim in PERSONAS} if args.stated else PERSONAS
     prompts = load_prompts(args.prompts, args.limit)
     engine, judge = load_engine(persrm="untrained", policy=args.policy), OfflineJudge()
     rows = []
     for method in args.methods.split(","):
         neutral = answers(engine, method, prompts, NEUTRAL, args.max_new_tokens, args.batch_size)
-        for dim, persona in personas.items():
-            texts = answers(engine, method, prompts, persona, args.max_new_tokens, args.batch_size)
+        for dim, user_info in user_infos.items():
+            texts = answers(engine, method, prompts, user_info, args.max_new_tokens, args.batch_size)
             moved = sum(a > b for a, b in zip(judge.score(dim, [""] * len(texts), texts),
                                               judge.score(dim, [""] * len(neutral), neutral)))
-            rows.append((method, dim, persona, len(texts), moved))
+            rows.append((method, dim, user_info, len(texts), moved))
             print(f"[{method}] {dim}: {moved}/{len(texts)}", flush=True)
     print(f"{'method':<15} {'implies':<12} {'User Info':<52} {'prompts':>7} {'moved':>5} {'rate':>5}")
-    for method, dim, persona, n, moved in rows:
-        print(f"{method:<15} {dim:<12} {persona[:52]:<52} {n:>7} {moved:>5} {moved / n:>5.2f}")
+    for method, dim, user_info, n, moved in rows:
+        print(f"{method:<15} {dim:<12} {user_info[:52]:<52} {n:>7} {moved:>5} {moved / n:>5.2f}")
     for method in dict.fromkeys(r[0] for r in rows):
         n, moved = (sum(r[i] for r in rows if r[0] == method) for i in (3, 4))
         print(f"{method:<15} {'(all)':<12} {'':<52} {n:>7} {moved:>5} {moved / n:>5.2f}")
