@@ -3,12 +3,13 @@
     personalign data metaalign --out runs/metaalign
     personalign train-policy --data runs/metaalign --out runs/policy --recipe sft-dpo    # -> runs/policy/policy
     personalign train-policy --data runs/metaalign --out runs/policy --dpo-pairs sampled  # DPO on judged samples
+    personalign train-policy --data runs/metaalign --out runs/policy --dpo-pairs stated   # backgrounds as stated
 
 A killed run continues with the same command and --resume.
 """
 
 from .flags import add_flags, flag_values
-from ..training.policy_config import DPOStage, PolicyConfig, SFTStage
+from ..training.policy_config import JUDGED_PAIRS, DPOStage, PolicyConfig, SFTStage
 
 STAGES = (PolicyConfig, SFTStage, DPOStage)
 
@@ -30,7 +31,7 @@ def run(args) -> int:
     configs = [cls(**flag_values(args, cls, [f.name for f in fields(cls)])) for cls in STAGES]
     quiet_loading()  # train_policy checks every setting before anything loads
     judge = closeness = None
-    if configs[0].recipe == "sft-dpo" and configs[2].dpo_pairs == "sampled":
+    if configs[0].recipe == "sft-dpo" and configs[2].dpo_pairs in JUDGED_PAIRS:
         from ..evaluation.meta_pair_judge import meta_pair_closeness, meta_pair_judge
         judge, closeness = meta_pair_judge(), meta_pair_closeness()
     summary = train_policy(*configs, resume=args.resume, pair_judge=judge, closeness=closeness)

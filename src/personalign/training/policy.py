@@ -14,10 +14,11 @@ skips a finished one (its adapter/ is there). Metrics go to metrics.jsonl as JSO
 resumes from are dropped, since it writes them again.
 
 DPO's pairs are the data's (train.jsonl) or, with `dpo_pairs` sampled, answers the SFT policy samples, ranked by a
-judge (training/sampled_pairs.py).
+judge (training/sampled_pairs.py), or with `dpo_pairs` stated, its answers to implicit contexts against its answers
+under the preference stated (training/stated_pairs.py).
 
 Output directory: policy_config.json, metrics.jsonl, sft/ and dpo/ (checkpoints, then adapter/), sampled_pairs.jsonl
-(dpo_pairs sampled), policy/ (the MetaAlign policy: the last stage's adapter and policy.json).
+(dpo_pairs sampled or stated), policy/ (the MetaAlign policy: the last stage's adapter and policy.json).
 """
 
 import copy
@@ -39,8 +40,9 @@ from ..models import EMBEDDED_MODEL_NAME, load_causal_lm
 from ..records import append_records, read_records, write_directory_atomic, write_records_atomic
 from ..sharding import process_state
 from .checkpoint import continues_run
-from .policy_config import LORA_MODULES, DPOStage, PolicyConfig, SFTStage, outcome_settings
+from .policy_config import JUDGED_PAIRS, LORA_MODULES, DPOStage, PolicyConfig, SFTStage, outcome_settings
 from .sampled_pairs import Closeness, PairJudge, sampled_pairs
+from .stated_pairs import stated_pairs
 
 SETTINGS_FILE = "policy_config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -58,9 +60,9 @@ def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool =
         config.validate()
     if sft.sft_steps == 0 and not (sft.sft_init and run.recipe == "sft-dpo"):
         raise PersonalignError("sft_steps 0 means DPO straight from a saved policy: give --sft-init and recipe sft-dpo")
-    if run.recipe == "sft-dpo" and dpo.dpo_pairs == "sampled" and pair_judge is None:
-        raise PersonalignError("sampled DPO pairs need a judge (pair_judge; the command line wires the evaluation's)")
-    if run.recipe == "sft-dpo" and dpo.dpo_pairs == "sampled" and _guards_question(dpo) and closeness is None:
+    if run.recipe == "sft-dpo" and dpo.dpo_pairs in JUDGED_PAIRS and pair_judge is None:
+        raise PersonalignError(f"{dpo.dpo_pairs} DPO pairs need a judge (pair_judge; the command line wires the evaluation's)")
+    if run.recipe == "sft-dpo" and dpo.dpo_pairs in JUDGED_PAIRS and _guards_question(dpo) and closeness is None:
         raise PersonalignError("dpo_min_on_question and dpo_chosen_as_close need an on-question check (closeness; "
                                "the command line wires the evaluation's), or set them to 0 and off")
     out, settings = Path(run.out), outcome_settings(run, sft, dpo)
@@ -89,7 +91,7 @@ def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool =
         summary = {"sft": {}}
     if run.recipe == "sft-dpo":
         train_pairs = pairs["train"]
-        if dpo.dpo_pairs == "sampled":
+        if dpo.dpo_pairs in JUDGED_PAIRS:
             with processes.main_process_first():  # the first samples and writes them, the others read them
                 train_pairs = _sampled_pairs(out, run, dpo, model, tokenizer, train_pairs, pair_judge,
                                              closeness, progress)
@@ -110,15 +112,17 @@ def _guards_question(dpo: DPOStage) -> bool:
 
 def _sampled_pairs(out: Path, run: PolicyConfig, dpo: DPOStage, model, tokenizer, pairs, judge, closeness,
                    progress):
+    """The pairs the SFT policy writes and the judge ranks (`dpo_pairs` sampled or stated)."""
     from peft import PeftModel
 
     sft_policy = PeftModel.from_pretrained(copy.deepcopy(model), out / "sft" / ADAPTER_DIR).eval()
-    return sampled_pairs(out, sft_policy, tokenizer, pairs, judge, contexts=dpo.dpo_contexts, samples=dpo.dpo_samples,
-                         max_new_tokens=dpo.dpo_sample_tokens, temperature=dpo.dpo_temperature,
-                         batch_size=run.batch_size, seed=run.seed,
-                         closeness=closeness if _guards_question(dpo) else None,
-                         min_share=dpo.dpo_min_on_question, chosen_as_close=dpo.dpo_chosen_as_close,
-                         rejected=dpo.dpo_rejected, progress=progress)
+    shared = dict(contexts=dpo.dpo_contexts, max_new_tokens=dpo.dpo_sample_tokens, batch_size=run.batch_size,
+                  seed=run.seed, closeness=closeness if _guards_question(dpo) else None,
+                  min_share=dpo.dpo_min_on_question, chosen_as_close=dpo.dpo_chosen_as_close, progress=progress)
+    if dpo.dpo_pairs == "stated":
+        return stated_pairs(out, sft_policy, tokenizer, pairs, judge, **shared)
+    return sampled_pairs(out, sft_policy, tokenizer, pairs, judge, samples=dpo.dpo_samples,
+                         temperature=dpo.dpo_temperature, rejected=dpo.dpo_rejected, **shared)
 
 
 def _init_adapter(spec: str, run: PolicyConfig) -> Path:

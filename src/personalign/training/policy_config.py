@@ -8,7 +8,8 @@ from ..flag_help import flag_help
 from ..validation import check_number
 
 RECIPES = ("sft", "sft-dpo")
-DPO_PAIRS = ("data", "sampled")
+DPO_PAIRS = ("data", "sampled", "stated")  # stated: training/stated_pairs.py
+JUDGED_PAIRS = ("sampled", "stated")  # the policy writes them, a judge ranks them
 DPO_REJECTED = ("worst", "greedy")  # training/sampled_pairs.py
 SFT_BATCHING = ("by-length", "random")
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
@@ -93,22 +94,25 @@ class DPOStage:
     dpo_beta: float = field(default=0.1, metadata=flag_help("DPO beta"))
     dpo_eval_every: int = field(default=25, metadata=flag_help("DPO steps between held-out evaluations"))
     dpo_pairs: str = field(default="data", metadata=flag_help(
-        "data: DPO on the data's pairs; sampled: on pairs the SFT policy samples and the evaluation judges rank "
-        "(written to RUN/sampled_pairs.jsonl)", choices=DPO_PAIRS))
+        "data: DPO on the data's pairs; sampled: on pairs the SFT policy samples and the evaluation judges rank; "
+        "stated: on implicit contexts, the SFT policy's greedy answer under the stated preference over its answer "
+        "under the background, where the judges rank it higher (both written to RUN/sampled_pairs.jsonl)",
+        choices=DPO_PAIRS))
     dpo_contexts: int = field(default=256, metadata=flag_help(
-        "sampled pairs: how many training (meta-prompt, prompt) contexts to sample answers for"))
+        "sampled or stated pairs: how many training (meta-prompt, prompt) contexts to write answers for"))
     dpo_samples: int = field(default=4, metadata=flag_help("sampled pairs: answers sampled per context"))
-    dpo_sample_tokens: int = field(default=96, metadata=flag_help("sampled pairs: most tokens per sampled answer"))
+    dpo_sample_tokens: int = field(default=96, metadata=flag_help(
+        "sampled or stated pairs: most tokens per answer"))
     dpo_temperature: float = field(default=0.8, metadata=flag_help("sampled pairs: sampling temperature"))
     dpo_min_on_question: float = field(default=0.5, metadata=flag_help(
-        "sampled pairs: an answer may be chosen only if its similarity to the prompt is at least this share of the "
+        "sampled or stated pairs: an answer may be chosen only if its similarity to the prompt is at least this share of the "
         "data's chosen answer's (0: no check)"))
     dpo_rejected: str = field(default="worst", metadata=flag_help(
         "sampled pairs: the answer the best sample is preferred to: worst, the worst sample; greedy, the policy's "
         "own greedy answer (its mode, what greedy decoding gives), where the best sample beats it",
         choices=DPO_REJECTED))
     dpo_chosen_as_close: bool = field(default=False, metadata=flag_help(
-        "sampled pairs: the chosen answer must also stay at least as close to the question as the rejected one, so "
+        "sampled or stated pairs: the chosen answer must also stay at least as close to the question as the rejected one, so "
         "a pair differs in the preference, not in staying on the question"))
 
     def validate(self) -> None:
@@ -134,6 +138,9 @@ def outcome_settings(run: PolicyConfig, sft: SFTStage, dpo: DPOStage) -> dict:
     if settings.get("dpo_pairs") == "data":  # the sampling settings then decide nothing
         for name in ("dpo_contexts", "dpo_samples", "dpo_sample_tokens", "dpo_temperature", "dpo_min_on_question",
                      "dpo_rejected", "dpo_chosen_as_close"):
+            settings.pop(name)
+    if settings.get("dpo_pairs") == "stated":  # greedy answers, no samples: these decide nothing
+        for name in ("dpo_samples", "dpo_temperature", "dpo_rejected"):
             settings.pop(name)
     for name, before in (("dpo_rejected", "worst"), ("dpo_chosen_as_close", False)):
         if settings.get(name) == before:  # what runs did before the setting existed: they still resume

@@ -46,48 +46,73 @@ def sampled_pairs(out: Path, policy, tokenizer, pairs: list[MetaPair], judge: Pa
                   closeness: Closeness | None = None, min_share: float = 0.0, chosen_as_close: bool = False,
                   rejected: str = "worst", progress: bool = True) -> list[MetaPair]:
     """The sampled pairs of this run: read back from `out`/sampled_pairs.jsonl, or sampled, judged and written."""
+    return written_once(out, lambda: _make(policy, tokenizer, pairs, judge, contexts, samples, max_new_tokens,
+                                           temperature, batch_size, seed, closeness, min_share, chosen_as_close,
+                                           rejected, progress),
+                        "sampling gave no DPO pairs: the judge told no two answers apart (more --dpo-samples or a "
+                        "higher --dpo-temperature may help)")
+
+
+def written_once(out: Path, make: Callable[[], list[MetaPair]], none_made: str) -> list[MetaPair]:
+    """The pairs in `out`/sampled_pairs.jsonl, or those `make` gives, written there atomically (`none_made`: the
+    error where it gives none)."""
     path = out / SAMPLED_FILE
     if path.is_file():
         return read_meta_pairs(path)
+    made = make()
+    if not made:
+        raise PersonalignError(none_made)
+    write_records_atomic(path, [as_record(p) for p in made])
+    return made
+
+
+def _make(policy, tokenizer, pairs, judge, contexts, samples, max_new_tokens, temperature, batch_size, seed,
+          closeness, min_share, chosen_as_close, rejected, progress) -> list[MetaPair]:
     firsts = {}
     for pair in pairs:  # one pair stands for its context (meta-prompt and prompt)
         firsts.setdefault((pair.system_info, pair.user_info, prompt_key(pair)), pair)
     chosen = list(firsts.values())
     chosen = random.Random(seed).sample(chosen, min(contexts, len(chosen)))
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    made = []
-    bar = tqdm(total=len(chosen), desc="sampling DPO pairs", unit="prompt", disable=not progress)
-    for start in range(0, len(chosen), batch_size):
-        batch = chosen[start:start + batch_size]
+
+    def pair_batch(batch):
         answers = _sample(policy, tokenizer, batch, samples, max_new_tokens, temperature, generator)
         modes = _greedy(policy, tokenizer, batch, max_new_tokens) if rejected == "greedy" else [None] * len(batch)
-        for context, texts, mode in zip(batch, answers, modes):
-            pair = _best_and_worst(context, texts, judge, closeness, min_share, chosen_as_close, mode)
-            if pair is not None:
-                made.append(pair)
+        return [_best_and_worst(context, texts, judge, closeness, min_share, chosen_as_close, mode)
+                for context, texts, mode in zip(batch, answers, modes)]
+
+    return pairs_in_batches(chosen, batch_size, pair_batch, "sampling DPO pairs", progress)
+
+
+def pairs_in_batches(contexts: list[MetaPair], batch_size: int, pair_batch, desc: str,
+                     progress: bool) -> list[MetaPair]:
+    """The pairs `pair_batch` makes of each batch of `contexts` (None where a context gives none), with a progress
+    bar."""
+    made = []
+    bar = tqdm(total=len(contexts), desc=desc, unit="prompt", disable=not progress)
+    for start in range(0, len(contexts), batch_size):
+        batch = contexts[start:start + batch_size]
+        made += [pair for pair in pair_batch(batch) if pair is not None]
         bar.update(len(batch))
     bar.close()
-    if not made:
-        raise PersonalignError("sampling gave no DPO pairs: the judge told no two answers apart (more --dpo-samples "
-                               "or a higher --dpo-temperature may help)")
-    write_records_atomic(path, [as_record(p) for p in made])
     return made
 
 
 def _sample(policy, tokenizer, batch: list[MetaPair], samples: int, max_new_tokens: int, temperature: float,
             generator: torch.Generator) -> list[list[str]]:
     torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))  # generate samples from torch's
-    texts = _generate(policy, tokenizer, batch, max_new_tokens, do_sample=True, temperature=temperature, top_k=0,
-                      top_p=1.0, num_return_sequences=samples)
+    texts = generate_answers(policy, tokenizer, batch, max_new_tokens, do_sample=True, temperature=temperature,
+                             top_k=0, top_p=1.0, num_return_sequences=samples)
     return [texts[i * samples:(i + 1) * samples] for i in range(len(batch))]
 
 
 def _greedy(policy, tokenizer, batch: list[MetaPair], max_new_tokens: int) -> list[str]:
-    return _generate(policy, tokenizer, batch, max_new_tokens, do_sample=False)
+    return generate_answers(policy, tokenizer, batch, max_new_tokens, do_sample=False)
 
 
 @torch.inference_mode()
-def _generate(policy, tokenizer, batch: list[MetaPair], max_new_tokens: int, **how) -> list[str]:
+def generate_answers(policy, tokenizer, batch: list[MetaPair], max_new_tokens: int, **how) -> list[str]:
+    """The policy's answers to each context's meta-prompt and prompt (`how`: generate's decoding settings)."""
     rows = [render_meta_ids(tokenizer, pair.prompt, pair.meta_prompt) for pair in batch]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ids, mask = left_padded(rows, pad, policy.device)
