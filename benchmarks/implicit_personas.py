@@ -8,7 +8,8 @@ judge's measure of the implied dimension, with the same method's answer under a 
 moved the right way when it scores higher (ties count as not moved). One row per method and persona: prompts,
 moved, rate. These personas are none of the backgrounds the policy trains on (data/metaalign_synth.PSOUPS_PERSONAS).
 With `--stated` the User Info is the dimension's own P-SOUPS text instead of the persona: how often a stated
-preference moves its dimension, the most a background implying it can be expected to.
+preference moves its dimension, the most a background implying it can be expected to. With `--trained` it is the
+dimension's first training background: how far the trained response reaches before it must generalize.
 """
 
 import argparse
@@ -44,9 +45,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=10)
-    parser.add_argument("--stated", action="store_true", help="User Info: each dimension's own text, not a persona")
+    told = parser.add_mutually_exclusive_group()
+    told.add_argument("--stated", action="store_true", help="User Info: each dimension's own text, not a persona")
+    told.add_argument("--trained", action="store_true", help="User Info: each dimension's first training background")
     args = parser.parse_args()
-    user_infos = {dim: lookup(dim).text for dim in PERSONAS} if args.stated else PERSONAS
+    user_infos = {dim: lookup(dim).text for dim in PERSONAS} if args.stated else \
+        {dim: PSOUPS_PERSONAS[dim][0] for dim in PERSONAS} if args.trained else PERSONAS
     prompts = load_prompts(args.prompts, args.limit)
     engine, judge = load_engine(persrm="untrained", policy=args.policy), OfflineJudge()
     rows = []
