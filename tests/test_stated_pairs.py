@@ -11,7 +11,7 @@ from personalign.errors import PersonalignError
 from personalign.training import stated_pairs as stating
 from personalign.training.policy import train_policy
 from personalign.training.policy_config import DPOStage
-from personalign.training.sampled_pairs import SAMPLED_FILE, generate_answers
+from personalign.training.sampled_pairs import SAMPLED_FILE, greedy_answers
 from test_train_policy import FRUIT, configs, toy_pairs, write_toy_data
 from tiny import tiny_llama
 
@@ -32,9 +32,9 @@ def test_the_stated_answer_is_chosen_over_the_answer_to_the_background_and_a_rer
     stated = {word: text for text, word in FRUIT.items()}
     assert stating.stated_user_infos(pairs) == {f"toy:{w}": stated[w] for w in stated}
     implicit = [p for p in pairs if not p.explicit]
-    implied = generate_answers(policy, smol_tokenizer, implicit, 6, do_sample=False)
-    told = generate_answers(policy, smol_tokenizer, [MetaPair(**{**p.__dict__, "user_info": stated[p.chosen]})
-                                                     for p in implicit], 6, do_sample=False)
+    implied = greedy_answers(policy, smol_tokenizer, implicit, 6)
+    told = greedy_answers(policy, smol_tokenizer, [MetaPair(**{**p.__dict__, "user_info": stated[p.chosen]})
+                                                   for p in implicit], 6)
     expected = {(p.user_info, p.prompt): (s, i) for p, s, i in zip(implicit, told, implied) if s != i}
     assert expected  # the stated preference changes the tiny policy's answer somewhere
 
@@ -48,7 +48,7 @@ def test_the_stated_answer_is_chosen_over_the_answer_to_the_background_and_a_rer
     assert all(not p.explicit and p.user_info in BACKGROUNDS.values() for p in made)
     written = (tmp_path / SAMPLED_FILE).read_text()
     assert len(written.splitlines()) == len(made)
-    monkeypatch.setattr(stating, "generate_answers", lambda *a, **k: pytest.fail("a rerun wrote answers again"))
+    monkeypatch.setattr(stating, "greedy_answers", lambda *a, **k: pytest.fail("a rerun wrote answers again"))
     again = stating.stated_pairs(tmp_path, policy, smol_tokenizer, pairs, stated_is_better, contexts=100,
                                  max_new_tokens=6, batch_size=3, seed=0, progress=False)
     assert again == made and (tmp_path / SAMPLED_FILE).read_text() == written

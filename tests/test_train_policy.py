@@ -209,8 +209,8 @@ def test_greedy_rejection_pairs_the_best_sample_against_the_policys_own_greedy_a
 
     policy = tiny_llama(0).eval()
     contexts = toy_pairs(4)
-    modes = sampling._greedy(policy, smol_tokenizer, contexts, 6)
-    assert modes == sampling._greedy(policy, smol_tokenizer, contexts, 6)  # greedy: the same answer every time
+    modes = sampling.greedy_answers(policy, smol_tokenizer, contexts, 6)
+    assert modes == sampling.greedy_answers(policy, smol_tokenizer, contexts, 6)  # greedy: the same answer every time
     pairs = sampling.sampled_pairs(tmp_path, policy, smol_tokenizer, contexts, longer_is_better, contexts=8,
                                    samples=3, max_new_tokens=6, temperature=1.5, batch_size=4, seed=0,
                                    rejected="greedy", progress=False)

@@ -61,7 +61,8 @@ def train_policy(run: PolicyConfig, sft: SFTStage, dpo: DPOStage, resume: bool =
     if sft.sft_steps == 0 and not (sft.sft_init and run.recipe == "sft-dpo"):
         raise PersonalignError("sft_steps 0 means DPO straight from a saved policy: give --sft-init and recipe sft-dpo")
     if run.recipe == "sft-dpo" and dpo.dpo_pairs in JUDGED_PAIRS and pair_judge is None:
-        raise PersonalignError(f"{dpo.dpo_pairs} DPO pairs need a judge (pair_judge; the command line wires the evaluation's)")
+        raise PersonalignError(f"{dpo.dpo_pairs} DPO pairs need a judge (pair_judge; the command line wires the "
+                               "evaluation's)")
     if run.recipe == "sft-dpo" and dpo.dpo_pairs in JUDGED_PAIRS and _guards_question(dpo) and closeness is None:
         raise PersonalignError("dpo_min_on_question and dpo_chosen_as_close need an on-question check (closeness; "
                                "the command line wires the evaluation's), or set them to 0 and off")

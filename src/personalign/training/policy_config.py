@@ -105,15 +105,15 @@ class DPOStage:
         "sampled or stated pairs: most tokens per answer"))
     dpo_temperature: float = field(default=0.8, metadata=flag_help("sampled pairs: sampling temperature"))
     dpo_min_on_question: float = field(default=0.5, metadata=flag_help(
-        "sampled or stated pairs: an answer may be chosen only if its similarity to the prompt is at least this share of the "
-        "data's chosen answer's (0: no check)"))
+        "sampled or stated pairs: an answer may be chosen only if its similarity to the prompt is at least this "
+        "share of the data's chosen answer's (0: no check)"))
     dpo_rejected: str = field(default="worst", metadata=flag_help(
         "sampled pairs: the answer the best sample is preferred to: worst, the worst sample; greedy, the policy's "
         "own greedy answer (its mode, what greedy decoding gives), where the best sample beats it",
         choices=DPO_REJECTED))
     dpo_chosen_as_close: bool = field(default=False, metadata=flag_help(
-        "sampled or stated pairs: the chosen answer must also stay at least as close to the question as the rejected one, so "
-        "a pair differs in the preference, not in staying on the question"))
+        "sampled or stated pairs: the chosen answer must also stay at least as close to the question as the "
+        "rejected one, so a pair differs in the preference, not in staying on the question"))
 
     def validate(self) -> None:
         if self.dpo_pairs not in DPO_PAIRS:

@@ -68,20 +68,28 @@ def written_once(out: Path, make: Callable[[], list[MetaPair]], none_made: str) 
 
 def _make(policy, tokenizer, pairs, judge, contexts, samples, max_new_tokens, temperature, batch_size, seed,
           closeness, min_share, chosen_as_close, rejected, progress) -> list[MetaPair]:
-    firsts = {}
-    for pair in pairs:  # one pair stands for its context (meta-prompt and prompt)
-        firsts.setdefault((pair.system_info, pair.user_info, prompt_key(pair)), pair)
-    chosen = list(firsts.values())
-    chosen = random.Random(seed).sample(chosen, min(contexts, len(chosen)))
+    chosen = sample_contexts(pairs, contexts, seed)
     generator = torch.Generator(device="cpu").manual_seed(seed)
 
     def pair_batch(batch):
         answers = _sample(policy, tokenizer, batch, samples, max_new_tokens, temperature, generator)
-        modes = _greedy(policy, tokenizer, batch, max_new_tokens) if rejected == "greedy" else [None] * len(batch)
+        modes = greedy_answers(policy, tokenizer, batch, max_new_tokens) if rejected == "greedy" \
+            else [None] * len(batch)
         return [_best_and_worst(context, texts, judge, closeness, min_share, chosen_as_close, mode)
                 for context, texts, mode in zip(batch, answers, modes)]
 
     return pairs_in_batches(chosen, batch_size, pair_batch, "sampling DPO pairs", progress)
+
+
+def sample_contexts(pairs: list[MetaPair], contexts: int, seed: int,
+                    keep: Callable[[MetaPair], bool] = lambda pair: True) -> list[MetaPair]:
+    """A seeded sample of at most `contexts` distinct (meta-prompt, prompt) contexts among the pairs `keep` accepts,
+    each the first pair of its context standing for it."""
+    firsts = {}
+    for pair in pairs:
+        if keep(pair):
+            firsts.setdefault((pair.system_info, pair.user_info, prompt_key(pair)), pair)
+    return random.Random(seed).sample(list(firsts.values()), min(contexts, len(firsts)))
 
 
 def pairs_in_batches(contexts: list[MetaPair], batch_size: int, pair_batch, desc: str,
@@ -101,18 +109,18 @@ def pairs_in_batches(contexts: list[MetaPair], batch_size: int, pair_batch, desc
 def _sample(policy, tokenizer, batch: list[MetaPair], samples: int, max_new_tokens: int, temperature: float,
             generator: torch.Generator) -> list[list[str]]:
     torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))  # generate samples from torch's
-    texts = generate_answers(policy, tokenizer, batch, max_new_tokens, do_sample=True, temperature=temperature,
-                             top_k=0, top_p=1.0, num_return_sequences=samples)
+    texts = _generate(policy, tokenizer, batch, max_new_tokens, do_sample=True, temperature=temperature,
+                      top_k=0, top_p=1.0, num_return_sequences=samples)
     return [texts[i * samples:(i + 1) * samples] for i in range(len(batch))]
 
 
-def _greedy(policy, tokenizer, batch: list[MetaPair], max_new_tokens: int) -> list[str]:
-    return generate_answers(policy, tokenizer, batch, max_new_tokens, do_sample=False)
+def greedy_answers(policy, tokenizer, batch: list[MetaPair], max_new_tokens: int) -> list[str]:
+    """The policy's greedy answer to each context's meta-prompt and prompt."""
+    return _generate(policy, tokenizer, batch, max_new_tokens, do_sample=False)
 
 
 @torch.inference_mode()
-def generate_answers(policy, tokenizer, batch: list[MetaPair], max_new_tokens: int, **how) -> list[str]:
-    """The policy's answers to each context's meta-prompt and prompt (`how`: generate's decoding settings)."""
+def _generate(policy, tokenizer, batch: list[MetaPair], max_new_tokens: int, **how) -> list[str]:
     rows = [render_meta_ids(tokenizer, pair.prompt, pair.meta_prompt) for pair in batch]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ids, mask = left_padded(rows, pad, policy.device)

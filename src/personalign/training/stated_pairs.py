@@ -13,14 +13,12 @@ template back is never chosen, nor one under `min_share` of the data answer's cl
 The pairs are written once to RUN/sampled_pairs.jsonl and read back by a resumed run.
 """
 
-import random
 from dataclasses import replace
 from pathlib import Path
 
 from ..answer_checks import degenerate
 from ..data.metaalign import MetaPair
-from ..data.pairs import prompt_key
-from .sampled_pairs import Closeness, PairJudge, generate_answers, pairs_in_batches, written_once
+from .sampled_pairs import Closeness, PairJudge, greedy_answers, pairs_in_batches, sample_contexts, written_once
 
 
 def stated_pairs(out: Path, policy, tokenizer, pairs: list[MetaPair], judge: PairJudge, *, contexts: int,
@@ -45,16 +43,12 @@ def stated_user_infos(pairs: list[MetaPair]) -> dict[str, str]:
 def _make(policy, tokenizer, pairs, judge, contexts, max_new_tokens, batch_size, seed, closeness, min_share,
           chosen_as_close, progress) -> list[MetaPair]:
     stated = stated_user_infos(pairs)
-    firsts = {}
-    for pair in pairs:  # one pair stands for its implicit context (background and prompt)
-        if not pair.explicit and pair.preference in stated:
-            firsts.setdefault((pair.system_info, pair.user_info, prompt_key(pair)), pair)
-    chosen = random.Random(seed).sample(list(firsts.values()), min(contexts, len(firsts)))
+    chosen = sample_contexts(pairs, contexts, seed, keep=lambda pair: not pair.explicit and pair.preference in stated)
 
     def pair_batch(batch):
-        implied = generate_answers(policy, tokenizer, batch, max_new_tokens, do_sample=False)
-        told = generate_answers(policy, tokenizer, [replace(c, user_info=stated[c.preference]) for c in batch],
-                                max_new_tokens, do_sample=False)
+        implied = greedy_answers(policy, tokenizer, batch, max_new_tokens)
+        told = greedy_answers(policy, tokenizer, [replace(c, user_info=stated[c.preference]) for c in batch],
+                              max_new_tokens)
         return [_stated_over_implied(context, stated_answer, answer, judge, closeness, min_share, chosen_as_close)
                 for context, answer, stated_answer in zip(batch, implied, told)]
 
