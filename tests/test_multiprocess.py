@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -101,6 +102,11 @@ def test_two_processes_evaluate_into_the_same_records_as_one(tmp_path, tiny_mode
     timeless = lambda run: [{k: v for k, v in json.loads(line).items() if k != "seconds"}
                             for line in (tmp_path / run / "generations.jsonl").read_text().splitlines()]
     assert timeless("two") == timeless("one") and len(timeless("one")) == 3 * 3  # base, prompt, pad; the mix of both
-    judged = [(tmp_path / run / "judgments.jsonl").read_text() for run in ("one", "two")]
-    assert judged[0] == judged[1] and judged[0]  # the report is made from these two files (and timings)
+    # the report is made from these two files (and timings). torchrun runs its processes with OMP_NUM_THREADS=1, and
+    # MiniLM's sums (the on-question judge) differ in their last bits between thread counts, so values may differ there
+    judged = [[json.loads(line) for line in (tmp_path / run / "judgments.jsonl").read_text().splitlines()]
+              for run in ("one", "two")]
+    values = [[j.pop("value") for j in run] for run in judged]
+    assert judged[0] == judged[1] and judged[0]
+    assert values[1] == pytest.approx(values[0], rel=1e-5, abs=1e-6)
     assert not list((tmp_path / "two").glob("*.rank*"))
