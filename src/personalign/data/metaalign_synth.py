@@ -66,7 +66,7 @@ def synth_pairs(synth_dir, judge, seed: int = 0, twins: bool = False) -> list:
     records = read_records(path)
     cut = _truncated(Path(synth_dir) / ROLLOUTS)
     dims = [r for r in records if r.get("preference") in PSOUPS_DIMENSIONS]
-    flipped = _flips(dims, judge)
+    flipped = flipped_labels(dims, judge)
     pairs = []
     for record, flip in zip(dims, flipped):
         rng = random.Random(f"{seed}\0{record['prompt_id']}")  # one background drawn per side of the flip
@@ -118,7 +118,7 @@ def _truncated(rollouts: Path):
     return cut
 
 
-def _flips(records: list[dict], judge) -> list[tuple | None]:
+def flipped_labels(records: list[dict], judge) -> list[tuple | None]:
     """For each pair under d: (opposite of d, rejected, chosen) where the judge agrees and the rejected answer may be
     chosen, else None. One scoring call per dimension."""
     flips: list[tuple | None] = [None] * len(records)
