@@ -39,9 +39,9 @@ def main() -> None:
         order = sorted(range(len(texts)), key=warmth.__getitem__)
         if warmth[order[-1]] - warmth[order[0]] < args.min_gap:
             continue
-        warm, cold = texts[order[-1]], texts[order[0]]
-        words = min(len(warm.split()), len(cold.split()))
-        options = [" ".join(warm.split()[:words]), " ".join(cold.split()[:words])]
+        warm, cold = texts[order[-1]].split(), texts[order[0]].split()
+        words = min(len(warm), len(cold))
+        options = [" ".join(warm[:words]), " ".join(cold[:words])]
         items += [dict(preference=lookup(dim).text, prompt=prompt, options=options, answer=right, group=dim)
                   for right, dim in enumerate(AXIS)]
     with open(args.out, "w") as out:

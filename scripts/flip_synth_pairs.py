@@ -16,7 +16,7 @@ from personalign.evaluation.judges.offline import OfflineJudge
 from personalign.records import read_records
 
 SIDES = (("chosen", "rejected"), ("rejected", "chosen"))
-FIELDS = ("id", "under", "ends")
+PER_ANSWER = ("", "_id", "_under", "_ends")  # the text, its rollout, the preference it was written under, its end
 
 
 def main() -> None:
@@ -28,11 +28,9 @@ def main() -> None:
     out = []
     for pair, flip in zip(pairs, flipped_labels(pairs, OfflineJudge())):
         if flip is not None:  # the rejected answer may be chosen, so the pair itself is clean too
-            opposite, chosen, rejected = flip
-            swapped = {f"{side}_{field}": pair.get(f"{other}_{field}") for side, other in SIDES for field in FIELDS
-                       if f"{other}_{field}" in pair}  # ids, the preference each was written under, ends
-            out += [pair, dict(pair, **swapped, preference=opposite, chosen=chosen, rejected=rejected,
-                               flipped_from=pair["preference"])]
+            swapped = {side + field: pair[other + field] for side, other in SIDES for field in PER_ANSWER
+                       if other + field in pair}
+            out += [pair, dict(pair, **swapped, preference=flip[0], flipped_from=pair["preference"])]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w") as handle:
         handle.writelines(json.dumps(p) + "\n" for p in out)
