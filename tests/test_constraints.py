@@ -6,8 +6,8 @@ import pytest
 
 from personalign.cli import main
 from personalign.data.constraint_catalog import CONSTRAINTS, DOMAIN_QUESTIONS, Constraint
-from personalign.data.constraints import (ConstraintConfig, flipped, is_held_out, names_item, plan_answers,
-                                          respects, violates, write)
+from personalign.data.constraints import (ConstraintConfig, flipped, is_held_out, item_constraints, names_item,
+                                          plan_answers, respects, violates, write)
 from personalign.errors import PersonalignError
 from personalign.evaluation.choices import accuracy_table, credit, read_choices, score_items
 from tiny import StandInEngine
@@ -88,6 +88,41 @@ def test_pairs_and_choices_are_built_and_a_killed_run_resumes(tmp_path):
     config.temperature = 1.0
     with pytest.raises(PersonalignError, match="temperature"):
         write(config, tmp_path, ConstraintStandIn(), progress=False, constraints=SMALL)
+
+
+def test_single_item_constraints_rule_out_their_item_and_leave_the_held_out_ones_alone():
+    config = ConstraintConfig()
+    trained = [c for i, c in enumerate(CONSTRAINTS) if not is_held_out(i, config)]
+    held_out = [c for i, c in enumerate(CONSTRAINTS) if is_held_out(i, config)]
+    derived = item_constraints(trained, held_out)
+    assert len(derived) > 4 * len(CONSTRAINTS) and len({c.name for c in derived}) == len(derived)
+    for constraint in derived:
+        (item,) = constraint.rules_out
+        assert constraint.violated_by(item) and item in constraint.texts[0]
+        assert constraint.suits and not [other for other in constraint.suits if constraint.violated_by(other)]
+        for other in (item, *constraint.suits):  # nothing the unseen constraints name or flag
+            assert not any(other in (*h.suits, *h.rules_out) or h.violated_by(other) for h in held_out), other
+    steak = next(c for c in derived if c.rules_out == ("a grilled steak",))
+    assert steak.violated_by("Grill a steak tonight.") and not steak.violated_by("Make a lentil curry.")
+
+
+def test_single_item_pairs_come_in_both_orders_under_the_two_items(tmp_path):
+    config = ConstraintConfig(samples=1, hold_out_every=2, options=2, batch_size=8, item_pairs_per_question=1)
+    counts = write(config, tmp_path, ConstraintStandIn(), progress=False, constraints=SMALL)
+    pairs = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    items = [p for p in pairs if p["source"] == "constraint-item"]
+    assert items and counts["of them on single items"] == len(items)
+    assert {p["prompt"] for p in items} == set(DOMAIN_QUESTIONS["meal"][:-1])  # the held-out domain gives none
+    for pair in items:
+        assert pair["constraint"] == f"item (meal): {pair['rejected_item']}"
+        assert names_item(pair["preference"], pair["rejected_item"])
+        assert names_item(pair["rejected"], pair["rejected_item"]) and names_item(pair["chosen"], pair["chosen_item"])
+    by_answers = {(p["prompt"], p["chosen"], p["rejected"]) for p in items}
+    assert any((q, r, c) in by_answers for q, c, r in by_answers)  # the same two answers, labels flipped
+    write(ConstraintConfig(samples=1, hold_out_every=2, options=2, batch_size=8), tmp_path, ConstraintStandIn(),
+          progress=False, constraints=SMALL)
+    plain = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    assert plain == [p for p in pairs if p["source"] == "constraint"]  # the setting only adds pairs
 
 
 def test_a_tie_at_the_top_earns_a_share():

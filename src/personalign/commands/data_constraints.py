@@ -10,8 +10,8 @@ Re-running the same command resumes: answers already written are skipped.
 
 from .flags import add_flags, flag_values
 
-FLAGS = ["samples", "pairs_per_question", "options", "hold_out_every", "max_new_tokens", "temperature",
-         "batch_size", "seed"]
+FLAGS = ["samples", "pairs_per_question", "item_pairs_per_question", "options", "hold_out_every", "max_new_tokens",
+         "temperature", "batch_size", "seed"]
 
 
 def add_arguments(parser) -> None:

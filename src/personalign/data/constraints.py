@@ -12,7 +12,8 @@ come from the constraint's own word list, not from a proxy judge that could be g
                     chosen over a violating one; and the same pair flipped under another trained constraint of the
                     domain that rules out the chosen answer's item but not the rejected one's (the steak answer over
                     the lentil pasta for "I can't eat gluten"), so that no answer is simply good: what a reward
-                    model prefers must come from the stated constraint (MetaAlign's label flipping)
+                    model prefers must come from the stated constraint (MetaAlign's label flipping). With
+                    `item_pairs_per_question`, also pairs for constraints on single items (`item_constraints`)
     choices.jsonl   the held-out multiple-choice set: a statement of a constraint, a question, `options` (one
                     respecting answer, the rest violating, all cut to the same number of words so that no option
                     wins a log-likelihood comparison by being short) and `answer`, the respecting option's index.
@@ -50,6 +51,9 @@ class ConstraintConfig:
                                                         "violating"))
     hold_out_every: int = field(default=4, metadata=flag_help(
         "every N-th constraint of the catalog is held out of pairs.jsonl: the unseen group of choices.jsonl"))
+    item_pairs_per_question: int = field(default=0, metadata=flag_help(
+        "most pairs per (statement, question) for constraints on single items of the trained constraints "
+        "(\"Please don't suggest a pecan pie.\"); 0: none"))
     max_new_tokens: int = field(default=64, metadata=flag_help("most tokens per answer"))
     temperature: float = field(default=0.7, metadata=flag_help("sampling temperature of the answers"))
     batch_size: int = field(default=16, metadata=flag_help("answers decoded together"))
@@ -59,6 +63,8 @@ class ConstraintConfig:
         for name in ("samples", "pairs_per_question", "max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
                 raise PersonalignError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.item_pairs_per_question < 0:
+            raise PersonalignError(f"item_pairs_per_question must be >= 0, got {self.item_pairs_per_question}")
         if self.options < 2:
             raise PersonalignError(f"options must be >= 2, got {self.options}")
         if self.hold_out_every < 2:
@@ -91,11 +97,48 @@ def plan_answers(config: ConstraintConfig, constraints=CONSTRAINTS) -> list[dict
     return list(jobs.values())
 
 
+def content_words(item: str) -> list[str]:
+    """The words that name `item`: 4+ letters, not filler."""
+    return [w for w in re.findall(r"[a-z][a-z'-]{3,}", item.lower()) if w not in _FILLER]
+
+
 def names_item(answer: str, item: str) -> bool:
-    """Whether `answer` names `item`: one of the item's content words (4+ letters, not filler) appears in it."""
-    words = [w for w in re.findall(r"[a-z][a-z'-]{3,}", item.lower()) if w not in _FILLER]
+    """Whether `answer` names `item`: one of the item's content words appears in it."""
     text = answer.lower()
-    return any(re.search(rf"\b{re.escape(w)}", text) for w in words)
+    return any(re.search(rf"\b{re.escape(w)}", text) for w in content_words(item))
+
+
+ITEM_TEXTS = ("Please don't suggest {item}.", "I can't stand {bare}.")
+
+
+def item_constraints(trained, held_out) -> list[Constraint]:
+    """One constraint per item the trained constraints name ("Please don't suggest a pecan pie."): that item ruled
+    out, flagged by its words that no other item of the domain has, and the domain's other items suited. Hundreds
+    of constraints where the hand catalog has dozens, every label still from a word check: a reward trained only on
+    the catalog learned that an answer about the preference's subject fits it, and on unseen constraints ("I'm
+    allergic to nuts") picked the answer recommending what the user ruled out. Items that a held-out constraint
+    names or flags are left out, so that nothing of the unseen choices leaks in."""
+    def leaks(item):
+        return any(item in (*c.suits, *c.rules_out) or c.violated_by(item) for c in held_out)
+
+    by_domain: dict[str, list[str]] = {}
+    for constraint in trained:
+        for item in (*constraint.suits, *constraint.rules_out):
+            if not leaks(item) and item not in by_domain.setdefault(constraint.domain, []):
+                by_domain[constraint.domain].append(item)
+    derived = []
+    for domain, items in by_domain.items():
+        for item in items:
+            others = {w for other in items if other != item for w in content_words(other)}
+            own = [w for w in content_words(item) if w not in others]
+            if not own:
+                continue
+            flags = r"\b(?:" + "|".join(map(re.escape, own)) + ")"
+            bare = re.sub(r"^(?:a|an|the) ", "", item)
+            suits = tuple(other for other in items if other != item and not re.search(flags, other, re.IGNORECASE))
+            texts = tuple(t.format(item=item, bare=bare) for t in ITEM_TEXTS)
+            derived.append(Constraint(f"item ({domain}): {item}", texts, domain, suits, (item,), flags))
+    return derived
 
 
 def respects(constraint: Constraint, answer: str, item: str) -> bool:
@@ -115,10 +158,9 @@ def _split_answers(constraint: Constraint, question: str, by_key: dict) -> tuple
     return good, bad
 
 
-def build_pairs(constraints, by_key: dict, config: ConstraintConfig) -> list[dict]:
-    """Seen constraints, seen questions: respecting answers chosen over violating ones, and their flips (see the
+def build_pairs(trained, by_key: dict, config: ConstraintConfig, per_question: int, source: str) -> list[dict]:
+    """Trained constraints, seen questions: respecting answers chosen over violating ones, and their flips (see the
     module docstring)."""
-    trained = [c for index, c in enumerate(constraints) if not is_held_out(index, config)]
     pairs = []
     for constraint in trained:
         for question in constraint.questions[:-1]:
@@ -126,10 +168,9 @@ def build_pairs(constraints, by_key: dict, config: ConstraintConfig) -> list[dic
             for text in constraint.texts:
                 rng = random.Random(stable_seed(config.seed, "pairs", text, question))
                 combos = [(g, b) for g in good for b in bad]
-                for (good_item, chosen), (bad_item, rejected) in rng.sample(
-                        combos, min(config.pairs_per_question, len(combos))):
+                for (good_item, chosen), (bad_item, rejected) in rng.sample(combos, min(per_question, len(combos))):
                     pairs.append(dict(preference=text, prompt=question, chosen=chosen, rejected=rejected,
-                                      source="constraint", judge="constraint", constraint=constraint.name,
+                                      source=source, judge="constraint", constraint=constraint.name,
                                       chosen_item=good_item, rejected_item=bad_item, rejected_may_be_chosen=False))
     return pairs + flipped(pairs, trained)
 
@@ -202,12 +243,18 @@ def write(config: ConstraintConfig, out, engine, progress: bool = True, constrai
     for record in read_records(out / ROLLOUTS):
         if record["id"] in wanted and record["text"]:
             by_key.setdefault((record["question"], record["item"]), []).append(record["text"])
-    pairs = build_pairs(constraints, by_key, config)
+    trained = [c for index, c in enumerate(constraints) if not is_held_out(index, config)]
+    held_out = [c for index, c in enumerate(constraints) if is_held_out(index, config)]
+    pairs = build_pairs(trained, by_key, config, config.pairs_per_question, "constraint")
+    if config.item_pairs_per_question:
+        pairs += build_pairs(item_constraints(trained, held_out), by_key, config, config.item_pairs_per_question,
+                             "constraint-item")
     choices = build_choices(constraints, by_key, config)
     write_records_atomic(out / PAIRS, pairs)
     write_records_atomic(out / CHOICES, choices)
     return {"answers": sum(map(len, by_key.values())), "pairs": len(pairs),
             "of them flipped": sum("flipped_from" in p for p in pairs),
+            "of them on single items": sum(p["source"] == "constraint-item" for p in pairs),
             "constraints in pairs": len({p["constraint"] for p in pairs}),
             "choices (seen)": sum(c["group"] == "seen" for c in choices),
             "choices (unseen)": sum(c["group"] == "unseen" for c in choices)}
