@@ -9,7 +9,7 @@ from personalign.data.constraint_catalog import CONSTRAINTS, DOMAIN_QUESTIONS, C
 from personalign.data.constraints import (ConstraintConfig, flipped, is_held_out, item_constraints, names_item,
                                           plan_answers, respects, violates, write)
 from personalign.errors import PersonalignError
-from personalign.evaluation.choices import accuracy_table, credit, read_choices, score_items
+from personalign.evaluation.choices import accuracy_table, cluster_interval, credit, read_choices, score_items
 from tiny import StandInEngine
 
 VEGETARIAN = next(c for c in CONSTRAINTS if c.name == "vegetarian")
@@ -141,6 +141,31 @@ def test_each_score_is_credited_per_group():
     assert rows["unseen"]["prompting"] == 0 and rows["unseen"]["reward"] == 1 and rows["unseen"]["pad"] == 1
     assert rows["(all)"]["chance"] == pytest.approx((1 / 2 + 1 / 3) / 2) and rows["(all)"]["reward"] == 0.5
     assert accuracy_table(score_items(items, scorer, beta=0.1))[0]["pad"] == 1  # a small beta: the likelihood
+
+
+def test_intervals_resample_whole_constraints():
+    def items(values_by_constraint):
+        return [dict(constraint=name, value=v) for name, values in values_by_constraint.items()
+                for v in values]
+
+    value = lambda item: item["value"]
+    # two constraints of ten items each, one always right, one always wrong: the items are 20, the draws two
+    assert cluster_interval(items({"a": [1] * 10, "b": [0] * 10}), value) == [0.0, 1.0]
+    assert cluster_interval(items({"a": [1] * 10, "b": [1] * 10}), value) == [1.0, 1.0]
+    few = cluster_interval(items({f"c{i}": [i % 2] * 4 for i in range(6)}), value)
+    many = cluster_interval(items({f"c{i}": [i % 2] * 4 for i in range(60)}), value)
+    assert few[0] < many[0] < 0.5 < many[1] < few[1]  # more constraints, a narrower interval
+    assert cluster_interval(items({"a": [1, 0], "b": [0]}), value) == cluster_interval(items({"a": [1, 0], "b": [0]}),
+                                                                                      value)  # seeded
+
+
+def test_the_table_gives_the_rewards_lead_over_prompting_with_its_interval():
+    items = [dict(preference=f"p{i}", prompt="q", options=["a", "b"], answer=i % 2, group="g") for i in range(8)]
+    scorer = lambda prompt, preference, options: ([0.0, -1.0], [0.0, 1.0])  # prompting picks a, the reward b
+    (row,) = accuracy_table(score_items(items, scorer))
+    assert row["prompting"] == row["reward"] == 0.5 and row["reward_minus_prompting"] == 0
+    low, high = row["reward_minus_prompting_interval"]
+    assert low < 0 < high and row["reward_interval"][0] < 0.5 < row["reward_interval"][1]
 
 
 @pytest.mark.parametrize("line, message", [

@@ -23,7 +23,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from ..evaluation.choices import SCORES, accuracy_table, read_choices, score_items
+    from ..evaluation.choices import LEAD, SCORES, accuracy_table, read_choices, score_items
     from ..validation import check_beta
 
     items = read_choices(args.choices)
@@ -47,8 +47,17 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({"beta": args.beta, "persrm": args.persrm or "default", "rows": rows}, indent=2))
         return 0
-    print(f"{'group':<10} {'items':>6} {'chance':>7} " + " ".join(f"{name:>10}" for name in SCORES))
+    columns = (*SCORES, LEAD)
+    print(f"{'group':<10} {'items':>6} {'chance':>7} " + " ".join(f"{name:>24}" for name in columns))
     for row in rows:
         print(f"{row['group']:<10} {row['items']:>6} {row['chance']:>7.3f} "
-              + " ".join(f"{row[name]:>10.3f}" for name in SCORES))
+              + " ".join(f"{_with_interval(row, name):>24}" for name in columns))
+    print("(95% intervals: a bootstrap over constraints, or over items that name none; reward_minus_prompting: the "
+          "reward's lead in accuracy)")
     return 0
+
+
+def _with_interval(row: dict, name: str) -> str:
+    low, high = row[f"{name}_interval"]
+    return f"{row[name]:+.3f} [{low:+.2f}, {high:+.2f}]" if name == "reward_minus_prompting" else \
+        f"{row[name]:.3f} [{low:.2f}, {high:.2f}]"

@@ -11,15 +11,25 @@ A choices file holds one JSON object per line: {"preference", "prompt", "options
 
 An item counts as right for a score when the right option has the highest score; a tie at the top counts 1/m for
 m tied options (so an untrained PersRM, whose rewards are all 0, scores the chance rate, not 1).
+
+Each accuracy comes with a 95% interval, and so does the reward's lead over prompting (the issue's target): a
+bootstrap that resamples whole constraints (items without a "constraint" each on their own), because the items of
+one constraint share its statements and answers and are not independent draws. Regenerating the answers of the same
+catalog moved the shipped PersRM's unseen accuracy from 0.18 to 0.43: the interval says how much of a difference
+such a set can tell.
 """
 
 from collections import defaultdict
+
+import numpy as np
 
 from ..errors import PersonalignError
 from ..prompts import as_messages
 from ..validation import parse_json_lines
 
 SCORES = ("prompting", "reward", "pad")
+LEAD = "reward_minus_prompting"
+BOOTSTRAP_ROUNDS = 2000
 
 
 def read_choices(path) -> list[dict]:
@@ -79,5 +89,23 @@ def accuracy_table(scored: list[dict]) -> list[dict]:
         row = {"group": group, "items": len(items),
                "chance": sum(1 / len(i["options"]) for i in items) / len(items)}
         row.update({name: sum(i["credit"][name] for i in items) / len(items) for name in SCORES})
+        row[LEAD] = row["reward"] - row["prompting"]
+        for name in SCORES:
+            row[f"{name}_interval"] = cluster_interval(items, lambda i, n=name: i["credit"][n])
+        row[f"{LEAD}_interval"] = cluster_interval(items, lambda i: i["credit"]["reward"] - i["credit"]["prompting"])
         rows.append(row)
     return rows
+
+
+def cluster_interval(items: list[dict], value, level: float = 0.95, seed: int = 0) -> list[float]:
+    """A percentile bootstrap interval for the mean of value(item) over `items`, resampling whole clusters (see the
+    module docstring); seeded, so a table reprints the same."""
+    clusters = defaultdict(list)
+    for index, item in enumerate(items):
+        clusters[item.get("constraint", index)].append(value(item))
+    sums = np.array([sum(values) for values in clusters.values()])
+    counts = np.array([len(values) for values in clusters.values()])
+    picks = np.random.default_rng(seed).integers(0, len(sums), size=(BOOTSTRAP_ROUNDS, len(sums)))
+    means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return [float(low), float(high)]
