@@ -13,8 +13,8 @@ import re
 # whatever a judge makes of the preference words it repeats; small models do this under the template, often with a
 # tag bent ("[Instructions]", "[Guided Instructions]", "[guideline]": a quarter of the echoes in a synthesized tone
 # pool, which the exact tags missed and label flipping then made chosen answers).
-TEMPLATE_ECHO = re.compile(r"(?i:\[(?:guidelines?|guided instructions?|principles?|instructions?)\]|generate a response "
-                           r"that)|Your task is to")
+TEMPLATE_ECHO = re.compile(r"(?i:\[(?:guidelines?|guided instructions?|principles?|instructions?)\]"
+                           r"|generate a response that)|Your task is to")
 
 # Four or more words joined by commas without spaces ("I,m,a,vaccine"): a small model's babble, which the loop check
 # misses (it splits on spaces) and a distinct-words judge likes. Digits are left out: "1,000,000" is a number.
