@@ -7,7 +7,7 @@ import pytest
 from personalign.cli import main
 from personalign.data.constraint_catalog import CONSTRAINTS, DOMAIN_QUESTIONS, Constraint
 from personalign.data.constraints import (ConstraintConfig, flipped, is_held_out, item_constraints, names_item,
-                                          plan_answers, respects, violates, write)
+                                          plan_answers, respects, split_catalog, violates, write)
 from personalign.errors import PersonalignError
 from personalign.evaluation.choices import accuracy_table, cluster_interval, credit, read_choices, score_items
 from tiny import StandInEngine
@@ -91,9 +91,7 @@ def test_pairs_and_choices_are_built_and_a_killed_run_resumes(tmp_path):
 
 
 def test_single_item_constraints_rule_out_their_item_and_leave_the_held_out_ones_alone():
-    config = ConstraintConfig()
-    trained = [c for i, c in enumerate(CONSTRAINTS) if not is_held_out(i, config)]
-    held_out = [c for i, c in enumerate(CONSTRAINTS) if is_held_out(i, config)]
+    trained, held_out = split_catalog(CONSTRAINTS, ConstraintConfig())
     derived = item_constraints(trained, held_out)
     assert len(derived) > 4 * len(CONSTRAINTS) and len({c.name for c in derived}) == len(derived)
     for constraint in derived:

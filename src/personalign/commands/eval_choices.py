@@ -52,12 +52,15 @@ def run(args) -> int:
     for row in rows:
         print(f"{row['group']:<10} {row['items']:>6} {row['chance']:>7.3f} "
               + " ".join(f"{_with_interval(row, name):>24}" for name in columns))
-    print("(95% intervals: a bootstrap over constraints, or over items that name none; reward_minus_prompting: the "
-          "reward's lead in accuracy)")
+    print(f"(95% intervals: a bootstrap over constraints, or over items that name none; {LEAD}: the reward's lead in "
+          "accuracy)")
     return 0
 
 
 def _with_interval(row: dict, name: str) -> str:
+    """An accuracy, or the signed lead, with its interval."""
+    from ..evaluation.choices import LEAD
+
+    sign = "+" if name == LEAD else ""
     low, high = row[f"{name}_interval"]
-    return f"{row[name]:+.3f} [{low:+.2f}, {high:+.2f}]" if name == "reward_minus_prompting" else \
-        f"{row[name]:.3f} [{low:.2f}, {high:.2f}]"
+    return f"{row[name]:{sign}.3f} [{low:{sign}.2f}, {high:{sign}.2f}]"

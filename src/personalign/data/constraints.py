@@ -79,6 +79,14 @@ def is_held_out(index: int, config: ConstraintConfig) -> bool:
     return index % config.hold_out_every == config.hold_out_every - 1
 
 
+def split_catalog(constraints, config: ConstraintConfig) -> tuple[list[Constraint], list[Constraint]]:
+    """(trained, held out) constraints of a catalog."""
+    trained, held_out = [], []
+    for index, constraint in enumerate(constraints):
+        (held_out if is_held_out(index, config) else trained).append(constraint)
+    return trained, held_out
+
+
 def instruction(question: str, item: str) -> str:
     """What the base model is asked, to write an answer to `question` that recommends `item`."""
     return f"{question} Recommend {item}."
@@ -243,8 +251,7 @@ def write(config: ConstraintConfig, out, engine, progress: bool = True, constrai
     for record in read_records(out / ROLLOUTS):
         if record["id"] in wanted and record["text"]:
             by_key.setdefault((record["question"], record["item"]), []).append(record["text"])
-    trained = [c for index, c in enumerate(constraints) if not is_held_out(index, config)]
-    held_out = [c for index, c in enumerate(constraints) if is_held_out(index, config)]
+    trained, held_out = split_catalog(constraints, config)
     pairs = build_pairs(trained, by_key, config, config.pairs_per_question, "constraint")
     if config.item_pairs_per_question:
         pairs += build_pairs(item_constraints(trained, held_out), by_key, config, config.item_pairs_per_question,
