@@ -3,11 +3,11 @@
     .venv/bin/python benchmarks/row_lora_speed.py [--repeat 15] [--dtype bf16]
 
 The embedded SmolLM2 carries two LoRA adapters (r = 16 on q, v, random weights). A batch of 8 rows, half through
-adapter "a" and half through none, either interleaved (gathered and scattered back) or as two blocks (the engine's
-layout: base rows, then PersRM rows, which row_lora adds through a view), or a quarter each through "a", "b" and two
-through none, runs through the decoder (the unembedding is the same for all) as a one-token forward (a
-decoding step without cache) and as a 64-token prefill, by each mechanism in turn; the table gives the median
-milliseconds. peft's path is reached through its private `_enable_peft_forward_hooks` here only, as the comparison
+adapter "a" and half through none, either interleaved (the engine's layout at batch 8: each request's base row,
+then its PersRM row; row_lora adds the delta through a strided view) or as two blocks (a plain view), or a quarter
+each through "a", "b" and two through none (rows 0, 4 of "a": also a strided view), runs through the decoder (the
+unembedding is the same for all) as a one-token forward (a decoding step without cache) and as a 64-token prefill,
+by each mechanism in turn; the table gives the median milliseconds. peft's path is reached through its private `_enable_peft_forward_hooks` here only, as the comparison
 the library no longer needs.
 """
 

@@ -29,8 +29,9 @@ def alone(model, ids, adapter):
     return model(input_ids=ids).logits
 
 
-@pytest.mark.parametrize("adapters", [[None, "a", "b", "a", None],  # scattered rows: gathered and scattered back
-                                      [None, None, "a", "a", "b"]])  # consecutive rows, the engine's layout: a view
+@pytest.mark.parametrize("adapters", [[None, "a", "a", "b", "a"],  # scattered rows: gathered and scattered back
+                                      [None, "a", "b", "a", None],  # every other row, the engine's: a strided view
+                                      [None, None, "a", "a", "b"]])  # consecutive rows: a view
 @torch.inference_mode()
 def test_a_mixed_batch_equals_each_row_through_its_own_adapter(adapters):
     model = two_adapters()

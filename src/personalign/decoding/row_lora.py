@@ -1,14 +1,15 @@
 """Rows of one batch through different LoRA adapters (or none) in one forward: the S-LoRA/Punica idea, on CPU.
 
 The adapters are those peft injected into the model (read through each LoRA layer's public `lora_A`, `lora_B` and
-`scaling`). During a forward peft's own adapters are disabled, so every wrapped Linear computes W x once for all
-rows; a hook on it then adds each adapter's low-rank product only to the rows that use it: gather those rows,
-B(A x) * scaling, scatter-add into the output (consecutive rows, the engine's usual layout, are a view instead).
+`scaling`). During a forward peft's own LoRA computation is skipped: each LoRA layer's forward is, for the while, its
+Linear's W x, computed once for all rows, followed by each adapter's low-rank product added only to the rows that
+use it: gather those rows, B(A x) * scaling, scatter-add into the output (rows evenly spaced, the engine's layout,
+are a strided view instead).
 The cost beyond the base is the adapters' r-wide products over their own rows, whatever the number of adapters in
 the batch.
 """
 
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from peft.tuners.lora import LoraLayer
@@ -25,8 +26,9 @@ class RowLoRA:
         self.device = next(model.parameters()).device
         modules = list(model.modules())
         self.tuner_layers = [m for m in modules if isinstance(m, BaseTunerLayer)]
+        self.base_layers = [m.get_base_layer() for m in self.tuner_layers]  # read once: bare() runs every forward
         self.saved_modules = any(isinstance(m, ModulesToSaveWrapper) for m in modules)
-        # (the layer's own Linear, {adapter: (A [r, in], B [out, r], scaling)}) for each LoRA layer
+        # (the LoRA layer, its Linear, {adapter: (A [r, in], B [out, r], scaling)}) for each layer carrying `adapters`
         self.layers = []
         for name, module in model.named_modules():
             if not isinstance(module, LoraLayer):
@@ -40,7 +42,7 @@ class RowLoRA:
                     weights[adapter] = (module.lora_A[adapter].weight, module.lora_B[adapter].weight,
                                         module.scaling[adapter])
             if weights:
-                self.layers.append((module.get_base_layer(), weights))
+                self.layers.append((module, module.get_base_layer(), weights))
 
     @contextmanager
     def rows(self, adapter: list[str | None]):
@@ -50,49 +52,51 @@ class RowLoRA:
             if name is not None:
                 groups.setdefault(name, []).append(i)
         plan = [(name, _row_index(rows, self.device)) for name, rows in groups.items()]
-        with ExitStack() as stack:
-            stack.enter_context(self.bare())
-            for linear, weights in self.layers:
-                steps = [(rows, *weights[name]) for name, rows in plan if name in weights]
-                if steps:
-                    stack.callback(linear.register_forward_hook(_adds(steps)).remove)
+        forwards = {}
+        for layer, linear, weights in self.layers:
+            if steps := [(rows, *weights[name]) for name, rows in plan if name in weights]:
+                forwards[layer] = _with_deltas(linear, steps)
+        with self.bare(forwards):
             yield
 
     @contextmanager
-    def bare(self):
-        """peft's adapters skipped for one forward: each LoRA layer's forward is, for the while, its base layer
-        (through its __call__, so the row hooks still fire), set as an instance attribute. peft's disable_adapter()
-        walks every module of the model (55 ms a call on SmolLM2 with two adapters, this CPU), and toggling the
-        LoRA layers' enable_adapters resets every adapter weight's requires_grad (5.5 ms a forward); this is a dict
-        write per layer. Merged adapters and modules_to_save wrappers are left to peft."""
-        if self.saved_modules or any(layer.merged for layer in self.tuner_layers):
-            with self.model.disable_adapter():
-                yield
-            return
+    def bare(self, forwards: dict | None = None):
+        """peft's adapters skipped for one forward: each LoRA layer's forward is, for the while, `forwards[layer]`
+        where given, else its base layer (through its __call__, so the engine's small-row linears still apply), set
+        as an instance attribute. peft's disable_adapter() walks every module of the model (55 ms a call on SmolLM2
+        with two adapters, this CPU), and toggling the LoRA layers' enable_adapters resets every adapter weight's
+        requires_grad (5.5 ms a forward); this is a dict write per layer. Merged adapters and modules_to_save
+        wrappers need peft's own disable_adapter() around it (it unmerges and restores the original modules)."""
+        forwards = forwards or {}
+        needs_peft = self.saved_modules or any(layer.merged for layer in self.tuner_layers)
         before = [layer.__dict__.get("forward") for layer in self.tuner_layers]
-        for layer in self.tuner_layers:
-            layer.__dict__["forward"] = layer.get_base_layer()
-        try:
-            yield
-        finally:  # an outer context's own skip stays in place
-            for layer, forward in zip(self.tuner_layers, before):
-                if forward is None:
-                    del layer.__dict__["forward"]
-                else:
-                    layer.__dict__["forward"] = forward
+        with self.model.disable_adapter() if needs_peft else nullcontext():
+            for layer, base in zip(self.tuner_layers, self.base_layers):
+                layer.__dict__["forward"] = forwards.get(layer, base)
+            try:
+                yield
+            finally:  # an outer context's own skip stays in place
+                for layer, forward in zip(self.tuner_layers, before):
+                    if forward is None:
+                        del layer.__dict__["forward"]
+                    else:
+                        layer.__dict__["forward"] = forward
 
 
 def _row_index(rows: list[int], device) -> slice | torch.Tensor:
-    """The rows as a slice where they are consecutive (the engine's usual layout: a view, no gather or scatter),
-    else as an index tensor."""
-    if rows == list(range(rows[0], rows[-1] + 1)):
-        return slice(rows[0], rows[-1] + 1)
+    """The rows as a slice where they are evenly spaced (the engine lays out each request's base row, then its
+    PersRM rows, so one adapter's rows are every n-th: a strided view, no gather or scatter), else as an index
+    tensor."""
+    step = rows[1] - rows[0] if len(rows) > 1 else 1
+    if step > 0 and rows == list(range(rows[0], rows[-1] + 1, step)):
+        return slice(rows[0], rows[-1] + 1, step)
     return torch.tensor(rows, device=device)
 
 
-def _adds(steps):
-    def hook(_module, inputs, output):
-        x = inputs[0]
+def _with_deltas(linear, steps):
+    """A LoRA layer's forward for one batch: the Linear over every row, plus each adapter's delta on its rows."""
+    def forward(x, *args, **kwargs):
+        output = linear(x, *args, **kwargs)
         for rows, a, b, scaling in steps:
             if isinstance(rows, slice):
                 output[rows].add_(((x[rows].to(a.dtype) @ a.T) @ b.T).to(output.dtype), alpha=scaling)
@@ -100,4 +104,4 @@ def _adds(steps):
                 delta = (x.index_select(0, rows).to(a.dtype) @ a.T) @ b.T
                 output.index_add_(0, rows, delta.to(output.dtype), alpha=scaling)
         return output
-    return hook
+    return forward
