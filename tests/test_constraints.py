@@ -6,8 +6,9 @@ import pytest
 
 from personalign.cli import main
 from personalign.data.constraint_catalog import CONSTRAINTS, DOMAIN_QUESTIONS, Constraint
-from personalign.data.constraints import (ConstraintConfig, flipped, is_held_out, item_constraints, names_item,
-                                          plan_answers, respects, split_catalog, violates, write)
+from personalign.data.constraints import (FRAMES, ConstraintConfig, build_minimal_choices, flipped, is_held_out,
+                                          item_constraints, names_item, plan_answers, respects, split_catalog,
+                                          violates, write)
 from personalign.errors import PersonalignError
 from personalign.evaluation.choices import accuracy_table, cluster_interval, credit, read_choices, score_items
 from tiny import StandInEngine
@@ -85,9 +86,35 @@ def test_pairs_and_choices_are_built_and_a_killed_run_resumes(tmp_path):
         assert all(constraint.violated_by(o) for i, o in enumerate(item["options"]) if i != item["answer"])
         assert len({len(o.split()) for o in item["options"]}) == 1  # cut to the same number of words
     assert counts["pairs"] == len(pairs) and counts["choices (unseen)"] == len(unseen)
+    assert read_choices(tmp_path / "choices_minimal.jsonl") == build_minimal_choices(SMALL, config)
     config.temperature = 1.0
     with pytest.raises(PersonalignError, match="temperature"):
         write(config, tmp_path, ConstraintStandIn(), progress=False, constraints=SMALL)
+
+
+def test_minimal_choices_differ_only_in_the_item_and_keep_the_held_out_questions():
+    config = ConstraintConfig(hold_out_every=2, options=2)
+    items = build_minimal_choices(SMALL, config)
+    assert items == build_minimal_choices(SMALL, config)  # a function of the catalog and the seed
+    seen = [c for c in items if c["group"] == "seen"]
+    unseen = [c for c in items if c["group"] == "unseen"]
+    assert {c["constraint"] for c in seen} == {"vegetarian"} and {c["constraint"] for c in unseen} == {"doesn't drive"}
+    assert {c["prompt"] for c in seen} == {DOMAIN_QUESTIONS["meal"][-1]}  # the question pairs never use
+    assert {c["prompt"] for c in unseen} == set(DOMAIN_QUESTIONS["getting_around"])
+    assert len(seen) == 2 and len(unseen) == 2 * len(DOMAIN_QUESTIONS["getting_around"])  # one per suited item
+    for item in items:
+        constraint = SMALL[0] if item["constraint"] == "vegetarian" else SMALL[1]
+        named = [next((frame, thing) for frame in FRAMES for thing in (*constraint.suits, *constraint.rules_out)
+                      if option == frame.format(item=thing)) for option in item["options"]]
+        assert len({frame for frame, _ in named}) == 1  # one sentence around every option: only the item differs
+        things = [thing for _, thing in named]
+        right = item["options"][item["answer"]]
+        assert things[item["answer"]] in constraint.suits and not constraint.violated_by(right)
+        assert all(t in constraint.rules_out and constraint.violated_by(o)
+                   for i, (t, o) in enumerate(zip(things, item["options"])) if i != item["answer"])
+    assert {c["answer"] for c in items} == {0, 1}  # the respecting option is not always first
+    assert len(build_minimal_choices(SMALL, ConstraintConfig(hold_out_every=2, options=3))) == len(items)
+    assert build_minimal_choices(SMALL, ConstraintConfig(hold_out_every=2, options=4)) == []  # too few ruled out
 
 
 def test_single_item_constraints_rule_out_their_item_and_leave_the_held_out_ones_alone():

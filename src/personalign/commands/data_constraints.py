@@ -4,6 +4,7 @@
     personalign data constraints --out runs/constraints
     personalign train-rm --train runs/synth/pairs.jsonl --train-only runs/constraints/pairs.jsonl --out runs/persrm
     personalign eval-choices --choices runs/constraints/choices.jsonl --persrm runs/persrm/persrm
+    personalign eval-choices --choices runs/constraints/choices_minimal.jsonl --persrm runs/persrm/persrm
 
 Re-running the same command resumes: answers already written are skipped.
 """
@@ -18,7 +19,7 @@ def add_arguments(parser) -> None:
     from ..data.constraints import ConstraintConfig
 
     parser.add_argument("--out", required=True, metavar="DIR",
-                        help="directory for rollouts.jsonl, pairs.jsonl and choices.jsonl")
+                        help="directory for rollouts.jsonl, pairs.jsonl, choices.jsonl and choices_minimal.jsonl")
     add_flags(parser, ConstraintConfig, FLAGS)
 
 
@@ -36,5 +37,5 @@ def run(args) -> int:
     if counts:  # the first process's (several processes: torchrun or accelerate launch)
         for name, value in counts.items():
             print(f"{value:>7}  {name}")
-        print(f"wrote {args.out}/pairs.jsonl and {args.out}/choices.jsonl")
+        print(f"wrote {args.out}/pairs.jsonl, {args.out}/choices.jsonl and {args.out}/choices_minimal.jsonl")
     return 0

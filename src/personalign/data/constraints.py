@@ -19,6 +19,12 @@ come from the constraint's own word list, not from a proxy judge that could be g
                     wins a log-likelihood comparison by being short) and `answer`, the respecting option's index.
                     Its "unseen" group holds constraints never trained on (every `hold_out_every`-th of the catalog),
                     its "seen" group the last question of each domain under the trained constraints.
+    choices_minimal.jsonl  the same held-out questions and groups with options that differ only in the item they
+                    recommend ("You could try a lentil curry." against "You could try a grilled steak."): one item
+                    the constraint suits, the rest items it rules out, in one sentence frame. The written answers of
+                    choices.jsonl also differ in length, wording and fluency, which move summed scores as much as the
+                    constraint does (regenerating them moved one PersRM's unseen accuracy from 0.18 to 0.43); here
+                    only the item can.
 
 Everything is a function of the catalog, the seed and the rollouts, so the files are rebuilt on every run.
 """
@@ -38,6 +44,9 @@ from .synth import NEUTRAL, refuse_other_settings, roll_out, stable_seed
 ROLLOUTS = "rollouts.jsonl"
 PAIRS = "pairs.jsonl"
 CHOICES = "choices.jsonl"
+MINIMAL_CHOICES = "choices_minimal.jsonl"
+# the sentence frames of the minimal choices: every option of an item is its frame around another item
+FRAMES = ("You could try {item}.", "I'd suggest {item}.", "How about {item}? It's a good choice.")
 _FILLER = {"with", "your", "from", "that", "this", "some", "along", "through", "nearby", "down", "away", "hours",
            "glass", "bottle", "pint", "tray", "bowl", "slices", "cup"}
 
@@ -204,21 +213,49 @@ def flipped(pairs: list[dict], constraints) -> list[dict]:
 def build_choices(constraints, by_key: dict, config: ConstraintConfig) -> list[dict]:
     """The held-out multiple-choice set (see the module docstring)."""
     items = []
+    for constraint, question, group in _held_out_questions(constraints, config):
+        good, bad = _split_answers(constraint, question, by_key)
+        for text in constraint.texts:
+            rng = random.Random(stable_seed(config.seed, "choices", text, question))
+            options = _options(constraint, good, bad, config.options, rng)
+            if options is not None:
+                items.append(_choice(constraint, text, question, group, options, rng))
+    return items
+
+
+def build_minimal_choices(constraints, config: ConstraintConfig) -> list[dict]:
+    """The held-out multiple-choice set with options that differ only in their item (see the module docstring):
+    under each statement and held-out question, one item per item the constraint suits, against `options` - 1 of
+    the items it rules out that its flags find. A function of the catalog and the seed: no answers are written."""
+    items = []
+    for constraint, question, group in _held_out_questions(constraints, config):
+        flagged = [item for item in constraint.rules_out if constraint.violated_by(item)]
+        if len(flagged) < config.options - 1:
+            continue
+        for text in constraint.texts:
+            rng = random.Random(stable_seed(config.seed, "minimal choices", text, question))
+            for good in constraint.suits:
+                frame = rng.choice(FRAMES)
+                options = [frame.format(item=item) for item in [good, *rng.sample(flagged, config.options - 1)]]
+                items.append(_choice(constraint, text, question, group, options, rng))
+    return items
+
+
+def _held_out_questions(constraints, config: ConstraintConfig):
+    """(constraint, question, group) of the choice sets: every question of an unseen constraint, the last question
+    of a trained one (pairs never use it)."""
     for index, constraint in enumerate(constraints):
         unseen = is_held_out(index, config)
         for question in constraint.questions if unseen else constraint.questions[-1:]:
-            good, bad = _split_answers(constraint, question, by_key)
-            for text in constraint.texts:
-                rng = random.Random(stable_seed(config.seed, "choices", text, question))
-                options = _options(constraint, good, bad, config.options, rng)
-                if options is None:
-                    continue
-                order = list(range(len(options)))
-                rng.shuffle(order)
-                items.append(dict(preference=text, prompt=question, options=[options[i] for i in order],
-                                  answer=order.index(0), constraint=constraint.name,
-                                  group="unseen" if unseen else "seen"))
-    return items
+            yield constraint, question, "unseen" if unseen else "seen"
+
+
+def _choice(constraint, text, question, group, options, rng) -> dict:
+    """A choice item of `options`, the respecting one first, shuffled."""
+    order = list(range(len(options)))
+    rng.shuffle(order)
+    return dict(preference=text, prompt=question, options=[options[i] for i in order], answer=order.index(0),
+                constraint=constraint.name, group=group)
 
 
 def _options(constraint, good, bad, count, rng) -> list[str] | None:
@@ -237,8 +274,8 @@ def _options(constraint, good, bad, count, rng) -> list[str] | None:
 
 
 def write(config: ConstraintConfig, out, engine, progress: bool = True, constraints=CONSTRAINTS) -> dict:
-    """Write (or resume) the answers into `out`, then rebuild pairs.jsonl and choices.jsonl; returns counts (empty in
-    processes but the first, under torchrun or accelerate launch)."""
+    """Write (or resume) the answers into `out`, then rebuild pairs.jsonl and both choice files; returns counts
+    (empty in processes but the first, under torchrun or accelerate launch)."""
     config.validate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -257,14 +294,18 @@ def write(config: ConstraintConfig, out, engine, progress: bool = True, constrai
         pairs += build_pairs(item_constraints(trained, held_out), by_key, config, config.item_pairs_per_question,
                              "constraint-item")
     choices = build_choices(constraints, by_key, config)
+    minimal = build_minimal_choices(constraints, config)
     write_records_atomic(out / PAIRS, pairs)
     write_records_atomic(out / CHOICES, choices)
+    write_records_atomic(out / MINIMAL_CHOICES, minimal)
     return {"answers": sum(map(len, by_key.values())), "pairs": len(pairs),
             "of them flipped": sum("flipped_from" in p for p in pairs),
             "of them on single items": sum(p["source"] == "constraint-item" for p in pairs),
             "constraints in pairs": len({p["constraint"] for p in pairs}),
             "choices (seen)": sum(c["group"] == "seen" for c in choices),
-            "choices (unseen)": sum(c["group"] == "unseen" for c in choices)}
+            "choices (unseen)": sum(c["group"] == "unseen" for c in choices),
+            "minimal choices (seen)": sum(c["group"] == "seen" for c in minimal),
+            "minimal choices (unseen)": sum(c["group"] == "unseen" for c in minimal)}
 
 
 def _check_same_config(out: Path, config: ConstraintConfig) -> None:
