@@ -7,8 +7,8 @@ adapter "a" and half through none, either interleaved (the engine's layout at ba
 then its PersRM row; row_lora adds the delta through a strided view) or as two blocks (a plain view), or a quarter
 each through "a", "b" and two through none (rows 0, 4 of "a": also a strided view), runs through the decoder (the
 unembedding is the same for all) as a one-token forward (a decoding step without cache) and as a 64-token prefill,
-by each mechanism in turn; the table gives the median milliseconds. peft's path is reached through its private `_enable_peft_forward_hooks` here only, as the comparison
-the library no longer needs.
+by each mechanism in turn; the table gives the median milliseconds. peft's path is reached through its private
+`_enable_peft_forward_hooks` here only, as the comparison the library no longer needs.
 """
 
 import argparse
