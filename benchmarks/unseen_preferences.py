@@ -90,13 +90,15 @@ def main() -> None:
     axis = evaluate(args, args.out / "axis", dims, "offline", args.limit) if dims else []
     free_rows = evaluate(args, args.out / "free-text", free, "relevance", args.free_limit) if free else []
     print(f"win rate against {BASELINE} (ties half) on preferences the policy never saw")
-    header = ["method", *dims, f"{len(free)} free texts", "loops", "echoes template",
-              "same answer under another preference", "on question"]
+    free_column = [f"{len(free)} free texts"] if free else []
+    header = ["method", *dims, *free_column, "loops", "echoes template", "same answer under another preference",
+              "on question"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for method, rates, free_rate, *checks in summary(axis, free_rows, dims):
-        specs = [".2f"] * (len(rates) + 1) + [".1%"] * (len(checks) - 1) + [".2f"]
-        cells = ["" if v is None else format(v, spec) for v, spec in zip((*rates, free_rate, *checks), specs)]
+        values = (*rates, *([free_rate] if free else []), *checks)
+        specs = [".2f"] * (len(values) - len(checks)) + [".1%"] * (len(checks) - 1) + [".2f"]
+        cells = ["" if v is None else format(v, spec) for v, spec in zip(values, specs)]
         print(f"| {method} | " + " | ".join(cells) + " |")
 
 

@@ -35,7 +35,7 @@ policy() {  # OUT ARGS...: one training stage, skipped once its policy is saved,
 
 unseen() {  # STAGE: the held-out axis against prompting (koala_eval_50, 48 tokens); eval resumes by itself
     echo "== unseen preferences: $1"
-    .venv/bin/python benchmarks/unseen_preferences.py --data "$R/ma-mix-cap" --policy "$R/$1/policy" \
+    .venv/bin/python benchmarks/unseen_preferences.py --data "$R/ma-meta" --policy "$R/$1/policy" \
         --out "$R/unseen-$1" --quiet | tee "$R/unseen-$1.md"
 }
 
