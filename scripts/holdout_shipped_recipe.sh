@@ -14,7 +14,7 @@ P=.venv/bin/personalign
 HOLD=psoups:elementary,psoups:expert
 mkdir -p "$R"
 
-synth() {  # OUT ARGS...: a synthesis; re-running resumes a partial one and rebuilds a finished one's pairs quickly
+synth() {  # OUT ARGS...: a synthesis, skipped once its pairs are written; a partial one resumes by itself
     local out=$1; shift
     [ -f "$R/$out/pairs.jsonl" ] && return
     echo "== synth $out" && $P data synth --out "$R/$out" "$@"
