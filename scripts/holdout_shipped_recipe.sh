@@ -3,7 +3,7 @@
 # (psoups:elementary and psoups:expert never reach training), then the unseen-preference measurement on that axis
 # for v3, v4, v5 and v6 (RUNS_DIR/unseen-STAGE.md).
 #
-#     bash scripts/holdout_shipped_recipe.sh [RUNS_DIR]      # default runs/holdout; about 3 hours on 2 CPU cores
+#     bash scripts/holdout_shipped_recipe.sh [RUNS_DIR]      # default runs/holdout; about 3 h 40 min on 2 CPU cores
 #
 # Every stage is a personalign command. Re-running the script after a kill skips the finished stages and resumes the
 # interrupted one (synth resumes by itself, train-policy with --resume), so it can be split across sittings.
