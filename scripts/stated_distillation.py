@@ -1,0 +1,174 @@
+"""MetaAlign SFT data that answers backgrounds as the policy answers the preference they imply (context distillation;
+README, MetaAlign, "Tried on v6, not shipped: stated answers distilled into backgrounds").
+
+    .venv/bin/python scripts/stated_distillation.py --out runs/distill --limit 500     # about 15 min on 2 CPU cores
+    personalign train-policy --data runs/distill --out runs/policy-distill --recipe sft --sft-init POLICY ...
+
+For each training prompt (ultrachat_short, a seeded sample: never koala_eval_50, where the implicit benchmark asks)
+the policy writes its greedy answer under a neutral User Info and under each P-SOUPS dimension's stated text. Where
+the stated answer moves the offline judge's measure of its dimension past the neutral answer, is clean (no loop, no
+template echo) and stays as close to the question (MiniLM similarity at least 0.85 of the neutral answer's), it
+becomes the SFT target under the stated text and under four backgrounds implying that dimension; each neutral answer
+stays the target under a neutral User Info, so the policy's default does not drift. The backgrounds are the training
+ones (PSOUPS_PERSONAS) and thirteen more per dimension below, none of them the benchmark's personas, and none using
+their key words ("eight years old", "professor", "hurry", "full picture", "cheering up", "friendliness").
+
+Answers are appended to OUT/answers.jsonl as they are written, so a killed run resumes; a run with other settings is
+refused. OUT/sft_train.jsonl and OUT/sft_valid.jsonl (a tenth of the prompts) are written at the end.
+"""
+
+import argparse
+import json
+import random
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from personalign import GenerationRequest, load_engine
+from personalign.answer_checks import degenerate
+from personalign.catalog import lookup
+from personalign.data.metaalign_synth import PSOUPS_PERSONAS
+from personalign.data.prompt_sets import load_prompts
+from personalign.evaluation.judges.offline import OfflineJudge
+from personalign.evaluation.judges.relevance import RelevanceJudge
+from personalign.meta_prompt import DEFAULT_SYSTEM_INFO
+
+MORE_BACKGROUNDS = {
+    "elementary": ("I'm in second grade.", "My teacher says I read at a first-grade level.",
+                   "I'm seven and I like dinosaurs.", "I'm learning English and only know simple words.",
+                   "I'm a little kid using my mom's phone.", "I'm ten and this is for a school project.",
+                   "I'm in elementary school.", "Big words confuse me.", "I'm a child.", "I just learned to read.",
+                   "I'm a third-grader.", "Please remember I'm only six.", "I'm a young boy who loves cartoons."),
+    "expert": ("I'm a tenured chemist at a research university.", "I'm an engineer with twenty years in the industry.",
+               "I review papers for scientific journals.", "I hold two doctorates.", "I'm a surgeon.",
+               "I work as a quantitative analyst at a hedge fund.", "I'm a lawyer who argues before the supreme court.",
+               "I'm an academic and I want technical depth.", "I design compilers for a living.",
+               "I'm a veteran economist.", "I'm a postdoctoral researcher.", "I'm a domain expert; skip the basics.",
+               "I lecture at a medical school."),
+    "concise": ("I only have a few seconds.", "Just give me the short version.", "Long answers bore me.",
+                "I skim everything.", "I'm on a tight deadline.", "I have no time for details.",
+                "I'm about to board a plane.", "I'm a busy executive.", "I have a short attention span.",
+                "I'm reading this on a smartwatch.", "I'm between two meetings.", "My time is very limited today.",
+                "I hate walls of text."),
+    "informative": ("I'm researching this for a long essay.", "I want every detail you can give.",
+                    "I'm preparing a lecture and need lots of material.", "I'm a journalist gathering background.",
+                    "I have all day and love long explanations.", "I'm writing a book on this subject.",
+                    "I'm studying for an exam and need everything covered.", "Short answers never tell me enough.",
+                    "I want to understand the topic in depth.",
+                    "I'm a lifelong learner who reads encyclopedias for fun.", "I'm compiling a detailed guide.",
+                    "I'm a documentary maker collecting facts.",
+                    "I'm planning carefully and need thorough information."),
+    "friendly": ("I'm lonely and would love a warm chat.", "I had a bad day at work.",
+                 "I love jokes and a cheerful tone.", "Talk to me like a good buddy.",
+                 "I'm nervous and could use some kindness.", "I'm a happy person who likes enthusiasm.",
+                 "My friends say I'm the life of the party.", "I feel sad today.", "Encouragement helps me a lot.",
+                 "I enjoy upbeat, playful conversations.", "Humor makes my day.", "I'm going through a tough time.",
+                 "A smile in your words would mean a lot."),
+    "unfriendly": ("I hate small talk.", "Skip the pleasantries.", "Being nice to me is a waste of time.",
+                   "I'm a drill sergeant.", "I prefer blunt, cold answers.", "Compliments annoy me.",
+                   "Don't sugarcoat anything, I'm tough.", "I'm a cynical person who dislikes warmth.",
+                   "Enthusiasm makes me cringe.", "Talk to me like a stern critic.",
+                   "I'm an old sailor who hates fluff.", "Rudeness doesn't bother me; fake cheer does.",
+                   "Treat me like a rival."),
+}
+BACKGROUNDS = {dim: PSOUPS_PERSONAS[dim] + more for dim, more in MORE_BACKGROUNDS.items()}
+NEUTRAL_ANSWERED = "No special requests."  # the User Info the neutral answers are written under
+NEUTRALS = (NEUTRAL_ANSWERED, "Nothing in particular about me.", "Just answer normally.")
+BACKGROUNDS_PER_TARGET = 4
+MIN_CLOSENESS = 0.85
+BATCH = 25
+
+
+def user_infos() -> list[tuple[str, str]]:
+    return [("neutral", NEUTRAL_ANSWERED)] + [(dim, lookup(dim).text) for dim in BACKGROUNDS]
+
+
+def write_answers(out: Path, settings: dict) -> list[dict]:
+    """The policy's greedy answers, appended per batch and read back by a resumed run."""
+    recorded = out / "settings.json"
+    if recorded.is_file() and json.loads(recorded.read_text()) != settings:
+        raise SystemExit(f"{out} holds answers written with other settings ({recorded}); choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    recorded.write_text(json.dumps(settings, indent=2) + "\n")
+    path = out / "answers.jsonl"
+    done = {(r["prompt_id"], r["tag"]) for r in map(json.loads, path.open())} if path.is_file() else set()
+    prompts = load_prompts(settings["prompts"])
+    random.Random(settings["seed"]).shuffle(prompts)
+    prompts = prompts[:settings["limit"]]
+    engine = load_engine(persrm="untrained", policy=settings["policy"])
+    for start in range(0, len(prompts), BATCH):
+        chunk = prompts[start:start + BATCH]
+        for tag, user_info in user_infos():
+            todo = [p for p in chunk if (p.id, tag) not in done]
+            if not todo:
+                continue
+            results = engine.generate([GenerationRequest(p.prompt, user_info, method="metaalign",
+                                                         max_new_tokens=settings["max_new_tokens"]) for p in todo])
+            with path.open("a") as f:
+                for prompt, result in zip(todo, results):
+                    f.write(json.dumps(dict(prompt_id=prompt.id, prompt=prompt.prompt, tag=tag, text=result.text,
+                                            truncated=result.finish_reason == "length")) + "\n")
+        print(f"answers: {min(start + BATCH, len(prompts))}/{len(prompts)} prompts", flush=True)
+    return [json.loads(line) for line in path.open()]
+
+
+def sft_examples(answers: list[dict]) -> tuple[dict[str, list[dict]], Counter]:
+    """Train and valid SFT examples (split by prompt) and the kept targets per dimension (module docstring)."""
+    by_prompt = defaultdict(dict)
+    for answer in answers:
+        by_prompt[answer["prompt_id"]][answer["tag"]] = answer
+    judge, relevance = OfflineJudge(), RelevanceJudge()
+    ids = sorted(by_prompt)
+    random.Random(0).shuffle(ids)
+    valid = set(ids[:len(ids) // 10])
+    splits, kept = {"train": [], "valid": []}, Counter()
+    for prompt_id in ids:
+        answered = by_prompt[prompt_id]
+        neutral, split = answered["neutral"], splits["valid" if prompt_id in valid else "train"]
+        if neutral["text"] and not degenerate(neutral["text"]):
+            split.append(_example(neutral, random.Random(prompt_id).choice(NEUTRALS), "none", explicit=True))
+        dims = [tag for tag in answered if tag != "neutral"]
+        closeness = relevance.score_many([neutral["prompt"]] * (len(dims) + 1),
+                                         [neutral["text"]] + [answered[dim]["text"] for dim in dims])
+        for dim, close in zip(dims, closeness[1:]):
+            stated = answered[dim]
+            if not stated["text"] or degenerate(stated["text"]) or close < MIN_CLOSENESS * closeness[0]:
+                continue
+            if judge.score(dim, [""], [stated["text"]])[0] <= judge.score(dim, [""], [neutral["text"]])[0]:
+                continue
+            kept[dim] += 1
+            split.append(_example(stated, lookup(dim).text, f"psoups:{dim}", explicit=True))
+            backgrounds = random.Random(f"{prompt_id}{dim}").sample(BACKGROUNDS[dim], BACKGROUNDS_PER_TARGET)
+            split += [_example(stated, background, f"psoups:{dim}", explicit=False) for background in backgrounds]
+    for examples in splits.values():
+        random.Random(1).shuffle(examples)
+    return splits, kept
+
+
+def _example(answer: dict, user_info: str, preference: str, explicit: bool) -> dict:
+    return dict(preference=preference, system_info=DEFAULT_SYSTEM_INFO, user_info=user_info,
+                prompt=answer["prompt"], response=answer["text"], subset="diverse", explicit=explicit,
+                truncated=answer["truncated"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--policy", default=None, help="the policy that writes the answers (default: the shipped one)")
+    parser.add_argument("--prompts", default="ultrachat_short")
+    parser.add_argument("--limit", type=int, default=500)
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--seed", type=int, default=5, help="seed of the prompt sample")
+    args = parser.parse_args()
+    out = Path(args.out)
+    settings = dict(policy=args.policy, prompts=args.prompts, limit=args.limit, max_new_tokens=args.max_new_tokens,
+                    seed=args.seed)
+    splits, kept = sft_examples(write_answers(out, settings))
+    for split, examples in splits.items():
+        with (out / f"sft_{split}.jsonl").open("w") as f:
+            f.writelines(json.dumps(example) + "\n" for example in examples)
+    print(f"kept targets per dimension: {dict(kept)}; SFT examples: "
+          f"{', '.join(f'{split} {len(examples)}' for split, examples in splits.items())}")
+
+
+if __name__ == "__main__":
+    main()
