@@ -1,7 +1,7 @@
 """MetaAlign SFT data that answers backgrounds as the policy answers the preference they imply (context distillation;
-README, MetaAlign, "Tried on v6, not shipped: stated answers distilled into backgrounds").
+README, MetaAlign, "Tried on v6, not shipped yet: stated answers distilled into backgrounds").
 
-    .venv/bin/python scripts/stated_distillation.py --out runs/distill --limit 500     # about 15 min on 2 CPU cores
+    .venv/bin/python scripts/stated_distillation.py --out runs/distill --limit 500     # about 12 min on 2 CPU cores
     personalign train-policy --data runs/distill --out runs/policy-distill --recipe sft --sft-init POLICY ...
 
 For each training prompt (ultrachat_short, a seeded sample: never koala_eval_50, where the implicit benchmark asks)
