@@ -1,5 +1,5 @@
 """MetaAlign SFT data that answers backgrounds as the policy answers the preference they imply (context distillation;
-README, MetaAlign, "Tried on v6, not shipped yet: stated answers distilled into backgrounds").
+README, MetaAlign, "Tried on v6, not shipped: stated answers distilled into backgrounds").
 
     .venv/bin/python scripts/stated_distillation.py --out runs/distill --limit 500     # about 12 min on 2 CPU cores
     personalign train-policy --data runs/distill --out runs/policy-distill --recipe sft --sft-init POLICY ...
@@ -13,6 +13,10 @@ stays the target under a neutral User Info, so the policy's default does not dri
 ones (PSOUPS_PERSONAS) and thirteen more per dimension below, none of them the benchmark's personas, and none using
 their key words ("eight years old", "professor", "hurry", "full picture", "cheering up", "friendliness").
 
+With `--samples K` the policy also samples K answers (temperature 0.8, seeded per prompt and dimension) under each
+stated text named by `--sampled`, and the target is the candidate, greedy or sampled, that passes the checks above and
+scores highest on its dimension: the target may then move further than the policy's own greedy answer does.
+
 Answers are appended to OUT/answers.jsonl as they are written, so a killed run resumes; a run with other settings is
 refused. OUT/sft_train.jsonl and OUT/sft_valid.jsonl (a tenth of the prompts) are written at the end.
 """
@@ -20,6 +24,7 @@ refused. OUT/sft_train.jsonl and OUT/sft_valid.jsonl (a tenth of the prompts) ar
 import argparse
 import json
 import random
+import zlib
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -78,12 +83,26 @@ MIN_CLOSENESS = 0.85
 BATCH = 25
 
 
-def user_infos() -> list[tuple[str, str]]:
-    return [("neutral", NEUTRAL_ANSWERED)] + [(dim, lookup(dim).text) for dim in BACKGROUNDS]
+SAMPLE_TEMPERATURE = 0.8
+
+
+def user_infos(settings: dict) -> list[tuple[str, str, int | None]]:
+    """(tag, User Info, sample number or None for the greedy answer); a sample's tag is DIM~N."""
+    greedy = [("neutral", NEUTRAL_ANSWERED, None)] + [(dim, lookup(dim).text, None) for dim in BACKGROUNDS]
+    return greedy + [(f"{dim}~{n}", lookup(dim).text, n) for dim in settings.get("sampled", ())
+                     for n in range(1, settings.get("samples", 0) + 1)]
+
+
+def _request(prompt, user_info: str, sample: int | None, settings: dict, tag: str) -> GenerationRequest:
+    if sample is None:
+        return GenerationRequest(prompt.prompt, user_info, method="metaalign",
+                                 max_new_tokens=settings["max_new_tokens"])
+    return GenerationRequest(prompt.prompt, user_info, method="metaalign", max_new_tokens=settings["max_new_tokens"],
+                             temperature=SAMPLE_TEMPERATURE, seed=zlib.crc32(f"{prompt.id}|{tag}".encode()))
 
 
 def write_answers(out: Path, settings: dict) -> list[dict]:
-    """The policy's greedy answers, appended per batch and read back by a resumed run."""
+    """The policy's answers (greedy, and sampled where asked), appended per batch and read back by a resumed run."""
     recorded = out / "settings.json"
     if recorded.is_file() and json.loads(recorded.read_text()) != settings:
         raise SystemExit(f"{out} holds answers written with other settings ({recorded}); choose another --out")
@@ -97,12 +116,11 @@ def write_answers(out: Path, settings: dict) -> list[dict]:
     engine = load_engine(persrm="untrained", policy=settings["policy"])
     for start in range(0, len(prompts), BATCH):
         chunk = prompts[start:start + BATCH]
-        for tag, user_info in user_infos():
+        for tag, user_info, sample in user_infos(settings):
             todo = [p for p in chunk if (p.id, tag) not in done]
             if not todo:
                 continue
-            results = engine.generate([GenerationRequest(p.prompt, user_info, method="metaalign",
-                                                         max_new_tokens=settings["max_new_tokens"]) for p in todo])
+            results = engine.generate([_request(p, user_info, sample, settings, tag) for p in todo])
             with path.open("a") as f:
                 for prompt, result in zip(todo, results):
                     f.write(json.dumps(dict(prompt_id=prompt.id, prompt=prompt.prompt, tag=tag, text=result.text,
@@ -126,14 +144,18 @@ def sft_examples(answers: list[dict]) -> tuple[dict[str, list[dict]], Counter]:
         neutral, split = answered["neutral"], splits["valid" if prompt_id in valid else "train"]
         if neutral["text"] and not degenerate(neutral["text"]):
             split.append(_example(neutral, random.Random(prompt_id).choice(NEUTRALS), "none", explicit=True))
-        dims = [tag for tag in answered if tag != "neutral"]
-        closeness = relevance.score_many([neutral["prompt"]] * (len(dims) + 1),
-                                         [neutral["text"]] + [answered[dim]["text"] for dim in dims])
-        for dim, close in zip(dims, closeness[1:]):
-            stated = answered[dim]
-            if not stated["text"] or degenerate(stated["text"]) or close < MIN_CLOSENESS * closeness[0]:
+        tags = [tag for tag in answered if tag != "neutral"]
+        closeness = dict(zip(["neutral"] + tags, relevance.score_many(
+            [neutral["prompt"]] * (len(tags) + 1), [neutral["text"]] + [answered[tag]["text"] for tag in tags])))
+        for dim in dict.fromkeys(tag.split("~")[0] for tag in tags):
+            candidates = [answered[tag] for tag in tags if tag.split("~")[0] == dim and answered[tag]["text"]
+                          and not degenerate(answered[tag]["text"])
+                          and closeness[tag] >= MIN_CLOSENESS * closeness["neutral"]]
+            if not candidates:
                 continue
-            if judge.score(dim, [""], [stated["text"]])[0] <= judge.score(dim, [""], [neutral["text"]])[0]:
+            scores = judge.score(dim, [""] * len(candidates), [c["text"] for c in candidates])
+            stated = candidates[max(range(len(candidates)), key=scores.__getitem__)]  # the first of equals: greedy
+            if max(scores) <= judge.score(dim, [""], [neutral["text"]])[0]:
                 continue
             kept[dim] += 1
             split.append(_example(stated, lookup(dim).text, f"psoups:{dim}", explicit=True))
@@ -158,10 +180,17 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=500)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--seed", type=int, default=5, help="seed of the prompt sample")
+    parser.add_argument("--samples", type=int, default=0, help="sampled answers per stated text, beside the greedy one")
+    parser.add_argument("--sampled", default=",".join(BACKGROUNDS), help="comma-separated dimensions to sample")
     args = parser.parse_args()
+    sampled = [dim for dim in args.sampled.split(",") if dim]
+    if args.samples < 0 or not set(sampled) <= set(BACKGROUNDS):
+        parser.error(f"--samples is 0 or more and --sampled names dimensions of {', '.join(BACKGROUNDS)}")
     out = Path(args.out)
     settings = dict(policy=args.policy, prompts=args.prompts, limit=args.limit, max_new_tokens=args.max_new_tokens,
                     seed=args.seed)
+    if args.samples:  # settings of greedy-only runs stay as they were, so their directories still resume
+        settings |= dict(samples=args.samples, sampled=sampled, temperature=SAMPLE_TEMPERATURE)
     splits, kept = sft_examples(write_answers(out, settings))
     for split, examples in splits.items():
         with (out / f"sft_{split}.jsonl").open("w") as f:
