@@ -81,24 +81,25 @@ NEUTRALS = (NEUTRAL_ANSWERED, "Nothing in particular about me.", "Just answer no
 BACKGROUNDS_PER_TARGET = 4
 MIN_CLOSENESS = 0.85
 BATCH = 25
-
-
 SAMPLE_TEMPERATURE = 0.8
 
 
-def user_infos(settings: dict) -> list[tuple[str, str, int | None]]:
-    """(tag, User Info, sample number or None for the greedy answer); a sample's tag is DIM~N."""
-    greedy = [("neutral", NEUTRAL_ANSWERED, None)] + [(dim, lookup(dim).text, None) for dim in BACKGROUNDS]
-    return greedy + [(f"{dim}~{n}", lookup(dim).text, n) for dim in settings.get("sampled", ())
+def user_infos(settings: dict) -> list[tuple[str, str]]:
+    """(tag, User Info): the greedy answers' tags are neutral and each dimension, a sample's is DIM~N."""
+    greedy = [("neutral", NEUTRAL_ANSWERED)] + [(dim, lookup(dim).text) for dim in BACKGROUNDS]
+    return greedy + [(f"{dim}~{n}", lookup(dim).text) for dim in settings.get("sampled", ())
                      for n in range(1, settings.get("samples", 0) + 1)]
 
 
-def _request(prompt, user_info: str, sample: int | None, settings: dict, tag: str) -> GenerationRequest:
-    if sample is None:
-        return GenerationRequest(prompt.prompt, user_info, method="metaalign",
-                                 max_new_tokens=settings["max_new_tokens"])
+def _dimension(tag: str) -> str:
+    return tag.split("~")[0]
+
+
+def _request(prompt, tag: str, user_info: str, settings: dict) -> GenerationRequest:
+    sampled = tag != _dimension(tag)
     return GenerationRequest(prompt.prompt, user_info, method="metaalign", max_new_tokens=settings["max_new_tokens"],
-                             temperature=SAMPLE_TEMPERATURE, seed=zlib.crc32(f"{prompt.id}|{tag}".encode()))
+                             temperature=SAMPLE_TEMPERATURE if sampled else 0.0,
+                             seed=zlib.crc32(f"{prompt.id}|{tag}".encode()) if sampled else None)
 
 
 def write_answers(out: Path, settings: dict) -> list[dict]:
@@ -116,11 +117,11 @@ def write_answers(out: Path, settings: dict) -> list[dict]:
     engine = load_engine(persrm="untrained", policy=settings["policy"])
     for start in range(0, len(prompts), BATCH):
         chunk = prompts[start:start + BATCH]
-        for tag, user_info, sample in user_infos(settings):
+        for tag, user_info in user_infos(settings):
             todo = [p for p in chunk if (p.id, tag) not in done]
             if not todo:
                 continue
-            results = engine.generate([_request(p, user_info, sample, settings, tag) for p in todo])
+            results = engine.generate([_request(p, tag, user_info, settings) for p in todo])
             with path.open("a") as f:
                 for prompt, result in zip(todo, results):
                     f.write(json.dumps(dict(prompt_id=prompt.id, prompt=prompt.prompt, tag=tag, text=result.text,
@@ -147,8 +148,8 @@ def sft_examples(answers: list[dict]) -> tuple[dict[str, list[dict]], Counter]:
         tags = [tag for tag in answered if tag != "neutral"]
         closeness = dict(zip(["neutral"] + tags, relevance.score_many(
             [neutral["prompt"]] * (len(tags) + 1), [neutral["text"]] + [answered[tag]["text"] for tag in tags])))
-        for dim in dict.fromkeys(tag.split("~")[0] for tag in tags):
-            candidates = [answered[tag] for tag in tags if tag.split("~")[0] == dim and answered[tag]["text"]
+        for dim in dict.fromkeys(map(_dimension, tags)):
+            candidates = [answered[tag] for tag in tags if _dimension(tag) == dim and answered[tag]["text"]
                           and not degenerate(answered[tag]["text"])
                           and closeness[tag] >= MIN_CLOSENESS * closeness["neutral"]]
             if not candidates:
