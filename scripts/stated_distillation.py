@@ -1,5 +1,6 @@
 """MetaAlign SFT data that answers backgrounds as the policy answers the preference they imply (context distillation;
-README, MetaAlign, "Tried on v6, not shipped: stated answers distilled into backgrounds").
+README, MetaAlign, "The shipped policy (v7…)" and "Tried on v6, not shipped: stated answers distilled into
+backgrounds").
 
     .venv/bin/python scripts/stated_distillation.py --out runs/distill --limit 500     # about 12 min on 2 CPU cores
     personalign train-policy --data runs/distill --out runs/policy-distill --recipe sft --sft-init POLICY ...
@@ -16,6 +17,9 @@ their key words ("eight years old", "professor", "hurry", "full picture", "cheer
 With `--samples K` the policy also samples K answers (temperature 0.8, seeded per prompt and dimension) under each
 stated text named by `--sampled`, and the target is the candidate, greedy or sampled, that passes the checks above and
 scores highest on its dimension: the target may then move further than the policy's own greedy answer does.
+With `--stated-method metaalign-pad` the stated answers (greedy and sampled) are written by PAD with the default
+PersRM on top of the policy, which moves its dimensions further than the policy alone; neutral answers stay the
+policy's own.
 
 Answers are appended to OUT/answers.jsonl as they are written, so a killed run resumes; a run with other settings is
 refused. OUT/sft_train.jsonl and OUT/sft_valid.jsonl (a tenth of the prompts) are written at the end.
@@ -97,7 +101,8 @@ def _dimension(tag: str) -> str:
 
 def _request(prompt, tag: str, user_info: str, settings: dict) -> GenerationRequest:
     sampled = tag != _dimension(tag)
-    return GenerationRequest(prompt.prompt, user_info, method="metaalign", max_new_tokens=settings["max_new_tokens"],
+    method = "metaalign" if tag == "neutral" else settings.get("stated_method", "metaalign")
+    return GenerationRequest(prompt.prompt, user_info, method=method, max_new_tokens=settings["max_new_tokens"],
                              temperature=SAMPLE_TEMPERATURE if sampled else 0.0,
                              seed=zlib.crc32(f"{prompt.id}|{tag}".encode()) if sampled else None)
 
@@ -114,7 +119,8 @@ def write_answers(out: Path, settings: dict) -> list[dict]:
     prompts = load_prompts(settings["prompts"])
     random.Random(settings["seed"]).shuffle(prompts)
     prompts = prompts[:settings["limit"]]
-    engine = load_engine(persrm="untrained", policy=settings["policy"])
+    pad = settings.get("stated_method") == "metaalign-pad"  # the default PersRM guides the stated answers
+    engine = load_engine(persrm=None if pad else "untrained", policy=settings["policy"])
     for start in range(0, len(prompts), BATCH):
         chunk = prompts[start:start + BATCH]
         for tag, user_info in user_infos(settings):
@@ -183,6 +189,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5, help="seed of the prompt sample")
     parser.add_argument("--samples", type=int, default=0, help="sampled answers per stated text, beside the greedy one")
     parser.add_argument("--sampled", default=",".join(BACKGROUNDS), help="comma-separated dimensions to sample")
+    parser.add_argument("--stated-method", choices=("metaalign", "metaalign-pad"), default="metaalign",
+                        help="the method that writes the stated answers (neutral ones are always metaalign)")
     args = parser.parse_args()
     sampled = [dim for dim in args.sampled.split(",") if dim]
     if args.samples < 0 or not set(sampled) <= set(BACKGROUNDS):
@@ -192,6 +200,8 @@ def main() -> None:
                     seed=args.seed)
     if args.samples:  # settings of greedy-only runs stay as they were, so their directories still resume
         settings |= dict(samples=args.samples, sampled=sampled, temperature=SAMPLE_TEMPERATURE)
+    if args.stated_method != "metaalign":
+        settings |= dict(stated_method=args.stated_method)
     splits, kept = sft_examples(write_answers(out, settings))
     for split, examples in splits.items():
         with (out / f"sft_{split}.jsonl").open("w") as f:
