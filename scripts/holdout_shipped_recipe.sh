@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The shipped MetaAlign policy's recipe (v3 -> v6, README "MetaAlign"), rerun with the expertise axis held out
+# MetaAlign policy v6's recipe (v3 -> v6, README "MetaAlign"; v7's distillation rounds are not in it), rerun with the expertise axis held out
 # (psoups:elementary and psoups:expert never reach training), then the unseen-preference measurement on that axis
 # for v3, v4, v5 and v6 (RUNS_DIR/unseen-STAGE.md).
 #
