@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# MetaAlign policy v6's recipe (v3 -> v6, README "MetaAlign"; v7's distillation rounds are not in it), rerun with the expertise axis held out
-# (psoups:elementary and psoups:expert never reach training), then the unseen-preference measurement on that axis
-# for v3, v4, v5 and v6 (RUNS_DIR/unseen-STAGE.md).
+# MetaAlign policy v6's recipe (v3 -> v6, README "MetaAlign"; v7's distillation rounds are not in it), rerun with
+# the expertise axis held out (psoups:elementary and psoups:expert never reach training), then the unseen-preference
+# measurement on that axis for v3, v4, v5 and v6 (RUNS_DIR/unseen-STAGE.md).
 #
 #     bash scripts/holdout_shipped_recipe.sh [RUNS_DIR]      # default runs/holdout; about 3 h 40 min on 2 CPU cores
 #
