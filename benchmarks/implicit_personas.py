@@ -18,6 +18,7 @@ from personalign import GenerationRequest, load_engine
 from personalign.catalog import lookup
 from personalign.data.metaalign_synth import PSOUPS_PERSONAS
 from personalign.data.prompt_sets import load_prompts
+from personalign.decoding.methods import REGISTRY, Rule
 from personalign.evaluation.judges.offline import OfflineJudge
 
 PERSONAS = {"elementary": "I'm eight years old.", "expert": "I'm a physics professor.",
@@ -39,7 +40,8 @@ def answers(engine, method: str, prompts, user_info: str, max_new_tokens: int, b
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", default="meta-prompting", help="comma-separated: meta-prompting, metaalign")
+    parser.add_argument("--methods", default="meta-prompting",
+                        help="comma-separated: meta-prompting, metaalign, metaalign-pad (PAD with the default PersRM)")
     parser.add_argument("--policy", default=None, help="a MetaAlign policy directory (for metaalign)")
     parser.add_argument("--prompts", default="koala_eval_50")
     parser.add_argument("--limit", type=int, default=None)
@@ -52,9 +54,13 @@ def main() -> None:
     user_infos = {dim: lookup(dim).text for dim in PERSONAS} if args.stated else \
         {dim: PSOUPS_PERSONAS[dim][0] for dim in PERSONAS} if args.trained else PERSONAS
     prompts = load_prompts(args.prompts, args.limit)
-    engine, judge = load_engine(persrm="untrained", policy=args.policy), OfflineJudge()
+    methods = args.methods.split(",")
+    if not set(methods) <= set(REGISTRY):
+        parser.error(f"--methods names methods of {', '.join(REGISTRY)}")
+    guided = any(REGISTRY[m].rule is not Rule.PLAIN for m in methods)  # those read the default PersRM
+    engine, judge = load_engine(persrm=None if guided else "untrained", policy=args.policy), OfflineJudge()
     rows = []
-    for method in args.methods.split(","):
+    for method in methods:
         neutral = answers(engine, method, prompts, NEUTRAL, args.max_new_tokens, args.batch_size)
         for dim, user_info in user_infos.items():
             texts = answers(engine, method, prompts, user_info, args.max_new_tokens, args.batch_size)

@@ -21,6 +21,11 @@ With `--stated-method metaalign-pad` the stated answers (greedy and sampled) are
 PersRM on top of the policy, which moves its dimensions further than the policy alone; neutral answers stay the
 policy's own.
 
+With `--priority DIR` (a `personalign data metaalign` directory holding Priority conflicts) the policy also answers a
+seeded sample of its training conflicts (greedy, metaalign, `--priority-tokens`, the length the Priority measurement
+reads), and each answer that keeps System Info's rule by the rule's own check and is clean becomes a target under its
+meta-prompt: rehearsal, so that SFT on the distilled targets does not wear down the rule the policy already keeps.
+
 Answers are appended to OUT/answers.jsonl as they are written, so a killed run resumes; a run with other settings is
 refused. OUT/sft_train.jsonl and OUT/sft_valid.jsonl (a tenth of the prompts) are written at the end.
 """
@@ -35,7 +40,9 @@ from pathlib import Path
 from personalign import GenerationRequest, load_engine
 from personalign.answer_checks import degenerate
 from personalign.catalog import lookup
+from personalign.data.metaalign import read_meta_pairs
 from personalign.data.metaalign_synth import PSOUPS_PERSONAS
+from personalign.data.priority import obeys
 from personalign.data.prompt_sets import load_prompts
 from personalign.evaluation.judges.offline import OfflineJudge
 from personalign.evaluation.judges.relevance import RelevanceJudge
@@ -107,13 +114,17 @@ def _request(prompt, tag: str, user_info: str, settings: dict) -> GenerationRequ
                              seed=zlib.crc32(f"{prompt.id}|{tag}".encode()) if sampled else None)
 
 
-def write_answers(out: Path, settings: dict) -> list[dict]:
-    """The policy's answers (greedy, and sampled where asked), appended per batch and read back by a resumed run."""
+def record_settings(out: Path, settings: dict) -> None:
+    """Refuse a directory written with other settings: a resumed run never mixes in answers made otherwise."""
     recorded = out / "settings.json"
     if recorded.is_file() and json.loads(recorded.read_text()) != settings:
         raise SystemExit(f"{out} holds answers written with other settings ({recorded}); choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     recorded.write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def write_answers(out: Path, settings: dict) -> list[dict]:
+    """The policy's answers (greedy, and sampled where asked), appended per batch and read back by a resumed run."""
     path = out / "answers.jsonl"
     done = {(r["prompt_id"], r["tag"]) for r in map(json.loads, path.open())} if path.is_file() else set()
     prompts = load_prompts(settings["prompts"])
@@ -134,6 +145,54 @@ def write_answers(out: Path, settings: dict) -> list[dict]:
                                             truncated=result.finish_reason == "length")) + "\n")
         print(f"answers: {min(start + BATCH, len(prompts))}/{len(prompts)} prompts", flush=True)
     return [json.loads(line) for line in path.open()]
+
+
+def priority_contexts(settings: dict) -> list[dict]:
+    """A seeded sample of the distinct training Priority conflicts of settings["priority"] (meta-prompt and prompt)."""
+    contexts = {}
+    for pair in read_meta_pairs(Path(settings["priority"]) / "train.jsonl"):
+        if pair.rule:
+            context = dict(preference=pair.preference, system_info=pair.system_info, user_info=pair.user_info,
+                           prompt=pair.prompt, rule=pair.rule, params=pair.params)
+            key = json.dumps([pair.system_info, pair.user_info, pair.prompt])
+            contexts.setdefault(key, context | dict(key=f"{zlib.crc32(key.encode()):08x}"))
+    chosen = sorted(contexts.values(), key=lambda c: c["key"])
+    random.Random(settings["seed"]).shuffle(chosen)
+    return chosen[:settings["priority_limit"]]
+
+
+def write_priority_answers(out: Path, settings: dict) -> list[dict]:
+    """The policy's greedy answers to the sampled Priority conflicts, appended per batch; a resumed run reads them."""
+    path = out / "priority_answers.jsonl"
+    done = {r["key"] for r in map(json.loads, path.open())} if path.is_file() else set()
+    todo = [c for c in priority_contexts(settings) if c["key"] not in done]
+    engine = load_engine(persrm="untrained", policy=settings["policy"]) if todo else None
+    for start in range(0, len(todo), BATCH):
+        chunk = todo[start:start + BATCH]
+        results = engine.generate([GenerationRequest(c["prompt"], c["user_info"], method="metaalign",
+                                                     system_info=c["system_info"],
+                                                     max_new_tokens=settings["priority_tokens"]) for c in chunk])
+        with path.open("a") as f:
+            for context, result in zip(chunk, results):
+                f.write(json.dumps(context | dict(text=result.text, truncated=result.finish_reason == "length"))
+                        + "\n")
+        print(f"priority answers: {len(done) + start + len(chunk)}/{len(done) + len(todo)}", flush=True)
+    return [json.loads(line) for line in path.open()] if path.is_file() else []
+
+
+def priority_examples(answers: list[dict]) -> tuple[dict[str, list[dict]], Counter]:
+    """Train and valid SFT examples (a tenth of the prompts) from the answers that keep their rule, cleanly."""
+    splits, kept = {"train": [], "valid": []}, Counter()
+    for answer in answers:
+        if not answer["text"] or degenerate(answer["text"]) or \
+                not obeys(answer["rule"], answer["params"], answer["text"]):
+            continue
+        kept[answer["rule"]] += 1
+        split = "valid" if zlib.crc32(json.dumps(answer["prompt"]).encode()) % 10 == 0 else "train"
+        splits[split].append(dict(preference=answer["preference"], system_info=answer["system_info"],
+                                  user_info=answer["user_info"], prompt=answer["prompt"], response=answer["text"],
+                                  subset="priority", explicit=True, truncated=answer["truncated"]))
+    return splits, kept
 
 
 def sft_examples(answers: list[dict]) -> tuple[dict[str, list[dict]], Counter]:
@@ -191,6 +250,10 @@ def main() -> None:
     parser.add_argument("--sampled", default=",".join(BACKGROUNDS), help="comma-separated dimensions to sample")
     parser.add_argument("--stated-method", choices=("metaalign", "metaalign-pad"), default="metaalign",
                         help="the method that writes the stated answers (neutral ones are always metaalign)")
+    parser.add_argument("--priority", default=None,
+                        help="a `personalign data metaalign` directory whose training Priority conflicts to rehearse")
+    parser.add_argument("--priority-limit", type=int, default=300, help="how many of its conflicts the policy answers")
+    parser.add_argument("--priority-tokens", type=int, default=96)
     args = parser.parse_args()
     sampled = [dim for dim in args.sampled.split(",") if dim]
     if args.samples < 0 or not set(sampled) <= set(BACKGROUNDS):
@@ -202,7 +265,19 @@ def main() -> None:
         settings |= dict(samples=args.samples, sampled=sampled, temperature=SAMPLE_TEMPERATURE)
     if args.stated_method != "metaalign":
         settings |= dict(stated_method=args.stated_method)
+    if args.priority:
+        if args.priority_limit < 1 or not (Path(args.priority) / "train.jsonl").is_file():
+            parser.error("--priority names a `personalign data metaalign` directory and --priority-limit is 1 or more")
+        settings |= dict(priority=args.priority, priority_limit=args.priority_limit,
+                         priority_tokens=args.priority_tokens)
+    record_settings(out, settings)
     splits, kept = sft_examples(write_answers(out, settings))
+    if args.priority:
+        rehearsed, kept_rules = priority_examples(write_priority_answers(out, settings))
+        for split, examples in rehearsed.items():
+            splits[split] += examples
+            random.Random(2).shuffle(splits[split])
+        print(f"Priority answers keeping their rule: {dict(kept_rules)}")
     for split, examples in splits.items():
         with (out / f"sft_{split}.jsonl").open("w") as f:
             f.writelines(json.dumps(example) + "\n" for example in examples)
