@@ -17,9 +17,13 @@ their key words ("eight years old", "professor", "hurry", "full picture", "cheer
 With `--samples K` the policy also samples K answers (temperature 0.8, seeded per prompt and dimension) under each
 stated text named by `--sampled`, and the target is the candidate, greedy or sampled, that passes the checks above and
 scores highest on its dimension: the target may then move further than the policy's own greedy answer does.
+`--min-gain G` keeps a target only where it beats the neutral answer by G standard deviations of its dimension's
+scores over all neutral answers, so that a move the judge's noise would make does not become a target.
 With `--stated-method metaalign-pad` the stated answers (greedy and sampled) are written by PAD with the default
 PersRM on top of the policy, which moves its dimensions further than the policy alone; neutral answers stay the
-policy's own.
+policy's own. With `--also-pad` the policy's own greedy answers stay and PAD writes one more candidate under each stated
+text: the target is then the better of the two by the judge (the policy's own where they tie), so a dimension PAD
+moves less than the policy is not pulled back toward PAD's answer.
 
 With `--priority DIR` (a `personalign data metaalign` directory holding Priority conflicts) the policy also answers a
 seeded sample of its training conflicts (greedy, metaalign, `--priority-tokens`, the length the Priority measurement
@@ -36,6 +40,7 @@ import random
 import zlib
 from collections import Counter, defaultdict
 from pathlib import Path
+from statistics import pstdev
 
 from personalign import GenerationRequest, load_engine
 from personalign.answer_checks import degenerate
@@ -93,13 +98,15 @@ BACKGROUNDS_PER_TARGET = 4
 MIN_CLOSENESS = 0.85
 BATCH = 25
 SAMPLE_TEMPERATURE = 0.8
+PAD_TAG = "~pad"  # the tag suffix of a stated answer PAD wrote beside the policy's own (--also-pad)
 
 
 def user_infos(settings: dict) -> list[tuple[str, str]]:
     """(tag, User Info): the greedy answers' tags are neutral and each dimension, a sample's is DIM~N."""
     greedy = [("neutral", NEUTRAL_ANSWERED)] + [(dim, lookup(dim).text) for dim in BACKGROUNDS]
-    return greedy + [(f"{dim}~{n}", lookup(dim).text) for dim in settings.get("sampled", ())
-                     for n in range(1, settings.get("samples", 0) + 1)]
+    padded = [(f"{dim}{PAD_TAG}", lookup(dim).text) for dim in BACKGROUNDS] if settings.get("also_pad") else []
+    return greedy + padded + [(f"{dim}~{n}", lookup(dim).text) for dim in settings.get("sampled", ())
+                              for n in range(1, settings.get("samples", 0) + 1)]
 
 
 def _dimension(tag: str) -> str:
@@ -107,8 +114,10 @@ def _dimension(tag: str) -> str:
 
 
 def _request(prompt, tag: str, user_info: str, settings: dict) -> GenerationRequest:
-    sampled = tag != _dimension(tag)
-    method = "metaalign" if tag == "neutral" else settings.get("stated_method", "metaalign")
+    padded = tag.endswith(PAD_TAG)
+    sampled = tag != _dimension(tag) and not padded
+    method = "metaalign" if tag == "neutral" else "metaalign-pad" if padded else \
+        settings.get("stated_method", "metaalign")
     return GenerationRequest(prompt.prompt, user_info, method=method, max_new_tokens=settings["max_new_tokens"],
                              temperature=SAMPLE_TEMPERATURE if sampled else 0.0,
                              seed=zlib.crc32(f"{prompt.id}|{tag}".encode()) if sampled else None)
@@ -130,7 +139,7 @@ def write_answers(out: Path, settings: dict) -> list[dict]:
     prompts = load_prompts(settings["prompts"])
     random.Random(settings["seed"]).shuffle(prompts)
     prompts = prompts[:settings["limit"]]
-    pad = settings.get("stated_method") == "metaalign-pad"  # the default PersRM guides the stated answers
+    pad = settings.get("stated_method") == "metaalign-pad" or settings.get("also_pad")  # the default PersRM guides
     engine = load_engine(persrm=None if pad else "untrained", policy=settings["policy"])
     for start in range(0, len(prompts), BATCH):
         chunk = prompts[start:start + BATCH]
@@ -195,12 +204,15 @@ def priority_examples(answers: list[dict]) -> tuple[dict[str, list[dict]], Count
     return splits, kept
 
 
-def sft_examples(answers: list[dict]) -> tuple[dict[str, list[dict]], Counter]:
-    """Train and valid SFT examples (split by prompt) and the kept targets per dimension (module docstring)."""
+def sft_examples(answers: list[dict], min_gain: float = 0.0) -> tuple[dict[str, list[dict]], Counter]:
+    """Train and valid SFT examples (split by prompt) and the kept targets per dimension (module docstring): a target
+    must beat the neutral answer by `min_gain` standard deviations of its dimension over the neutral answers."""
     by_prompt = defaultdict(dict)
     for answer in answers:
         by_prompt[answer["prompt_id"]][answer["tag"]] = answer
     judge, relevance = OfflineJudge(), RelevanceJudge()
+    neutrals = [answered["neutral"]["text"] for answered in by_prompt.values()]
+    spread = {dim: pstdev(judge.score(dim, [""] * len(neutrals), neutrals)) for dim in BACKGROUNDS}
     ids = sorted(by_prompt)
     random.Random(0).shuffle(ids)
     valid = set(ids[:len(ids) // 10])
@@ -221,9 +233,10 @@ def sft_examples(answers: list[dict]) -> tuple[dict[str, list[dict]], Counter]:
                 continue
             scores = judge.score(dim, [""] * len(candidates), [c["text"] for c in candidates])
             stated = candidates[max(range(len(candidates)), key=scores.__getitem__)]  # the first of equals: greedy
-            if max(scores) <= judge.score(dim, [""], [neutral["text"]])[0]:
+            if max(scores) <= judge.score(dim, [""], [neutral["text"]])[0] + min_gain * spread[dim]:
                 continue
             kept[dim] += 1
+            kept[f"{dim} by PAD"] += stated["tag"].endswith(PAD_TAG)
             split.append(_example(stated, lookup(dim).text, f"psoups:{dim}", explicit=True))
             backgrounds = random.Random(f"{prompt_id}{dim}").sample(BACKGROUNDS[dim], BACKGROUNDS_PER_TARGET)
             split += [_example(stated, background, f"psoups:{dim}", explicit=False) for background in backgrounds]
@@ -250,6 +263,10 @@ def main() -> None:
     parser.add_argument("--sampled", default=",".join(BACKGROUNDS), help="comma-separated dimensions to sample")
     parser.add_argument("--stated-method", choices=("metaalign", "metaalign-pad"), default="metaalign",
                         help="the method that writes the stated answers (neutral ones are always metaalign)")
+    parser.add_argument("--min-gain", type=float, default=0.0,
+                        help="a target beats the neutral answer by this many standard deviations of its dimension")
+    parser.add_argument("--also-pad", action="store_true",
+                        help="PAD over the policy writes one more stated candidate; the judge picks the target")
     parser.add_argument("--priority", default=None,
                         help="a `personalign data metaalign` directory whose training Priority conflicts to rehearse")
     parser.add_argument("--priority-limit", type=int, default=300, help="how many of its conflicts the policy answers")
@@ -265,13 +282,17 @@ def main() -> None:
         settings |= dict(samples=args.samples, sampled=sampled, temperature=SAMPLE_TEMPERATURE)
     if args.stated_method != "metaalign":
         settings |= dict(stated_method=args.stated_method)
+    if args.also_pad:
+        if args.stated_method == "metaalign-pad":
+            parser.error("--also-pad adds PAD's answers beside the policy's own: leave --stated-method at metaalign")
+        settings |= dict(also_pad=True)
     if args.priority:
         if args.priority_limit < 1 or not (Path(args.priority) / "train.jsonl").is_file():
             parser.error("--priority names a `personalign data metaalign` directory and --priority-limit is 1 or more")
         settings |= dict(priority=args.priority, priority_limit=args.priority_limit,
                          priority_tokens=args.priority_tokens)
     record_settings(out, settings)
-    splits, kept = sft_examples(write_answers(out, settings))
+    splits, kept = sft_examples(write_answers(out, settings), args.min_gain)
     if args.priority:
         rehearsed, kept_rules = priority_examples(write_priority_answers(out, settings))
         for split, examples in rehearsed.items():
