@@ -175,6 +175,8 @@ def write_priority_answers(out: Path, settings: dict) -> list[dict]:
     path = out / "priority_answers.jsonl"
     done = {r["key"] for r in map(json.loads, path.open())} if path.is_file() else set()
     todo = [c for c in priority_contexts(settings) if c["key"] not in done]
+    # the policy alone, also where PAD wrote the stated answers: with the PersRM beside it on the backbone, the engine
+    # sums the policy's rows in another order and its greedy answers part from these after a dozen tokens
     engine = load_engine(persrm="untrained", policy=settings["policy"]) if todo else None
     for start in range(0, len(todo), BATCH):
         chunk = todo[start:start + BATCH]
@@ -236,7 +238,8 @@ def sft_examples(answers: list[dict], min_gain: float = 0.0) -> tuple[dict[str, 
             if max(scores) <= judge.score(dim, [""], [neutral["text"]])[0] + min_gain * spread[dim]:
                 continue
             kept[dim] += 1
-            kept[f"{dim} by PAD"] += stated["tag"].endswith(PAD_TAG)
+            if stated["tag"].endswith(PAD_TAG):
+                kept[f"{dim} by PAD"] += 1
             split.append(_example(stated, lookup(dim).text, f"psoups:{dim}", explicit=True))
             backgrounds = random.Random(f"{prompt_id}{dim}").sample(BACKGROUNDS[dim], BACKGROUNDS_PER_TARGET)
             split += [_example(stated, background, f"psoups:{dim}", explicit=False) for background in backgrounds]
