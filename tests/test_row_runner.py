@@ -99,3 +99,19 @@ def test_a_prefill_sharing_prefixes_decodes_each_row_as_alone():
         own = RowRunner(model, ("a", "b"))
         expected = [own.add([prompt], [adapter])[0]] + [own.step(torch.tensor([11 + s]))[0] for s in range(3)]
         torch.testing.assert_close(torch.stack([s[i] for s in states]), torch.stack(expected), atol=1e-4, rtol=1e-4)
+
+
+@torch.inference_mode()
+def test_rows_of_one_adapter_compute_alike_whichever_adapter_peft_has_active():
+    """A MetaAlign policy's rows decode the same whether or not the engine also holds the PersRM's adapter (peft's
+    own LoRA forward, taken where every row used the active adapter, rounds otherwise: greedy answers on SmolLM2
+    parted after a dozen tokens)."""
+    model = two_adapters()
+    states = []
+    for active in ("a", "b"):
+        model.set_adapter(active)
+        runner = RowRunner(model, ("a", "b"))
+        hidden = [runner.add(PROMPTS[:2], ["a", "a"])]
+        hidden += [runner.step(torch.tensor([token, token + 1])) for token in (40, 41, 42)]
+        states.append(torch.stack(hidden))
+    assert torch.equal(*states)

@@ -157,8 +157,8 @@ class RowRunner:
             return nullcontext()
         if not any(adapter):
             return self.row_lora.bare()
-        if set(adapter) == {self.model.active_adapter}:
-            return nullcontext()  # every row runs through the adapter peft has active
+        # even where every row uses the adapter peft has active: its own LoRA forward rounds otherwise, and a
+        # request's answer would then hang on which other adapters the model carries
         return self.row_lora.rows(adapter)
 
     def _merge(self, cache, mask, adapter: list[str | None]) -> None:
