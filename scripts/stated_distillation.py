@@ -175,8 +175,6 @@ def write_priority_answers(out: Path, settings: dict) -> list[dict]:
     path = out / "priority_answers.jsonl"
     done = {r["key"] for r in map(json.loads, path.open())} if path.is_file() else set()
     todo = [c for c in priority_contexts(settings) if c["key"] not in done]
-    # the policy alone, also where PAD wrote the stated answers: with the PersRM beside it on the backbone, the engine
-    # sums the policy's rows in another order and its greedy answers part from these after a dozen tokens
     engine = load_engine(persrm="untrained", policy=settings["policy"]) if todo else None
     for start in range(0, len(todo), BATCH):
         chunk = todo[start:start + BATCH]

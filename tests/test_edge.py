@@ -46,6 +46,8 @@ def test_a_persrm_directory_that_is_not_one_is_refused_before_loading(run, tmp_p
 def test_a_prompt_longer_than_the_context_is_refused_at_once(run, tmp_path):
     with time_bound():  # it used to decode a 40k-token prompt for minutes
         one_line_error(*run("generate", "word " * 40_000, "-p", "concise"), "more than the model's context of 512")
+    one_line_error(*run("generate", "Hi", "--method", "meta-prompting", "--user-info", "word " * 1000),
+                   "User Info included), more than the model's context of 512")
     path = tmp_path / "long.jsonl"
     path.write_text(json.dumps({"prompt": "word " * 80, "preference": "concise"}) + "\n")
     one_line_error(*run("generate", "--input", str(path), "--max-new-tokens", "500"),

@@ -64,8 +64,9 @@ def check_fits_context(prompt_tokens: int, max_new_tokens: int, context: int | N
     if context is None:
         return
     if prompt_tokens >= context:
-        raise PersonalignError(f"the prompt is {prompt_tokens} tokens (PAD's template included), more than the "
-                               f"model's context of {context} tokens: shorten it")
+        raise PersonalignError(f"the prompt is {prompt_tokens} tokens as the model reads it (its template, preference "
+                               f"and User Info included), more than the model's context of {context} tokens: "
+                               "shorten them")
     if prompt_tokens + max_new_tokens > context:
         raise PersonalignError(f"the prompt is {prompt_tokens} tokens and max_new_tokens is {max_new_tokens}: "
                                f"together more than the model's context of {context} tokens; ask for at most "
