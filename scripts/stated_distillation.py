@@ -132,15 +132,19 @@ def record_settings(out: Path, settings: dict) -> None:
     recorded.write_text(json.dumps(settings, indent=2) + "\n")
 
 
-def write_answers(out: Path, settings: dict) -> list[dict]:
+def load_writer(settings: dict):
+    """The engine that writes every answer: the policy, with the default PersRM where PAD writes some."""
+    pad = settings.get("stated_method") == "metaalign-pad" or settings.get("also_pad")
+    return load_engine(persrm=None if pad else "untrained", policy=settings["policy"])
+
+
+def write_answers(engine, out: Path, settings: dict) -> list[dict]:
     """The policy's answers (greedy, and sampled where asked), appended per batch and read back by a resumed run."""
     path = out / "answers.jsonl"
     done = {(r["prompt_id"], r["tag"]) for r in map(json.loads, path.open())} if path.is_file() else set()
     prompts = load_prompts(settings["prompts"])
     random.Random(settings["seed"]).shuffle(prompts)
     prompts = prompts[:settings["limit"]]
-    pad = settings.get("stated_method") == "metaalign-pad" or settings.get("also_pad")  # the default PersRM guides
-    engine = load_engine(persrm=None if pad else "untrained", policy=settings["policy"])
     for start in range(0, len(prompts), BATCH):
         chunk = prompts[start:start + BATCH]
         for tag, user_info in user_infos(settings):
@@ -170,12 +174,11 @@ def priority_contexts(settings: dict) -> list[dict]:
     return chosen[:settings["priority_limit"]]
 
 
-def write_priority_answers(out: Path, settings: dict) -> list[dict]:
+def write_priority_answers(engine, out: Path, settings: dict) -> list[dict]:
     """The policy's greedy answers to the sampled Priority conflicts, appended per batch; a resumed run reads them."""
     path = out / "priority_answers.jsonl"
     done = {r["key"] for r in map(json.loads, path.open())} if path.is_file() else set()
     todo = [c for c in priority_contexts(settings) if c["key"] not in done]
-    engine = load_engine(persrm="untrained", policy=settings["policy"]) if todo else None
     for start in range(0, len(todo), BATCH):
         chunk = todo[start:start + BATCH]
         results = engine.generate([GenerationRequest(c["prompt"], c["user_info"], method="metaalign",
@@ -293,9 +296,10 @@ def main() -> None:
         settings |= dict(priority=args.priority, priority_limit=args.priority_limit,
                          priority_tokens=args.priority_tokens)
     record_settings(out, settings)
-    splits, kept = sft_examples(write_answers(out, settings), args.min_gain)
+    engine = load_writer(settings)
+    splits, kept = sft_examples(write_answers(engine, out, settings), args.min_gain)
     if args.priority:
-        rehearsed, kept_rules = priority_examples(write_priority_answers(out, settings))
+        rehearsed, kept_rules = priority_examples(write_priority_answers(engine, out, settings))
         for split, examples in rehearsed.items():
             splits[split] += examples
             random.Random(2).shuffle(splits[split])
