@@ -18,7 +18,7 @@ from personalign import GenerationRequest, load_engine
 from personalign.catalog import lookup
 from personalign.data.metaalign_synth import PSOUPS_PERSONAS
 from personalign.data.prompt_sets import load_prompts
-from personalign.decoding.methods import REGISTRY, Rule
+from personalign.decoding.methods import REGISTRY
 from personalign.evaluation.judges.offline import OfflineJudge
 
 PERSONAS = {"elementary": "I'm eight years old.", "expert": "I'm a physics professor.",
@@ -29,10 +29,11 @@ NEUTRAL = "I have no particular preferences about the answer."
 assert not set(PERSONAS.values()) & {p for ps in PSOUPS_PERSONAS.values() for p in ps}
 
 
-def answers(engine, method: str, prompts, user_info: str, max_new_tokens: int, batch_size: int) -> list[str]:
+def answers(engine, method: str, prompts, user_info: str, max_new_tokens: int, batch_size: int,
+            beta: float) -> list[str]:
     out = []
     for start in range(0, len(prompts), batch_size):
-        requests = [GenerationRequest(p.prompt, user_info, method=method, max_new_tokens=max_new_tokens)
+        requests = [GenerationRequest(p.prompt, user_info, method=method, max_new_tokens=max_new_tokens, beta=beta)
                     for p in prompts[start:start + batch_size]]
         out += [r.text for r in engine.generate(requests)]
     return out
@@ -47,6 +48,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--beta", type=float, default=1.0, help="the guided methods' beta (metaalign-pad, "
+                        "metaalign-cfg)")
     told = parser.add_mutually_exclusive_group()
     told.add_argument("--stated", action="store_true", help="User Info: each dimension's own text, not a persona")
     told.add_argument("--trained", action="store_true", help="User Info: each dimension's first training background")
@@ -57,13 +60,13 @@ def main() -> None:
     methods = args.methods.split(",")
     if not set(methods) <= set(REGISTRY):
         parser.error(f"--methods names methods of {', '.join(REGISTRY)}")
-    guided = any(REGISTRY[m].rule is not Rule.PLAIN for m in methods)  # those read the default PersRM
+    guided = any(REGISTRY[m].uses_persrm for m in methods)  # those read the default PersRM
     engine, judge = load_engine(persrm=None if guided else "untrained", policy=args.policy), OfflineJudge()
     rows = []
     for method in methods:
-        neutral = answers(engine, method, prompts, NEUTRAL, args.max_new_tokens, args.batch_size)
+        neutral = answers(engine, method, prompts, NEUTRAL, args.max_new_tokens, args.batch_size, args.beta)
         for dim, user_info in user_infos.items():
-            texts = answers(engine, method, prompts, user_info, args.max_new_tokens, args.batch_size)
+            texts = answers(engine, method, prompts, user_info, args.max_new_tokens, args.batch_size, args.beta)
             moved = sum(a > b for a, b in zip(judge.score(dim, [""] * len(texts), texts),
                                               judge.score(dim, [""] * len(neutral), neutral)))
             rows.append((method, dim, user_info, len(texts), moved))

@@ -18,6 +18,7 @@ from collections import defaultdict
 from personalign import GenerationRequest, load_engine
 from personalign.data.metaalign import read_meta_pairs
 from personalign.data.priority import obeys
+from personalign.decoding.methods import REGISTRY
 
 
 def main() -> None:
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--policy", default=None, help="a MetaAlign policy directory (for --methods metaalign)")
+    parser.add_argument("--beta", type=float, default=1.0, help="the guided methods' beta (metaalign-cfg)")
     args = parser.parse_args()
     pairs = [p for p in read_meta_pairs(f"{args.data}/valid.jsonl") if p.rule][:args.limit]
     engine = load_engine(persrm="untrained", policy=args.policy)
@@ -40,10 +42,10 @@ def main() -> None:
     for method in args.methods.split(","):
         for start in range(0, len(pairs), args.batch_size):
             batch = pairs[start:start + args.batch_size]
-            meta = method in ("meta-prompting", "metaalign")
+            meta = REGISTRY[method].reads_system_info
             requests = [GenerationRequest(p.prompt, p.user_info if meta else None, method=method,
                                           system_info=p.system_info if meta else None,
-                                          max_new_tokens=args.max_new_tokens) for p in batch]
+                                          max_new_tokens=args.max_new_tokens, beta=args.beta) for p in batch]
             for pair, result in zip(batch, engine.generate(requests)):
                 rows[(method, pair.rule)][0] += 1
                 rows[(method, pair.rule)][1] += obeys(pair.rule, pair.params, result.text)

@@ -71,7 +71,8 @@ def test_an_untrained_policy_is_meta_prompting(tmp_path, smol_tokenizer):
 def test_a_mixed_batch_equals_each_request_alone(tmp_path, smol_tokenizer):
     engine = engine_with(smol_tokenizer, saved_policy(tmp_path))
     mixed = [request(PROMPTS[0], "metaalign"), request(PROMPTS[1], "pad", beta=1.5), request(PROMPTS[0], "prompt"),
-             request(PROMPTS[1], "metaalign-pad", beta=1.0), request(PROMPTS[1], "meta-prompting")]
+             request(PROMPTS[1], "metaalign-pad", beta=1.0), request(PROMPTS[1], "meta-prompting"),
+             request(PROMPTS[0], "metaalign-cfg", beta=2.0)]
     together = engine.generate(mixed)
     alone = [engine.generate([r])[0] for r in mixed]
     assert [r.token_ids for r in together] == [r.token_ids for r in alone]
@@ -84,6 +85,42 @@ def test_metaalign_pad_at_beta_zero_is_metaalign(tmp_path, smol_tokenizer):
     guided = engine.generate([request(p, "metaalign-pad", beta=0.0) for p in PROMPTS])
     assert [r.token_ids for r in guided] == [r.token_ids for r in engine.generate([request(p, "metaalign")
                                                                                      for p in PROMPTS])]
+
+
+def test_metaalign_cfg_amplifies_what_user_info_adds_over_system_info_alone(tmp_path, smol_tokenizer):
+    """score = z_policy + beta * (l_policy - l_policy reading System Info alone) over the policy's top-k: a
+    hand-written loop over the policy itself gives the engine's tokens, the PersRM playing no part."""
+    policy = saved_policy(tmp_path)
+    beta, k = 3.0, 10
+    engine = engine_with(smol_tokenizer, policy)
+    results = engine.generate([request(p, "metaalign-cfg", beta=beta, top_k=k, end_of_turn="reward")
+                               for p in PROMPTS])
+    oracle = PeftModel.from_pretrained(tiny_llama(0), str(policy / "adapter")).eval()
+    for prompt, result in zip(PROMPTS, results):
+        told = render_meta_ids(smol_tokenizer, prompt, MetaPrompt(user_info=USER))
+        alone = render_meta_ids(smol_tokenizer, prompt, MetaPrompt())
+        tokens = []
+        with torch.no_grad():
+            for _ in result.token_ids:
+                z = oracle(input_ids=torch.tensor([told + tokens])).logits[0, -1]
+                z_alone = oracle(input_ids=torch.tensor([alone + tokens])).logits[0, -1]
+                top, cand = z.topk(k)
+                tokens.append(int(cand[(top + beta * (top.log_softmax(-1) - z_alone[cand].log_softmax(-1))).argmax()]))
+        assert result.token_ids == tokens
+    plain = engine.generate([request(p, "metaalign") for p in PROMPTS])
+    assert [r.token_ids for r in results] != [r.token_ids for r in plain], "guidance changed nothing"
+    at_zero = engine.generate([request(p, "metaalign-cfg", beta=0.0) for p in PROMPTS])
+    assert [r.token_ids for r in at_zero] == [r.token_ids for r in plain]
+    with pytest.raises(PersonalignError, match="takes only the decoupled reward form, not 'released'"):
+        request(PROMPTS[0], "metaalign-cfg", reward="released")
+
+
+def test_metaalign_cfg_needs_the_persrm_on_the_policys_base(tmp_path, smol_tokenizer):
+    model = tiny_llama(0)
+    elsewhere = PersonalizedRewardModel(tiny_llama(0))  # its own copy of the weights: rows in another runner
+    engine = Engine(model, smol_tokenizer, elsewhere, policy=attach_policy(model, None, saved_policy(tmp_path)))
+    with pytest.raises(PersonalignError, match="must ride on the policy's base model"):
+        engine.submit(request(PROMPTS[0], "metaalign-cfg"))
 
 
 def test_without_a_policy_metaalign_is_refused_and_bad_directories_are_named(tmp_path, smol_tokenizer):

@@ -91,6 +91,12 @@ def meta_prompt_row(tokenizer, request, principle: str | None = None) -> list[in
     return render_meta_ids(tokenizer, request.prompt, meta)
 
 
+def system_info_row(tokenizer, request, principle: str | None = None) -> list[int]:
+    """Renderer: the request under its System Info alone, without User Info (what metaalign-cfg measures the
+    User Info's pull against)."""
+    return render_meta_ids(tokenizer, request.prompt, MetaPrompt(request.system_info or DEFAULT_SYSTEM_INFO))
+
+
 def render_meta_ids(tokenizer, prompt: "str | Messages", meta: MetaPrompt) -> list[int]:
     """Token ids of the chat-formatted conversation under the meta-prompt, ready for the answer."""
     if not getattr(tokenizer, "chat_template", None):  # a model without a chat template reads plain text

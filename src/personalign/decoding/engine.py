@@ -160,6 +160,9 @@ class Engine:
             raise PersonalignError(f"method {request.method!r} needs a trained MetaAlign policy (--policy DIR, "
                                    "load_engine(policy=...)); the base reading the meta-prompt is --method "
                                    "meta-prompting")
+        if method.guide_adapter and not self.shared:
+            raise PersonalignError(f"method {request.method!r} runs its guide rows through the policy, so the PersRM "
+                                   "must ride on the policy's base model (or be left out)")
         if method.rule is Rule.ARGS and self.sequence_reward is None:
             raise PersonalignError(f"method {request.method!r} needs a sequence-level reward: build the engine with "
                                    "sequence_reward=... (personalign eval passes its judges)")
@@ -196,7 +199,7 @@ class Engine:
         """Which rows a request needs (its method's declaration), with duplicates merged."""
         method, pref, tok = methods.get(req.method), req.preference, self.tokenizer
         base_ids = method.base_row(tok, req, pref.text)
-        adapter = ADAPTER_NAME if self.persrm.has_adapter else None
+        adapter = method.guide_adapter or (ADAPTER_NAME if self.persrm.has_adapter else None)
         base_key = (tuple(base_ids), method.base_adapter)
         base_rows = [base_key]
         rm_rows = base_rows if self.shared else []
@@ -211,7 +214,7 @@ class Engine:
             # one component reads exactly the base's ids (the released PAD); a mix reads each text on its own
             texts = [pref.text] if len(pref.components) == 1 else pref.texts
             policy = [row((tuple(method.guide_rows(tok, req, t)), adapter)) for t in texts]
-            if method.reference_row and (req.reward or self.reward_form) == "decoupled":
+            if method.reference_row and (method.reward_form or req.reward or self.reward_form) == "decoupled":
                 reference = row((tuple(method.reference_row(tok, req, pref.text)), adapter))
         if req.guided and method.sequence_row and self.seq_runner:
             seq_rows = [(tuple(method.sequence_row(tok, req, pref.text)), None)]
@@ -323,18 +326,22 @@ class Engine:
         hidden = self._hidden[id(self.rm_runner)]
         offsets = self._offsets(self.rm_runner)
         actives = [self._active[j] for j in guided]
+        # a policy guiding itself reads its own head, not the PersRM's
+        own_head = torch.tensor([a.method.guide_adapter is not None for a in actives], device=cand.device)
         flat, weights, n = self._policy_rows(guided)
-        policy_c = self._candidate_logits(hidden[flat], cand.repeat_interleave(n, 0)).view(len(guided), n, -1)
+        policy_c = self._candidate_logits(hidden[flat], cand.repeat_interleave(n, 0),
+                                          own_head.repeat_interleave(n)).view(len(guided), n, -1)
         if all(a.reference_index is not None for a in actives):
             ref_rows = torch.tensor([offsets[j] + a.reference_index for j, a in zip(guided, actives)])
-            reference_c = self._candidate_logits(hidden[ref_rows.to(cand.device)], cand)
+            reference_c = self._candidate_logits(hidden[ref_rows.to(cand.device)], cand, own_head)
         elif all(a.reference_index is None for a in actives):
             reference_c = base_c
         else:  # a batch mixing both reward forms: compute the decoupled reference where asked
             reference_c = base_c.clone()
             decoupled = [i for i, a in enumerate(actives) if a.reference_index is not None]
             ref_rows = torch.tensor([offsets[guided[i]] + actives[i].reference_index for i in decoupled])
-            reference_c[decoupled] = self._candidate_logits(hidden[ref_rows.to(cand.device)], cand[decoupled])
+            reference_c[decoupled] = self._candidate_logits(hidden[ref_rows.to(cand.device)], cand[decoupled],
+                                                            own_head[decoupled])
         return pad_reward(policy_c, weights, reference_c, live, self._neutral_ends(actives, cand))
 
     def _neutral_ends(self, actives, cand) -> torch.Tensor | None:
@@ -374,9 +381,17 @@ class Engine:
             reward[i, slot] = float(value)
         return reward
 
-    def _candidate_logits(self, hidden: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
-        """The PersRM's logits U(W h + b) at the candidate ids only."""
-        return self.persrm.candidate_logits(hidden, cand).float()
+    def _candidate_logits(self, hidden: torch.Tensor, cand: torch.Tensor, own_head: torch.Tensor) -> torch.Tensor:
+        """Logits at the candidate ids only: the PersRM's U(W h + b), or the model's own U h on rows where
+        `own_head` [n] is true (a policy's guide rows)."""
+        if not own_head.any():
+            return self.persrm.candidate_logits(hidden, cand).float()
+        if own_head.all():
+            return self.rm_runner.candidate_logits(hidden, cand).float()
+        out = torch.empty(cand.shape, device=cand.device)
+        out[~own_head] = self.persrm.candidate_logits(hidden[~own_head], cand[~own_head]).float()
+        out[own_head] = self.rm_runner.candidate_logits(hidden[own_head], cand[own_head]).float()
+        return out
 
     def _advance(self, active: _Active, token: int) -> StepEvent:
         active.tokens.append(token)

@@ -11,7 +11,7 @@ from enum import Enum
 from typing import Callable
 
 from ..errors import PersonalignError
-from ..meta_prompt import meta_prompt_row
+from ..meta_prompt import meta_prompt_row, system_info_row
 from ..metaalign_policy import POLICY_ADAPTER
 from ..prompts import bare_prompt, pad_prompt
 
@@ -42,6 +42,8 @@ class Method:
     reference_row: Renderer | None = None  # the PersRM's reference row under the decoupled reward form
     sequence_row: Renderer | None = None  # the row a KV-cached sequence reward model (ARGS) follows
     base_adapter: str | None = None  # the adapter the base row runs through (the MetaAlign policy's)
+    guide_adapter: str | None = None  # the adapter guide and reference rows run through (None: the PersRM's)
+    reward_form: str | None = None  # the PAD reward form the method fixes (None: the request's or the engine's)
     needs_preference: bool = True
 
     def __post_init__(self):
@@ -55,7 +57,11 @@ class Method:
     @property
     def reads_system_info(self) -> bool:
         """Whether a row reads a meta-prompt, whose System Info a request may set."""
-        return meta_prompt_row in self.renderers
+        return bool({meta_prompt_row, system_info_row} & self.renderers)
+
+    @property
+    def uses_persrm(self) -> bool:
+        return self.guide_rows is not None and self.guide_adapter is None
 
     @property
     def renderers(self) -> set[Renderer]:
@@ -118,6 +124,12 @@ register(Method(
     "+1 row per preference component (the PersRM reads another prompt than the policy); +1 for the decoupled "
     "reference", base_row=meta_prompt_row, base_adapter=POLICY_ADAPTER, rule=Rule.PAD, guided=True,
     guide_rows=pad_prompt, reference_row=bare_prompt))
+register(Method(
+    "metaalign-cfg", "MetaAlign with the User Info's pull amplified (classifier-free guidance): z_policy + beta * "
+    "(l_policy - l_policy without User Info) over the policy's top-k; beta 0 is metaalign",
+    "MetaAlign + guidance, beta={beta:g}", "+1 row (the policy reading System Info alone)",
+    base_row=meta_prompt_row, base_adapter=POLICY_ADAPTER, rule=Rule.PAD, guided=True, guide_rows=meta_prompt_row,
+    reference_row=system_info_row, guide_adapter=POLICY_ADAPTER, reward_form="decoupled"))
 
 DEFAULT = "pad"  # with a preference
 UNPERSONALIZED = "base"  # without one

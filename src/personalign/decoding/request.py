@@ -63,6 +63,9 @@ class GenerationRequest:
         method = methods.get(self.method)  # refuses an unknown name, listing the registry's
         if self.reward is not None and self.reward not in REWARD_FORMS:
             raise PersonalignError(f"unknown reward form {self.reward!r}; choose one of {', '.join(REWARD_FORMS)}")
+        if self.reward is not None and method.reward_form not in (None, self.reward):
+            raise PersonalignError(f"method {self.method!r} takes only the {method.reward_form} reward form, not "
+                                   f"{self.reward!r}")
         if self.end_of_turn not in END_OF_TURN:
             raise PersonalignError(f"unknown end_of_turn {self.end_of_turn!r}; choose one of {', '.join(END_OF_TURN)}")
         if method.needs_preference and self.preference.is_empty:

@@ -111,6 +111,11 @@ class RowRunner:
         logits = (self.lm_head.weight @ hidden.T).T
         return logits if self.lm_head.bias is None else logits + self.lm_head.bias
 
+    def candidate_logits(self, hidden: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+        """The model's own logits at candidate ids only: [n, K] from hidden [n, d] and ids [n, K]."""
+        logits = torch.bmm(self.lm_head.weight[cand], hidden[:, :, None]).squeeze(-1)
+        return logits if self.lm_head.bias is None else logits + self.lm_head.bias[cand]
+
     def keep(self, rows: list[int]) -> None:
         """Keep only `rows` (in that order). The others' physical rows stay until reused or compacted."""
         self.slots = [self.slots[r] for r in rows]

@@ -38,7 +38,7 @@ class EvalMethod:
 
     @property
     def uses_persrm(self) -> bool:
-        return self.decoding.guide_rows is not None
+        return self.decoding.uses_persrm
 
     @property
     def uses_reward_judge(self) -> bool:
@@ -60,8 +60,10 @@ class EvalMethod:
 
 
 def _as_itself(m: Method) -> EvalMethod:
-    # a method with a reference row is evaluated under the released reward form; pad-decoupled is the other
-    return EvalMethod(m.name, m.description, m.cost, m.name, reward="released" if m.reference_row else None)
+    # a method with a reference row is evaluated under the released reward form unless it fixes its own;
+    # pad-decoupled is the other
+    reward = (m.reward_form or "released") if m.reference_row else None
+    return EvalMethod(m.name, m.description, m.cost, m.name, reward=reward)
 
 
 EVAL_METHODS: dict[str, EvalMethod] = {e.name: e for e in [
