@@ -21,7 +21,8 @@ scores highest on its dimension: the target may then move further than the polic
 scores over all neutral answers, so that a move the judge's noise would make does not become a target.
 With `--stated-method metaalign-pad` the stated answers (greedy and sampled) are written by PAD with the default
 PersRM on top of the policy, which moves its dimensions further than the policy alone; neutral answers stay the
-policy's own. With `--also-pad` the policy's own greedy answers stay and PAD writes one more candidate under each stated
+policy's own. `--stated-method metaalign-cfg` writes them with the policy's User Info amplified (classifier-free
+guidance), `--stated-beta` weighing either guide. With `--also-pad` the policy's own greedy answers stay and PAD writes one more candidate under each stated
 text: the target is then the better of the two by the judge (the policy's own where they tie), so a dimension PAD
 moves less than the policy is not pulled back toward PAD's answer.
 
@@ -118,8 +119,9 @@ def _request(prompt, tag: str, user_info: str, settings: dict) -> GenerationRequ
     sampled = tag != _dimension(tag) and not padded
     method = "metaalign" if tag == "neutral" else "metaalign-pad" if padded else \
         settings.get("stated_method", "metaalign")
+    beta = settings.get("stated_beta", 1.0) if method == settings.get("stated_method") else 1.0
     return GenerationRequest(prompt.prompt, user_info, method=method, max_new_tokens=settings["max_new_tokens"],
-                             temperature=SAMPLE_TEMPERATURE if sampled else 0.0,
+                             beta=beta, temperature=SAMPLE_TEMPERATURE if sampled else 0.0,
                              seed=zlib.crc32(f"{prompt.id}|{tag}".encode()) if sampled else None)
 
 
@@ -265,8 +267,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5, help="seed of the prompt sample")
     parser.add_argument("--samples", type=int, default=0, help="sampled answers per stated text, beside the greedy one")
     parser.add_argument("--sampled", default=",".join(BACKGROUNDS), help="comma-separated dimensions to sample")
-    parser.add_argument("--stated-method", choices=("metaalign", "metaalign-pad"), default="metaalign",
+    parser.add_argument("--stated-method", choices=("metaalign", "metaalign-pad", "metaalign-cfg"),
+                        default="metaalign",
                         help="the method that writes the stated answers (neutral ones are always metaalign)")
+    parser.add_argument("--stated-beta", type=float, default=1.0, help="its beta (metaalign-pad, metaalign-cfg)")
     parser.add_argument("--min-gain", type=float, default=0.0,
                         help="a target beats the neutral answer by this many standard deviations of its dimension")
     parser.add_argument("--also-pad", action="store_true",
@@ -286,6 +290,10 @@ def main() -> None:
         settings |= dict(samples=args.samples, sampled=sampled, temperature=SAMPLE_TEMPERATURE)
     if args.stated_method != "metaalign":
         settings |= dict(stated_method=args.stated_method)
+    if args.stated_beta != 1.0:  # the default beta stays unrecorded, so directories written before still resume
+        if args.stated_method == "metaalign":
+            parser.error("--stated-beta weighs the guide of metaalign-pad or metaalign-cfg: name one")
+        settings |= dict(stated_beta=args.stated_beta)
     if args.also_pad:
         if args.stated_method == "metaalign-pad":
             parser.error("--also-pad adds PAD's answers beside the policy's own: leave --stated-method at metaalign")
