@@ -31,8 +31,13 @@ def preference_words(dimension: str) -> set[str]:
     return {w for w in re.findall(r"[a-z]+", lookup(dimension).text.lower()) if w not in NAMES_NOTHING}
 
 
+def words_pattern(words) -> re.Pattern:
+    return re.compile(r"\b(?:" + "|".join(sorted(words)) + r")\b", re.IGNORECASE)
+
+
 STRUCK = set().union(*(preference_words(d) for d in DIMENSIONS))
-PATTERN = re.compile(r"\b(?:" + "|".join(sorted(STRUCK)) + r")\b", re.IGNORECASE)
+PATTERN = words_pattern(STRUCK)
+OWN = {dim: words_pattern(preference_words(dim)) for dim in DIMENSIONS}  # an answer naming its own preference
 
 
 def main() -> None:
@@ -60,8 +65,7 @@ def main() -> None:
             ours, theirs = ([PATTERN.sub("", side[k]) for k in keys] for side in (texts, baseline))
             a, b = (judge.score(dim, [""] * len(keys), side) for side in (ours, theirs))
             win = sum((x > y) + 0.5 * (x == y) for x, y in zip(a, b)) / max(len(keys), 1)
-            own = re.compile(r"\b(?:" + "|".join(preference_words(dim)) + r")\b", re.IGNORECASE)
-            named = sum(bool(own.search(texts[k])) for k in keys)
+            named = sum(bool(OWN[dim].search(texts[k])) for k in keys)
             cells.append(f"{win:.2f} {named:>2}/{len(keys):<3}")
         print(f"{method:<16} {beta:>5g} " + " ".join(f"{c:>11}" for c in cells))
 

@@ -22,9 +22,9 @@ scores over all neutral answers, so that a move the judge's noise would make doe
 With `--stated-method metaalign-pad` the stated answers (greedy and sampled) are written by PAD with the default
 PersRM on top of the policy, which moves its dimensions further than the policy alone; neutral answers stay the
 policy's own. `--stated-method metaalign-cfg` writes them with the policy's User Info amplified (classifier-free
-guidance), `--stated-beta` weighing either guide. With `--also-pad` the policy's own greedy answers stay and PAD writes one more candidate under each stated
-text: the target is then the better of the two by the judge (the policy's own where they tie), so a dimension PAD
-moves less than the policy is not pulled back toward PAD's answer.
+guidance), `--stated-beta` weighing either guide. With `--also-pad` the policy's own greedy answers stay and PAD
+writes one more candidate under each stated text: the target is then the better of the two by the judge (the policy's
+own where they tie), so a dimension PAD moves less than the policy is not pulled back toward PAD's answer.
 
 With `--priority DIR` (a `personalign data metaalign` directory holding Priority conflicts) the policy also answers a
 seeded sample of its training conflicts (greedy, metaalign, `--priority-tokens`, the length the Priority measurement

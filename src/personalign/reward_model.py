@@ -36,6 +36,13 @@ def identity_head(dim: int, like: torch.Tensor) -> nn.Linear:
     return head
 
 
+def logits_at(unembed: nn.Linear, hidden: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    """`unembed`'s logits at candidate ids only, [n, K] from hidden [n, d] and ids [n, K]: K rows of U instead of the
+    whole vocabulary."""
+    logits = torch.bmm(unembed.weight[cand], hidden[:, :, None]).squeeze(-1)
+    return logits if unembed.bias is None else logits + unembed.bias[cand]
+
+
 class PersonalizedRewardModel(nn.Module):
     def __init__(self, backbone, backbone_source: str | None = None, head: nn.Linear | None = None,
                  dropout: float = 0.1):
@@ -75,9 +82,7 @@ class PersonalizedRewardModel(nn.Module):
     def candidate_logits(self, hidden: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         """The PersRM's logits at candidate ids only, [n, K] from hidden [n, d] and ids [n, K]: K rows of U
         instead of the whole vocabulary (PAD only ever reads the base's top-k)."""
-        unembed = self.causal_lm.get_output_embeddings()
-        logits = torch.bmm(unembed.weight[cand], self.head(self.dropout(hidden))[:, :, None]).squeeze(-1)
-        return logits if unembed.bias is None else logits + unembed.bias[cand]
+        return logits_at(self.causal_lm.get_output_embeddings(), self.head(self.dropout(hidden)), cand)
 
     def forward(self, input_ids, attention_mask=None, **kwargs) -> torch.Tensor:
         """Logits at every position (for training and scoring whole answers)."""

@@ -326,11 +326,10 @@ class Engine:
         hidden = self._hidden[id(self.rm_runner)]
         offsets = self._offsets(self.rm_runner)
         actives = [self._active[j] for j in guided]
-        # a policy guiding itself reads its own head, not the PersRM's
-        own_head = torch.tensor([a.method.guide_adapter is not None for a in actives], device=cand.device)
+        own_head = [a.method.guide_adapter is not None for a in actives]  # a policy guiding itself: its own head
         flat, weights, n = self._policy_rows(guided)
         policy_c = self._candidate_logits(hidden[flat], cand.repeat_interleave(n, 0),
-                                          own_head.repeat_interleave(n)).view(len(guided), n, -1)
+                                          [o for o in own_head for _ in range(n)]).view(len(guided), n, -1)
         if all(a.reference_index is not None for a in actives):
             ref_rows = torch.tensor([offsets[j] + a.reference_index for j, a in zip(guided, actives)])
             reference_c = self._candidate_logits(hidden[ref_rows.to(cand.device)], cand, own_head)
@@ -341,7 +340,7 @@ class Engine:
             decoupled = [i for i, a in enumerate(actives) if a.reference_index is not None]
             ref_rows = torch.tensor([offsets[guided[i]] + actives[i].reference_index for i in decoupled])
             reference_c[decoupled] = self._candidate_logits(hidden[ref_rows.to(cand.device)], cand[decoupled],
-                                                            own_head[decoupled])
+                                                            [own_head[i] for i in decoupled])
         return pad_reward(policy_c, weights, reference_c, live, self._neutral_ends(actives, cand))
 
     def _neutral_ends(self, actives, cand) -> torch.Tensor | None:
@@ -381,13 +380,14 @@ class Engine:
             reward[i, slot] = float(value)
         return reward
 
-    def _candidate_logits(self, hidden: torch.Tensor, cand: torch.Tensor, own_head: torch.Tensor) -> torch.Tensor:
+    def _candidate_logits(self, hidden: torch.Tensor, cand: torch.Tensor, own_head: list[bool]) -> torch.Tensor:
         """Logits at the candidate ids only: the PersRM's U(W h + b), or the model's own U h on rows where
-        `own_head` [n] is true (a policy's guide rows)."""
-        if not own_head.any():
+        `own_head` is true (a policy's guide rows). Decided on the host: no device sync on the common paths."""
+        if not any(own_head):
             return self.persrm.candidate_logits(hidden, cand).float()
-        if own_head.all():
+        if all(own_head):
             return self.rm_runner.candidate_logits(hidden, cand).float()
+        own_head = torch.tensor(own_head, device=cand.device)
         out = torch.empty(cand.shape, device=cand.device)
         out[~own_head] = self.persrm.candidate_logits(hidden[~own_head], cand[~own_head]).float()
         out[own_head] = self.rm_runner.candidate_logits(hidden[own_head], cand[own_head]).float()

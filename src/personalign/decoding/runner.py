@@ -22,6 +22,7 @@ from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from ..errors import PersonalignError
 from ..padding import left_padded
+from ..reward_model import logits_at
 from .kv_cache import RoomyLayer
 from .row_lora import RowLoRA
 from .shared_prefix import plan_shared_prefixes
@@ -113,8 +114,7 @@ class RowRunner:
 
     def candidate_logits(self, hidden: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         """The model's own logits at candidate ids only: [n, K] from hidden [n, d] and ids [n, K]."""
-        logits = torch.bmm(self.lm_head.weight[cand], hidden[:, :, None]).squeeze(-1)
-        return logits if self.lm_head.bias is None else logits + self.lm_head.bias[cand]
+        return logits_at(self.lm_head, hidden, cand)
 
     def keep(self, rows: list[int]) -> None:
         """Keep only `rows` (in that order). The others' physical rows stay until reused or compacted."""
