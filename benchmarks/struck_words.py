@@ -8,7 +8,7 @@ that names its preference ("I am ready to provide a response that is unfriendly"
 strikes every content word of the six P-SOUPS preference texts ("friendly", "witty", "unfriendly", "PhD", …) from
 every answer of a `personalign eval` run, judges both sides again with the offline judge, and prints, per method
 and beta, the win rate against the baseline on each preference's own dimension (ties count half), and how many
-answers named a word of their own preference.
+answers named a word of their own preference (the baseline's row: only that).
 """
 
 import argparse
@@ -57,16 +57,16 @@ def main() -> None:
     print(f"struck: {', '.join(sorted(STRUCK))}")
     print(f"{'method':<16} {'beta':>5} " + " ".join(f"{d[:11]:>11}" for d in DIMENSIONS) + "  (win, named own)")
     for (method, beta), texts in answers.items():
-        if method == args.baseline:
-            continue
         cells = []
         for dim in DIMENSIONS:
             keys = sorted(k for k in texts if k[0] == dim and k in baseline)
-            ours, theirs = ([PATTERN.sub("", side[k]) for k in keys] for side in (texts, baseline))
-            a, b = (judge.score(dim, [""] * len(keys), side) for side in (ours, theirs))
-            win = sum((x > y) + 0.5 * (x == y) for x, y in zip(a, b)) / max(len(keys), 1)
             named = sum(bool(OWN[dim].search(texts[k])) for k in keys)
-            cells.append(f"{win:.2f} {named:>2}/{len(keys):<3}")
+            win = "  –"  # the baseline's own row: how often it names its preference, no win rate
+            if method != args.baseline:
+                ours, theirs = ([PATTERN.sub("", side[k]) for k in keys] for side in (texts, baseline))
+                a, b = (judge.score(dim, [""] * len(keys), side) for side in (ours, theirs))
+                win = f"{sum((x > y) + 0.5 * (x == y) for x, y in zip(a, b)) / max(len(keys), 1):.2f}"
+            cells.append(f"{win} {named:>2}/{len(keys):<3}")
         print(f"{method:<16} {beta:>5g} " + " ".join(f"{c:>11}" for c in cells))
 
 
