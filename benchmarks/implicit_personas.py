@@ -30,7 +30,7 @@ assert not set(PERSONAS.values()) & {p for ps in PSOUPS_PERSONAS.values() for p 
 
 
 def answers(engine, method: str, prompts, user_info: str, max_new_tokens: int, batch_size: int,
-            beta: float) -> list[str]:
+            beta: float | None) -> list[str]:
     out = []
     for start in range(0, len(prompts), batch_size):
         requests = [GenerationRequest(p.prompt, user_info, method=method, max_new_tokens=max_new_tokens, beta=beta)
@@ -48,8 +48,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=10)
-    parser.add_argument("--beta", type=float, default=1.0, help="the guided methods' beta (metaalign-pad, "
-                        "metaalign-cfg)")
+    parser.add_argument("--beta", type=float, default=None, help="the guided methods' beta (metaalign-pad, "
+                        "metaalign-cfg; none: each method's own)")
     told = parser.add_mutually_exclusive_group()
     told.add_argument("--stated", action="store_true", help="User Info: each dimension's own text, not a persona")
     told.add_argument("--trained", action="store_true", help="User Info: each dimension's first training background")

@@ -29,7 +29,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--policy", default=None, help="a MetaAlign policy directory (for --methods metaalign)")
-    parser.add_argument("--beta", type=float, default=1.0, help="the guided methods' beta (metaalign-cfg)")
+    parser.add_argument("--beta", type=float, default=None, help="the guided methods' beta (metaalign-cfg; none: "
+                        "its own)")
     args = parser.parse_args()
     pairs = [p for p in read_meta_pairs(f"{args.data}/valid.jsonl") if p.rule][:args.limit]
     engine = load_engine(persrm="untrained", policy=args.policy)

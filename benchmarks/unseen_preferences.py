@@ -48,7 +48,7 @@ def evaluate(args, out: Path, preferences: list[str], judge: str, limit: int | N
     config = EvalConfig.from_dict(dict(
         methods=["prompt", *args.methods.split(",")], preferences=preferences, judges=[judge], baseline=BASELINE,
         prompts=args.prompts, limit=limit, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-        policy=args.policy, beta=[args.beta], out=str(out)))
+        policy=args.policy, beta=[] if args.beta is None else [args.beta], out=str(out)))
     run_eval(config, progress=not args.quiet)
     with open(out / "results.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -83,7 +83,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="prompts for the held-out axis")
     parser.add_argument("--free-limit", type=int, default=20, help="prompts for each held-out free text")
     parser.add_argument("--max-new-tokens", type=int, default=48)
-    parser.add_argument("--beta", type=float, default=1.0, help="the guided methods' beta (metaalign-cfg)")
+    parser.add_argument("--beta", type=float, default=None, help="the guided methods' beta (metaalign-cfg; none: "
+                        "its own)")
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()

@@ -56,6 +56,18 @@ def test_a_declaration_that_contradicts_itself_is_refused():
         methods.register(methods.get("pad"))
 
 
+def test_a_request_without_beta_takes_its_methods_own_and_an_eval_run_each_methods(monkeypatch):
+    monkeypatch.setitem(methods.REGISTRY, "toy-pad", replace(methods.get("pad"), name="toy-pad", default_beta=0.25))
+    assert GenerationRequest("Hi", "concise", method="toy-pad").beta == 0.25
+    assert GenerationRequest("Hi", "concise", method="pad").beta == 1.0
+    assert GenerationRequest("Hi", "concise", method="toy-pad", beta=0).beta == 0  # a given beta, 0 too, stays
+    assert GenerationRequest("Hi", "concise", method="metaalign-cfg").beta == methods.get("metaalign-cfg").default_beta
+    toy = replace(EVAL_METHODS["pad"], name="toy-pad", engine="toy-pad")
+    assert toy.betas(EvalConfig()) == [0.25] and EVAL_METHODS["pad"].betas(EvalConfig()) == [1.0]
+    assert toy.betas(EvalConfig(beta=[0.5, 2])) == [0.5, 2.0]  # a sweep names every guided method's betas
+    assert EVAL_METHODS["prompt"].betas(EvalConfig(beta=[0.5])) == [0.0]
+
+
 @pytest.fixture
 def toy_methods(monkeypatch):
     """Two methods the engine has never heard of, declared only in the registry."""

@@ -146,7 +146,7 @@ def _jobs_from_flags(args) -> list[Job]:
     if method.needs_preference:
         for pref in preferences:
             request = GenerationRequest(args.prompt, pref, method=method.name, **settings)
-            jobs.append(Job(f"{pref.label} ({method.label.format(beta=args.beta)})", args.prompt, request))
+            jobs.append(Job(f"{pref.label} ({method.label.format(beta=request.beta)})", args.prompt, request))
     return jobs
 
 

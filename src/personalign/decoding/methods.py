@@ -44,6 +44,7 @@ class Method:
     base_adapter: str | None = None  # the adapter the base row runs through (the MetaAlign policy's)
     guide_adapter: str | None = None  # the adapter guide and reference rows run through (None: the PersRM's)
     reward_form: str | None = None  # the PAD reward form the method fixes (None: the request's or the engine's)
+    default_beta: float = 1.0  # the beta a request that names none gets (guided methods; README: where measured)
     needs_preference: bool = True
 
     def __post_init__(self):
@@ -82,6 +83,13 @@ def register(method: Method) -> Method:
 def names(guided: bool | None = None) -> tuple[str, ...]:
     """The registered methods' names (only the guided ones, or only the others, when `guided` is given)."""
     return tuple(n for n, m in REGISTRY.items() if guided is None or m.guided == guided)
+
+
+def default_betas() -> str:
+    """The guided methods' default beta, for help texts: "1" where all agree, else "1; metaalign-cfg 0.75"."""
+    usual = REGISTRY[DEFAULT].default_beta
+    others = [f"{n} {m.default_beta:g}" for n, m in REGISTRY.items() if m.guided and m.default_beta != usual]
+    return "; ".join([f"{usual:g}"] + others)
 
 
 def get(name: str) -> Method:
@@ -129,7 +137,8 @@ register(Method(
     "(l_policy - l_policy without User Info) over the policy's top-k; beta 0 is metaalign",
     "MetaAlign + guidance, beta={beta:g}", "+1 row (the policy reading System Info alone)",
     base_row=meta_prompt_row, base_adapter=POLICY_ADAPTER, rule=Rule.PAD, guided=True, guide_rows=meta_prompt_row,
-    reference_row=system_info_row, guide_adapter=POLICY_ADAPTER, reward_form="decoupled"))
+    reference_row=system_info_row, guide_adapter=POLICY_ADAPTER, reward_form="decoupled",
+    default_beta=0.75))  # the best of 0.5, 0.75 and 1 on koala_eval_50 (README, MetaAlign)
 
 DEFAULT = "pad"  # with a preference
 UNPERSONALIZED = "base"  # without one

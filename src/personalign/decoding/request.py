@@ -29,14 +29,16 @@ class GenerationRequest:
     renderer, scoring rule and cost per token.
     reward: `released` (r = log pi_theta(a|s,p) - log pi_base(a|s,p), the released code) or `decoupled`
     (r = log pi_theta(a|s,p) - log pi_theta(a|s), which personalizes even an untrained PersRM); None takes the
-    engine's default. beta is the guidance strength of the guided methods. temperature 0 is greedy.
+    engine's default. beta is the guidance strength of the guided methods (None: the method's own default, set on
+    construction). temperature 0 is greedy.
     """
 
     prompt: "str | Messages"
     preference: Preference = field(default_factory=Preference.none)
     method: str = methods.DEFAULT
-    beta: float = field(default=1.0, metadata=flag_help(f"weight of the personalized reward "
-                                                    f"({', '.join(methods.names(guided=True))})"))
+    beta: float | None = field(default=None, metadata=flag_help(
+        f"weight of the personalized reward ({', '.join(methods.names(guided=True))}; none: the method's own, "
+        f"{methods.default_betas()})"))
     top_k: int = field(default=10, metadata=flag_help("candidates re-ranked per step"))
     max_new_tokens: int = field(default=128, metadata=flag_help("most tokens generated per answer"))
     temperature: float = field(default=0.0, metadata=flag_help("sampling temperature; 0 = greedy"))
@@ -61,6 +63,8 @@ class GenerationRequest:
         self.preference = Preference.parse(self.preference)
         self.stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
         method = methods.get(self.method)  # refuses an unknown name, listing the registry's
+        if self.beta is None:
+            self.beta = method.default_beta
         if self.reward is not None and self.reward not in REWARD_FORMS:
             raise PersonalignError(f"unknown reward form {self.reward!r}; choose one of {', '.join(REWARD_FORMS)}")
         if self.reward is not None and method.reward_form not in (None, self.reward):

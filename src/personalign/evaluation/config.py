@@ -14,6 +14,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from ..data.prompt_sets import prompt_set_names
+from ..decoding.methods import default_betas
 from ..decoding.request import DEFAULT_END_OF_TURN, END_OF_TURN
 from ..errors import PersonalignError
 from ..flag_help import flag_help
@@ -35,8 +36,9 @@ class EvalConfig:
         f"a prompt set ({', '.join(prompt_set_names())}) or a JSONL file of " '{"prompt": ...}'))
     limit: int | None = field(default=None, metadata=flag_help("use the first N prompts"))
     max_new_tokens: int = field(default=64, metadata=flag_help("most tokens per answer"))
-    beta: list[float] = field(default_factory=lambda: [1.0], metadata=flag_help(
-        "comma-separated; several values make a beta sweep of the guided methods"))
+    beta: list[float] = field(default_factory=list, metadata=flag_help(
+        "comma-separated; several values make a beta sweep of the guided methods (none: each method's own, "
+        f"{default_betas()})"))
     top_k: int = field(default=10, metadata=flag_help("candidates re-ranked per step"))
     end_of_turn: str = field(default=DEFAULT_END_OF_TURN, metadata=flag_help(
         "how the PAD methods score the end of turn: base (no reward: the base decides when to stop) or reward "
@@ -106,8 +108,6 @@ class EvalConfig:
             raise PersonalignError("judges: give at least one judge")
         if self.baseline not in METHODS:
             raise PersonalignError(f"baseline: unknown method {self.baseline!r}")
-        if not self.beta:
-            raise PersonalignError("beta: give at least one value")
         if self.end_of_turn not in END_OF_TURN:
             raise PersonalignError(f"end_of_turn: {self.end_of_turn!r} is not one of {', '.join(END_OF_TURN)}")
         for beta in self.beta:

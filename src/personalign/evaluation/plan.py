@@ -36,6 +36,12 @@ class EvalMethod:
     def guided(self) -> bool:  # its beta is swept
         return self.decoding.guided
 
+    def betas(self, config) -> list[float]:
+        """The betas it answers at: the run's sweep, else its own default (0 for a method beta does not weigh)."""
+        if not self.guided:
+            return [0.0]
+        return [float(b) for b in config.beta] or [self.decoding.default_beta]
+
     @property
     def uses_persrm(self) -> bool:
         return self.decoding.uses_persrm
@@ -102,9 +108,8 @@ def plan_jobs(config, prompts) -> list[Job]:
     jobs = []
     for method in methods_of(config):
         preferences = config.preferences if method.per_preference else [NONE]
-        betas = config.beta if method.guided else [0.0]
         for preference in preferences:
-            for beta in betas:
+            for beta in method.betas(config):
                 jobs += [Job(method.name, preference, float(beta), item.id, item.prompt) for item in prompts]
     return jobs
 
@@ -112,7 +117,7 @@ def plan_jobs(config, prompts) -> list[Job]:
 def baseline_key(answer: dict, config) -> str:
     """The key of the baseline answer that `answer` (a generations.jsonl record) is compared with."""
     baseline = EVAL_METHODS[config.baseline]
-    beta = config.beta[0] if baseline.guided else 0.0
+    beta = baseline.betas(config)[0]
     preference = answer["preference"] if baseline.per_preference else NONE
     return Job(config.baseline, preference, beta, answer["prompt_id"], answer["prompt"]).key
 

@@ -113,7 +113,7 @@ def _variants(config, rows):
     """(method, beta) pairs in config order: guided methods once per beta."""
     seen = {(r["method"], r["beta"]) for r in rows}
     methods = list(dict.fromkeys(config.methods + [config.baseline]))
-    return [(m, float(b)) for m in methods for b in (config.beta if m in GUIDED else [0.0]) if (m, float(b)) in seen]
+    return [(m, b) for m in methods for b in EVAL_METHODS[m].betas(config) if (m, b) in seen]
 
 
 def _label(method, beta):
