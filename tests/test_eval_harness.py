@@ -235,6 +235,17 @@ def test_the_report_counts_answers_that_echo_the_template_or_loop():
     assert not [r for r in rows if r["metric"] == "same_answer"]  # one preference: nothing to compare with
 
 
+def test_the_report_shows_loops_and_echoes_per_preference_where_an_average_would_hide_them():
+    from personalign.evaluation.report import markdown
+    loop = " ".join(["I'm not sure,"] * 8)
+    texts = {"concise": ["Paris.", "Rome."], "expert": [loop, loop], "friendly": ["[Guidelines] Be kind.", "Hi!"]}
+    answers = [dict(key=f"pad|{p}|{i}", method="pad", beta=1.0, preference=p, prompt_id=str(i), text=t,
+                    token_ids=[1], seconds=0.1) for p, ts in texts.items() for i, t in enumerate(ts)]
+    cfg = EvalConfig.from_dict(dict(methods=["pad"], preferences=list(texts), beta=[1.0], baseline="pad"))
+    table = markdown(cfg, aggregate(cfg, answers, []))
+    assert "| pad (β=1) | 0 / 0 | 1 / 0 | 0 / 0.5 |" in table
+
+
 def test_the_report_counts_answers_a_method_gives_under_another_preference_too():
     """A method that ignores the preference answers alike under each; one that reads it does not."""
     texts = {("metaalign", "concise", "0"): "Paris.", ("metaalign", "expert", "0"): " Paris. ",

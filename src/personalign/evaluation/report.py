@@ -131,6 +131,13 @@ def own_dimension_value(rows, metric, judge, method, beta, preference):
     return sum(w * found[name] for name, w in dims)
 
 
+def failure_share(rows, metric, method, beta, preference):
+    """The share of a method's answers under `preference` that loop or echo (`metric`); the base answered 'none'."""
+    source = preference if EVAL_METHODS[method].per_preference else NONE
+    return next((r["value"] for r in rows if r["metric"] == metric and r["method"] == method and r["beta"] == beta
+                 and r["preference"] == source), None)
+
+
 def markdown(config, rows) -> str:
     variants = _variants(config, rows)
     prefs = config.preferences
@@ -152,6 +159,13 @@ def markdown(config, rows) -> str:
                       "|---|" + "---|" * len(prefs)]
             lines += ["| " + " | ".join([row[0]] + [_fmt(v) for v in row[1:]]) + " |" for row in table]
             lines.append("")
+    lines += ["## Loops / template echoes on each preference (share of answers)", "",
+              "| method | " + " | ".join(prefs) + " |", "|---|" + "---|" * len(prefs)]
+    for m, b in variants:  # an average hides a method that fails on one preference only
+        lines.append("| " + " | ".join([_label(m, b)] + [
+            f"{_fmt(failure_share(rows, 'loops', m, b, p))} / {_fmt(failure_share(rows, 'template_echo', m, b, p))}"
+            for p in prefs]) + " |")
+    lines.append("")
     lines += ["## Diversity, fluency and speed (averaged over preferences)", "",
               "| method | diversity | perplexity | echoes template | loops | same answer under another preference "
               "| on question | tokens/answer | s/answer | tokens/s |",
