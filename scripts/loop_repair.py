@@ -29,7 +29,7 @@ from stated_distillation import BACKGROUNDS, MIN_CLOSENESS, SAMPLE_TEMPERATURE, 
 from personalign import GenerationRequest, load_engine
 from personalign.answer_checks import degenerate
 from personalign.catalog import lookup
-from personalign.data.metaalign import MetaPair, as_record
+from personalign.data.metaalign import MetaPair, as_record, sft_examples
 from personalign.data.prompt_sets import load_prompts
 from personalign.evaluation.judges.offline import OfflineJudge
 from personalign.evaluation.judges.relevance import RelevanceJudge
@@ -107,9 +107,7 @@ def write_data(out: Path, pairs: list[MetaPair]) -> dict[str, int]:
         splits["valid" if zlib.crc32(json.dumps(pair.prompt).encode()) % 10 == 0 else "train"].append(pair)
     for split, chosen in splits.items():
         write_records_atomic(out / f"{split}.jsonl", [as_record(p) for p in chosen])
-        write_records_atomic(out / f"sft_{split}.jsonl", [dict(
-            preference=p.preference, system_info=p.system_info, user_info=p.user_info, prompt=p.prompt,
-            response=p.chosen, subset=p.subset, explicit=True, truncated=p.chosen_truncated) for p in chosen])
+        write_records_atomic(out / f"sft_{split}.jsonl", sft_examples(chosen))
     return {split: len(chosen) for split, chosen in splits.items()}
 
 

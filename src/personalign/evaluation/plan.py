@@ -55,6 +55,10 @@ class EvalMethod:
         """Whether it answers each preference (else one answer, preference NONE, serves them all)."""
         return self.decoding.needs_preference or self.merged_weights
 
+    def answered_under(self, preference: str) -> str:
+        """The preference its answers for `preference` were written under: NONE where one answer serves them all."""
+        return preference if self.per_preference else NONE
+
     @property
     def reads_meta_prompt(self) -> bool:
         return self.decoding.reads_system_info
@@ -118,7 +122,7 @@ def baseline_key(answer: dict, config) -> str:
     """The key of the baseline answer that `answer` (a generations.jsonl record) is compared with."""
     baseline = EVAL_METHODS[config.baseline]
     beta = baseline.betas(config)[0]
-    preference = answer["preference"] if baseline.per_preference else NONE
+    preference = baseline.answered_under(answer["preference"])
     return Job(config.baseline, preference, beta, answer["prompt_id"], answer["prompt"]).key
 
 

@@ -19,7 +19,7 @@ from statistics import fmean
 from ..preferences import Preference
 from ..answer_checks import degenerate, echoes_template, loops
 from .metrics import diversity
-from .plan import EVAL_METHODS, GUIDED, NONE, baseline_key
+from .plan import EVAL_METHODS, GUIDED, baseline_key
 
 CSV_FIELDS = ["method", "beta", "preference", "metric", "judge", "dimension", "value", "n"]
 
@@ -122,7 +122,7 @@ def _label(method, beta):
 
 def own_dimension_value(rows, metric, judge, method, beta, preference):
     """The mean of `metric` on the preference's own dimensions (weighted for a mix); the base answered 'none'."""
-    source = preference if EVAL_METHODS[method].per_preference else NONE
+    source = EVAL_METHODS[method].answered_under(preference)
     found = {(r["dimension"]): r["value"] for r in rows if r["metric"] == metric and r["judge"] == judge
              and r["method"] == method and r["beta"] == beta and r["preference"] == source}
     dims = Preference.parse(preference).judged_dimensions
@@ -133,7 +133,7 @@ def own_dimension_value(rows, metric, judge, method, beta, preference):
 
 def failure_share(rows, metric, method, beta, preference):
     """The share of a method's answers under `preference` that loop or echo (`metric`); the base answered 'none'."""
-    source = preference if EVAL_METHODS[method].per_preference else NONE
+    source = EVAL_METHODS[method].answered_under(preference)
     return next((r["value"] for r in rows if r["metric"] == metric and r["method"] == method and r["beta"] == beta
                  and r["preference"] == source), None)
 
