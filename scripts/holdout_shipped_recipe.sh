@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# MetaAlign policy v6's recipe (v3 -> v6, README "MetaAlign"; v7's distillation rounds are not in it), rerun with
-# the expertise axis held out (psoups:elementary and psoups:expert never reach training), then the unseen-preference
-# measurement on that axis for v3, v4, v5 and v6 (RUNS_DIR/unseen-STAGE.md).
+# The shipped MetaAlign policy's recipe (v3 -> v7, docs/metaalign-log.md), rerun with the expertise axis held out
+# (psoups:elementary and psoups:expert never reach training), then the unseen-preference measurement on that axis for
+# v3, v4, v5, v6 and v7 (RUNS_DIR/unseen-STAGE.md). One leak remains: v7's last distillation round is written by PAD
+# with the shipped PersRM, which trained on every axis; it writes answers under the four seen dimensions only.
 #
-#     bash scripts/holdout_shipped_recipe.sh [RUNS_DIR]      # default runs/holdout; about 3 h 40 min on 2 CPU cores
+#     bash scripts/holdout_shipped_recipe.sh [RUNS_DIR]      # default runs/holdout; about 6 h on 2 CPU cores
 #
 # Every stage is a personalign command. Re-running the script after a kill skips the finished stages and resumes the
 # interrupted one (synth resumes by itself, train-policy with --resume), so it can be split across sittings.
@@ -31,6 +32,13 @@ policy() {  # OUT ARGS...: one training stage, skipped once its policy is saved,
     local resume=()
     [ -d "$R/$out" ] && resume=(--resume)
     echo "== train-policy $out" && $P train-policy --out "$R/$out" "${resume[@]}" "$@"
+}
+
+distill() {  # OUT ARGS...: stated answers distilled into backgrounds, skipped once written; resumes by itself
+    local out=$1; shift
+    [ -f "$R/$out/sft_train.jsonl" ] && return
+    echo "== stated distillation $out" && .venv/bin/python scripts/stated_distillation.py --out "$R/$out" \
+        --dimensions concise,informative,friendly,unfriendly "$@"
 }
 
 unseen() {  # STAGE: the held-out axis against prompting (koala_eval_50, 48 tokens); eval resumes by itself
@@ -82,3 +90,21 @@ policy v6 --data "$R/ma-prio" --sft-init "$R/v5/policy" --dpo-pairs sampled --dp
     --dpo-contexts 480 --dpo-samples 6 --dpo-sample-tokens 96 --dpo-steps 30 --dpo-lr 1e-4 --dpo-eval-every 30 \
     --save-every 10 --seed 8 "${DPO[@]}"
 unseen v6
+
+# v7: stated answers distilled into backgrounds (two rounds by the policy, a third written by PAD over it), then v6's
+# Priority stage again on the distilled policy
+SFT=(--recipe sft --sft-eval-every 200 "${SCHEDULE[@]}" --save-every 50)
+distill distill-r1 --limit 500 --policy "$R/v6/policy"
+policy distill-r1a --data "$R/distill-r1" --sft-init "$R/v6/policy" --sft-steps 400 --sft-lr 1e-4 --seed 3 "${SFT[@]}"
+policy distill-r1b --data "$R/distill-r1" --sft-init "$R/distill-r1a/policy" --sft-steps 400 --sft-lr 2e-4 --seed 4 \
+    "${SFT[@]}"
+distill distill-r2 --limit 500 --seed 6 --policy "$R/distill-r1b/policy"
+policy distill-r2a --data "$R/distill-r2" --sft-init "$R/distill-r1b/policy" --sft-steps 400 --sft-lr 2e-4 --seed 5 \
+    "${SFT[@]}"
+distill distill-pad --limit 200 --seed 8 --policy "$R/distill-r2a/policy" --stated-method metaalign-pad
+policy distill-pad-a --data "$R/distill-pad" --sft-init "$R/distill-r2a/policy" --sft-steps 200 --sft-lr 2e-4 \
+    --seed 7 "${SFT[@]}"
+policy v7 --data "$R/ma-prio" --sft-init "$R/distill-pad-a/policy" --dpo-pairs sampled --dpo-rejected greedy \
+    --dpo-contexts 480 --dpo-samples 6 --dpo-sample-tokens 96 --dpo-steps 30 --dpo-lr 1e-4 --dpo-eval-every 30 \
+    --save-every 10 --seed 8 "${DPO[@]}"
+unseen v7

@@ -1,5 +1,6 @@
 """DPO pairs that repair a MetaAlign policy's mode where it fails: its own greedy answer, where that loops or echoes
-the template, against a clean sample of its own (README, MetaAlign, "Tried after it: loop repair").
+the template, against a clean sample of its own (docs/metaalign-log.md, "Tried after it, not shipped:
+loop repair").
 
     .venv/bin/python scripts/loop_repair.py --policy runs/policy-cfg150/policy --out runs/repair --limit 150
     personalign train-policy --data runs/repair --out runs/policy-repair --recipe sft-dpo --sft-steps 0 \\

@@ -1,5 +1,5 @@
 """MetaAlign SFT data that answers backgrounds as the policy answers the preference they imply (context distillation;
-README, MetaAlign, "The shipped policy (v7…)" and "Tried on v6, not shipped: stated answers distilled into
+docs/metaalign-log.md, "The shipped policy (v7…)" and "Tried on v6, not shipped: stated answers distilled into
 backgrounds").
 
     .venv/bin/python scripts/stated_distillation.py --out runs/distill --limit 500     # about 12 min on 2 CPU cores
@@ -13,6 +13,9 @@ becomes the SFT target under the stated text and under four backgrounds implying
 stays the target under a neutral User Info, so the policy's default does not drift. The backgrounds are the training
 ones (PSOUPS_PERSONAS) and thirteen more per dimension below, none of them the benchmark's personas, and none using
 their key words ("eight years old", "professor", "hurry", "full picture", "cheering up", "friendliness").
+
+`--dimensions` names the dimensions distilled; the others are held out (no stated answer, target or background), as
+a hold-out run needs (scripts/holdout_shipped_recipe.sh).
 
 With `--samples K` the policy also samples K answers (temperature 0.8, seeded per prompt and dimension) under each
 stated text named by `--sampled`, and the target is the candidate, greedy or sampled, that passes the checks above and
@@ -104,8 +107,9 @@ PAD_TAG = "~pad"  # the tag suffix of a stated answer PAD wrote beside the polic
 
 def user_infos(settings: dict) -> list[tuple[str, str]]:
     """(tag, User Info): the greedy answers' tags are neutral and each dimension, a sample's is DIM~N."""
-    greedy = [("neutral", NEUTRAL_ANSWERED)] + [(dim, lookup(dim).text) for dim in BACKGROUNDS]
-    padded = [(f"{dim}{PAD_TAG}", lookup(dim).text) for dim in BACKGROUNDS] if settings.get("also_pad") else []
+    dims = settings.get("dimensions", list(BACKGROUNDS))
+    greedy = [("neutral", NEUTRAL_ANSWERED)] + [(dim, lookup(dim).text) for dim in dims]
+    padded = [(f"{dim}{PAD_TAG}", lookup(dim).text) for dim in dims] if settings.get("also_pad") else []
     return greedy + padded + [(f"{dim}~{n}", lookup(dim).text) for dim in settings.get("sampled", ())
                               for n in range(1, settings.get("samples", 0) + 1)]
 
@@ -266,7 +270,9 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--seed", type=int, default=5, help="seed of the prompt sample")
     parser.add_argument("--samples", type=int, default=0, help="sampled answers per stated text, beside the greedy one")
-    parser.add_argument("--sampled", default=",".join(BACKGROUNDS), help="comma-separated dimensions to sample")
+    parser.add_argument("--dimensions", default=",".join(BACKGROUNDS),
+                        help="comma-separated dimensions to distil (the others are held out: no answer, no target)")
+    parser.add_argument("--sampled", default=None, help="comma-separated dimensions to sample (default: --dimensions)")
     parser.add_argument("--stated-method", choices=("metaalign", "metaalign-pad", "metaalign-cfg"),
                         default="metaalign",
                         help="the method that writes the stated answers (neutral ones are always metaalign)")
@@ -280,12 +286,17 @@ def main() -> None:
     parser.add_argument("--priority-limit", type=int, default=300, help="how many of its conflicts the policy answers")
     parser.add_argument("--priority-tokens", type=int, default=96)
     args = parser.parse_args()
-    sampled = [dim for dim in args.sampled.split(",") if dim]
-    if args.samples < 0 or not set(sampled) <= set(BACKGROUNDS):
-        parser.error(f"--samples is 0 or more and --sampled names dimensions of {', '.join(BACKGROUNDS)}")
+    dims = [dim for dim in args.dimensions.split(",") if dim]
+    sampled = dims if args.sampled is None else [dim for dim in args.sampled.split(",") if dim]
+    if not dims or not set(dims) <= set(BACKGROUNDS):
+        parser.error(f"--dimensions names dimensions of {', '.join(BACKGROUNDS)}")
+    if args.samples < 0 or not set(sampled) <= set(dims):
+        parser.error("--samples is 0 or more and --sampled names dimensions of --dimensions")
     out = Path(args.out)
     settings = dict(policy=args.policy, prompts=args.prompts, limit=args.limit, max_new_tokens=args.max_new_tokens,
                     seed=args.seed)
+    if dims != list(BACKGROUNDS):  # all six stay unrecorded, so directories written before still resume
+        settings |= dict(dimensions=dims)
     if args.samples:  # settings of greedy-only runs stay as they were, so their directories still resume
         settings |= dict(samples=args.samples, sampled=sampled, temperature=SAMPLE_TEMPERATURE)
     if args.stated_method != "metaalign":

@@ -324,7 +324,7 @@ class MetaDataConfig:
     sft_targets: str = field(default="all", metadata=flag_help(
         "all: an SFT example for every pair's chosen answer; distinct: none for an answer that is also another "
         "preference's chosen answer for the same prompt (SFT on such shared targets teaches ignoring the User "
-        "Info, README)", choices=SFT_TARGETS))
+        "Info, docs/metaalign-log.md)", choices=SFT_TARGETS))
     data_dir: str | None = field(default=None, metadata=flag_help("shared data directory (none: $PERSONALIGN_DATA or "
                                                               "../shared/data)"))
 

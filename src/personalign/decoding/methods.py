@@ -138,7 +138,7 @@ register(Method(
     "MetaAlign + guidance, beta={beta:g}", "+1 row (the policy reading System Info alone)",
     base_row=meta_prompt_row, base_adapter=POLICY_ADAPTER, rule=Rule.PAD, guided=True, guide_rows=meta_prompt_row,
     reference_row=system_info_row, guide_adapter=POLICY_ADAPTER, reward_form="decoupled",
-    default_beta=0.75))  # the best of 0.5, 0.75 and 1 on koala_eval_50 (README, MetaAlign)
+    default_beta=0.75))  # the best of 0.5, 0.75 and 1 on koala_eval_50 (docs/metaalign-log.md, metaalign-cfg)
 
 DEFAULT = "pad"  # with a preference
 UNPERSONALIZED = "base"  # without one

@@ -6,8 +6,8 @@ answers each by temperature sampling; a judge scores them under that meta-prompt
 worst answer make a pair when the judge tells them apart. With `rejected` "greedy" the rejected answer is instead the
 policy's own greedy answer to the context (its mode, which greedy evaluation reads), paired with the best sample where
 the judge scores that higher: sampled best against sampled worst can teach a preference the samples already show while
-leaving the mode where it was (README, MetaAlign v5). With `chosen_as_close` the chosen answer must also stay at least
-as close to the question as the rejected one, so that a pair differs in the preference and not in staying on the
+leaving the mode where it was (docs/metaalign-log.md, v5). With `chosen_as_close` the chosen answer must also stay at
+least as close to the question as the rejected one, so that a pair differs in the preference and not in staying on the
 question (sampled best answers drift from it a little more often than not). An answer that loops or copies a prompt
 template back may be rejected, never chosen (data/synth.py: proxy judges like both), nor may one that leaves the
 question (VADER likes "Awesome, happy to help!" whatever was asked): `closeness` says how close each answer stays to it,
