@@ -38,7 +38,7 @@ distill() {  # OUT ARGS...: stated answers distilled into backgrounds, skipped o
     local out=$1; shift
     [ -f "$R/$out/sft_train.jsonl" ] && return
     echo "== stated distillation $out" && .venv/bin/python scripts/stated_distillation.py --out "$R/$out" \
-        --dimensions concise,informative,friendly,unfriendly "$@"
+        --hold-out $HOLD "$@"
 }
 
 unseen() {  # STAGE: the held-out axis against prompting (koala_eval_50, 48 tokens); eval resumes by itself

@@ -14,8 +14,8 @@ stays the target under a neutral User Info, so the policy's default does not dri
 ones (PSOUPS_PERSONAS) and thirteen more per dimension below, none of them the benchmark's personas, and none using
 their key words ("eight years old", "professor", "hurry", "full picture", "cheering up", "friendliness").
 
-`--dimensions` names the dimensions distilled; the others are held out (no stated answer, target or background), as
-a hold-out run needs (scripts/holdout_shipped_recipe.sh).
+`--hold-out psoups:DIM,...` (the preference ids of `personalign data metaalign --hold-out`) leaves those dimensions
+out: no stated answer, target or background, as a hold-out run needs (scripts/holdout_shipped_recipe.sh).
 
 With `--samples K` the policy also samples K answers (temperature 0.8, seeded per prompt and dimension) under each
 stated text named by `--sampled`, and the target is the candidate, greedy or sampled, that passes the checks above and
@@ -270,9 +270,9 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--seed", type=int, default=5, help="seed of the prompt sample")
     parser.add_argument("--samples", type=int, default=0, help="sampled answers per stated text, beside the greedy one")
-    parser.add_argument("--dimensions", default=",".join(BACKGROUNDS),
-                        help="comma-separated dimensions to distil (the others are held out: no answer, no target)")
-    parser.add_argument("--sampled", default=None, help="comma-separated dimensions to sample (default: --dimensions)")
+    parser.add_argument("--hold-out", default="", help="comma-separated P-SOUPS preference ids (psoups:DIM, as in "
+                        "`data metaalign --hold-out`) never answered or distilled")
+    parser.add_argument("--sampled", default=None, help="comma-separated dimensions to sample (default: all distilled)")
     parser.add_argument("--stated-method", choices=("metaalign", "metaalign-pad", "metaalign-cfg"),
                         default="metaalign",
                         help="the method that writes the stated answers (neutral ones are always metaalign)")
@@ -286,12 +286,13 @@ def main() -> None:
     parser.add_argument("--priority-limit", type=int, default=300, help="how many of its conflicts the policy answers")
     parser.add_argument("--priority-tokens", type=int, default=96)
     args = parser.parse_args()
-    dims = [dim for dim in args.dimensions.split(",") if dim]
+    held = {held for held in args.hold_out.split(",") if held}
+    dims = [dim for dim in BACKGROUNDS if f"psoups:{dim}" not in held]
+    if not dims or held - {f"psoups:{dim}" for dim in BACKGROUNDS}:
+        parser.error(f"--hold-out names some of psoups:{', psoups:'.join(BACKGROUNDS)}, not all")
     sampled = dims if args.sampled is None else [dim for dim in args.sampled.split(",") if dim]
-    if not dims or not set(dims) <= set(BACKGROUNDS):
-        parser.error(f"--dimensions names dimensions of {', '.join(BACKGROUNDS)}")
     if args.samples < 0 or not set(sampled) <= set(dims):
-        parser.error("--samples is 0 or more and --sampled names dimensions of --dimensions")
+        parser.error("--samples is 0 or more and --sampled names dimensions not held out")
     out = Path(args.out)
     settings = dict(policy=args.policy, prompts=args.prompts, limit=args.limit, max_new_tokens=args.max_new_tokens,
                     seed=args.seed)

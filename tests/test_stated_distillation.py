@@ -22,11 +22,14 @@ def test_every_dimension_is_answered_stated_unless_the_run_names_some():
     assert dict(stated_distillation.user_infos(held))["friendly~2"] == lookup("friendly").text
 
 
-@pytest.mark.parametrize("flags", [["--dimensions", "concise,shouty"],
-                                   ["--dimensions", "concise", "--samples", "2", "--sampled", "expert"]])
-def test_a_dimension_outside_the_run_is_refused_before_anything_is_written(flags, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("flags, named", [
+    (["--hold-out", "psoups:expert,psoups:shouty"], "--hold-out"),
+    (["--hold-out", ",".join(f"psoups:{dim}" for dim in stated_distillation.BACKGROUNDS)], "--hold-out"),
+    (["--hold-out", "psoups:expert", "--samples", "2", "--sampled", "expert"], "--sampled")])
+def test_a_held_out_or_unknown_dimension_is_refused_before_anything_is_written(flags, named, tmp_path, monkeypatch,
+                                                                                capsys):
     monkeypatch.setattr(sys, "argv", ["stated_distillation.py", "--out", str(tmp_path / "out"), *flags])
     with pytest.raises(SystemExit) as exit_:
         stated_distillation.main()
-    assert exit_.value.code == 2 and "--dimensions" in capsys.readouterr().err
+    assert exit_.value.code == 2 and named in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
