@@ -6,13 +6,15 @@ old" implies elementary), does the judged dimension move the way the background 
 For each prompt (koala_eval_50) and persona, the answer with the persona as User Info is compared, by the offline
 judge's measure of the implied dimension, with the same method's answer under a neutral User Info (`NEUTRAL`): it
 moved the right way when it scores higher (ties count as not moved). One row per method and persona: prompts,
-moved, rate. These personas are none of the backgrounds the policy trains on (data/metaalign_synth.PSOUPS_PERSONAS).
+moved, rate, and the median of the judge's measure under the neutral User Info and under the persona (where the neutral
+answers already sit decides how far a persona can move them). These personas are none of the backgrounds the policy trains on (data/metaalign_synth.PSOUPS_PERSONAS).
 With `--stated` the User Info is the dimension's own P-SOUPS text instead of the persona: how often a stated
 preference moves its dimension, the most a background implying it can be expected to. With `--trained` it is the
 dimension's first training background: how far the trained response reaches before it must generalize.
 """
 
 import argparse
+import statistics
 
 from personalign import GenerationRequest, load_engine
 from personalign.catalog import lookup
@@ -67,13 +69,16 @@ def main() -> None:
         neutral = answers(engine, method, prompts, NEUTRAL, args.max_new_tokens, args.batch_size, args.beta)
         for dim, user_info in user_infos.items():
             texts = answers(engine, method, prompts, user_info, args.max_new_tokens, args.batch_size, args.beta)
-            moved = sum(a > b for a, b in zip(judge.score(dim, [""] * len(texts), texts),
-                                              judge.score(dim, [""] * len(neutral), neutral)))
-            rows.append((method, dim, user_info, len(texts), moved))
+            told, untold = (judge.score(dim, [""] * len(t), t) for t in (texts, neutral))
+            moved = sum(a > b for a, b in zip(told, untold))
+            rows.append((method, dim, user_info, len(texts), moved, statistics.median(untold),
+                         statistics.median(told)))
             print(f"[{method}] {dim}: {moved}/{len(texts)}", flush=True)
-    print(f"{'method':<15} {'implies':<12} {'User Info':<52} {'prompts':>7} {'moved':>5} {'rate':>5}")
-    for method, dim, user_info, n, moved in rows:
-        print(f"{method:<15} {dim:<12} {user_info[:52]:<52} {n:>7} {moved:>5} {moved / n:>5.2f}")
+    print(f"{'method':<15} {'implies':<12} {'User Info':<52} {'prompts':>7} {'moved':>5} {'rate':>5} "
+          f"{'median neutral':>14} {'median told':>11}")
+    for method, dim, user_info, n, moved, untold, told in rows:
+        print(f"{method:<15} {dim:<12} {user_info[:52]:<52} {n:>7} {moved:>5} {moved / n:>5.2f} "
+              f"{untold + 0.0:>14.2f} {told + 0.0:>11.2f}")  # + 0.0: no "-0.00"
     for method in dict.fromkeys(r[0] for r in rows):
         n, moved = (sum(r[i] for r in rows if r[0] == method) for i in (3, 4))
         print(f"{method:<15} {'(all)':<12} {'':<52} {n:>7} {moved:>5} {moved / n:>5.2f}")
