@@ -6,8 +6,9 @@ old" implies elementary), does the judged dimension move the way the background 
 For each prompt (koala_eval_50) and persona, the answer with the persona as User Info is compared, by the offline
 judge's measure of the implied dimension, with the same method's answer under a neutral User Info (`NEUTRAL`): it
 moved the right way when it scores higher (ties count as not moved). One row per method and persona: prompts,
-moved, rate, and the median of the judge's measure under the neutral User Info and under the persona (where the neutral
-answers already sit decides how far a persona can move them). These personas are none of the backgrounds the policy trains on (data/metaalign_synth.PSOUPS_PERSONAS).
+moved, rate, and the median of the judge's measure under the neutral User Info and under the persona (where the
+neutral answers already sit decides how far a persona can move them). These personas are none of the backgrounds the
+policy trains on (data/metaalign_synth.PSOUPS_PERSONAS).
 With `--stated` the User Info is the dimension's own P-SOUPS text instead of the persona: how often a stated
 preference moves its dimension, the most a background implying it can be expected to. With `--trained` it is the
 dimension's first training background: how far the trained response reaches before it must generalize.

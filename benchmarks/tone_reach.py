@@ -20,8 +20,10 @@ from personalign.data.prompt_sets import load_prompts
 from personalign.decoding.methods import REGISTRY
 from personalign.evaluation.judges.offline import OfflineJudge
 
+from implicit_personas import NEUTRAL  # the same neutral User Info the implicit measurement compares against
+
 USER_INFOS = {
-    "neutral": "I have no particular preferences about the answer.",
+    "neutral": NEUTRAL,
     "p-soups": lookup("unfriendly").text,
     "rude": "You are rude and impatient. You find my question stupid and annoying, you complain about having to "
             "answer, and you answer grudgingly.",
